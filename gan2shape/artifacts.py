@@ -1,0 +1,377 @@
+"""HDF5 artifacts exchanged between pipeline steps (DESIGN.md, "Artifacts").
+
+Layout of one artifact file::
+
+    /                     attrs: kind, schema_version, complete, ids (json), params_text,
+                                 params_digest, code_version, created, device, + caller attrs
+    /<name>               one dataset per tensor, leading axis N = number of instances
+    /networks/<net>/<key> one dataset per state-dict tensor (network weights travel inside)
+
+Writes are atomic: everything goes to ``<path>.tmp`` first, the ``complete`` flag is set last and
+the file is moved into place with ``os.replace``; a killed job never leaves a file that looks
+complete. Reads validate the schema and say which file is wrong, why, and what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from gan2shape import __version__
+from gan2shape.config import params_digest
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ArtifactError",
+    "Artifact",
+    "ArtifactWriter",
+    "write_artifact",
+    "read_artifact",
+]
+
+SCHEMA_VERSION = 1
+_NETWORKS = "networks"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact file is missing, truncated, of the wrong kind or schema, or inconsistent."""
+
+
+def _to_numpy(value: Any, name: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        return value.numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    raise TypeError(f"artifact dataset {name!r} must be a numpy array or a torch tensor, got {type(value).__name__}")
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name == _NETWORKS:
+        raise ValueError(f"invalid artifact dataset name {name!r}: use a non-empty name without '/', not {_NETWORKS!r}")
+
+
+def _json_attr(value: Any) -> Any:
+    """HDF5 attributes hold scalars, strings and arrays; anything else is stored as JSON text."""
+    if isinstance(value, (str, int, float, bool, np.integer, np.floating, np.bool_)):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return value
+    return "json:" + json.dumps(value, sort_keys=True, default=str)
+
+
+def _read_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value.startswith("json:"):
+        return json.loads(value[5:])
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class ArtifactWriter:
+    """Stream instances into an artifact, batch by batch, committed atomically on close.
+
+    Usage::
+
+        with ArtifactWriter("out/train.h5", "heads", params_text=text, attrs={"split": "train"}) as w:
+            for batch in batches:
+                w.append(ids, {"image": images_uint8, "depth": depth})
+            w.add_network("depth_net", model.state_dict())   # optional
+
+    Every append must carry the same dataset names with the same per-instance shapes and dtypes.
+    On an exception inside the ``with`` block the temporary file is removed and nothing appears at
+    ``path``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str,
+        *,
+        params_text: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        compression: str | None = None,
+    ):
+        self.path = Path(path)
+        self.kind = kind
+        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self._params_text = params_text
+        self._attrs = dict(attrs or {})
+        self._compression = compression
+        self._ids: list[str] = []
+        self._file: h5py.File | None = None
+        self._shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+
+    def __enter__(self) -> "ArtifactWriter":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.tmp_path.exists():
+            self.tmp_path.unlink()  # left over by a killed run: never resumed from, always rebuilt
+        self._file = h5py.File(self.tmp_path, "w")
+
+    def _require_open(self) -> h5py.File:
+        if self._file is None:
+            raise RuntimeError("ArtifactWriter is not open: use it as a context manager")
+        return self._file
+
+    def append(self, ids: Sequence[str], arrays: Mapping[str, Any]) -> None:
+        """Append a batch: ``ids`` (B,) strings and ``arrays`` name -> (B, ...) array/tensor."""
+        f = self._require_open()
+        ids = [str(i) for i in ids]
+        b = len(ids)
+        if self._shapes and set(arrays) != set(self._shapes):
+            raise ValueError(
+                f"append to {self.path}: dataset names {sorted(arrays)} differ from the first batch's "
+                f"{sorted(self._shapes)}"
+            )
+        for name, value in arrays.items():
+            _check_name(name)
+            data = _to_numpy(value, name)
+            if data.ndim == 0 or data.shape[0] != b:
+                raise ValueError(
+                    f"append to {self.path}: dataset {name!r} has shape {data.shape}, expected a leading "
+                    f"instance axis of {b} (one row per id)"
+                )
+            if name not in self._shapes:
+                self._shapes[name] = (data.shape[1:], data.dtype)
+                chunk_rows = max(1, min(64, (1 << 20) // max(1, data[0].nbytes)))
+                f.create_dataset(
+                    name,
+                    shape=(0, *data.shape[1:]),
+                    maxshape=(None, *data.shape[1:]),
+                    dtype=data.dtype,
+                    chunks=(chunk_rows, *data.shape[1:]),
+                    compression=self._compression,
+                )
+            shape, dtype = self._shapes[name]
+            if data.shape[1:] != shape or data.dtype != dtype:
+                raise ValueError(
+                    f"append to {self.path}: dataset {name!r} batch has per-instance shape "
+                    f"{data.shape[1:]} {data.dtype}, earlier batches had {shape} {dtype}"
+                )
+            ds = f[name]
+            start = ds.shape[0]
+            ds.resize(start + b, axis=0)
+            ds[start:] = data
+        self._ids.extend(ids)
+
+    def add_network(self, name: str, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Store a network's weights (one dataset per tensor) under ``networks/<name>``."""
+        f = self._require_open()
+        _check_name(name)
+        group = f.require_group(_NETWORKS).create_group(name)
+        for key, tensor in state_dict.items():
+            group.create_dataset(key, data=_to_numpy(tensor, f"{name}.{key}"))
+
+    def commit(self) -> Path:
+        f = self._require_open()
+        if len(set(self._ids)) != len(self._ids):
+            self.abort()
+            raise ValueError(f"artifact {self.path}: instance ids are not unique")
+        attrs = {
+            "kind": self.kind,
+            "schema_version": SCHEMA_VERSION,
+            "ids": "json:" + json.dumps(self._ids),
+            "code_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "host": platform.node(),
+        }
+        if self._params_text is not None:
+            attrs["params_text"] = self._params_text
+            attrs["params_digest"] = params_digest(self._params_text)
+        for key, value in self._attrs.items():
+            f.attrs[key] = _json_attr(value)
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        f.attrs["complete"] = True  # last: a file without it was never finished
+        f.flush()
+        f.close()
+        self._file = None
+        with open(self.tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            finally:
+                self._file = None
+        if self.tmp_path.exists():
+            self.tmp_path.unlink()
+
+
+def write_artifact(
+    path: str | Path,
+    kind: str,
+    arrays: Mapping[str, Any],
+    *,
+    ids: Sequence[str],
+    params_text: str | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    networks: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+) -> Path:
+    """Write a whole artifact at once (atomically). ``arrays``: name -> (N, ...) with N = len(ids)."""
+    with ArtifactWriter(path, kind, params_text=params_text, attrs=attrs) as writer:
+        if arrays:
+            writer.append(ids, arrays)
+        else:
+            writer._ids.extend(str(i) for i in ids)
+        for name, state in (networks or {}).items():
+            writer.add_network(name, state)
+    return Path(path)
+
+
+class Artifact:
+    """A validated, open artifact file. Datasets are read lazily with :meth:`array`."""
+
+    def __init__(self, path: Path, handle: h5py.File):
+        self.path = path
+        self._f = handle
+        self.attrs: dict[str, Any] = {k: _read_attr(v) for k, v in handle.attrs.items()}
+        self.kind: str = self.attrs["kind"]
+        self.ids: list[str] = list(self.attrs["ids"])
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(k for k in self._f.keys() if k != _NETWORKS)
+
+    @property
+    def network_names(self) -> list[str]:
+        return sorted(self._f[_NETWORKS].keys()) if _NETWORKS in self._f else []
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._dataset(name).shape)
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        if name not in self.names:
+            raise ArtifactError(
+                f"{self.path} (kind {self.kind!r}) has no dataset {name!r}; it has {self.names}"
+            )
+        return self._f[name]
+
+    def array(self, name: str, index: slice | Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Read dataset ``name`` (all rows, a slice, or sorted/unsorted row indices)."""
+        ds = self._dataset(name)
+        if index is None:
+            return ds[()]
+        if isinstance(index, slice):
+            return ds[index]
+        # h5py fancy indexing needs unique increasing rows: read those, then reorder/repeat.
+        unique, inverse = np.unique(np.asarray(index, dtype=np.int64), return_inverse=True)
+        if unique.size and (unique[0] < 0 or unique[-1] >= ds.shape[0]):
+            raise IndexError(f"{self.path}: row index out of range 0..{ds.shape[0] - 1} for {name!r}")
+        return ds[unique.tolist()][inverse]
+
+    def tensor(self, name: str, index=None, device: str | torch.device = "cpu") -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.array(name, index))).to(device)
+
+    def network(self, name: str) -> dict[str, torch.Tensor]:
+        """The state dict stored under ``networks/<name>``."""
+        if name not in self.network_names:
+            raise ArtifactError(f"{self.path} has no network {name!r}; it has {self.network_names}")
+        group = self._f[_NETWORKS][name]
+        return {key: torch.from_numpy(group[key][()]) for key in group.keys()}
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "Artifact":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+
+def read_artifact(
+    path: str | Path,
+    kind: str | None = None,
+    require: Sequence[str] = (),
+    shapes: Mapping[str, tuple[int | None, ...]] | None = None,
+) -> Artifact:
+    """Open and validate an artifact.
+
+    Checks: the file exists, is a complete HDF5 file (not truncated, not a leftover ``.tmp``),
+    has the expected ``kind`` and a supported schema version, holds the ``require``d datasets,
+    every dataset's leading axis equals the number of ids, and (optionally) per-instance
+    ``shapes`` match (None = any size on that axis). Raises :class:`ArtifactError` saying which
+    file is wrong, why, and what to do.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist: run the step that produces it first")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise ArtifactError(
+            f"{path} cannot be opened as HDF5 ({exc}); it is truncated or not an artifact: delete it and "
+            "rerun the step that produces it"
+        ) from None
+    try:
+        attrs = handle.attrs
+        if not attrs.get("complete", False):
+            raise ArtifactError(f"{path} was never completed (a killed write?): delete it and rerun its step")
+        found_kind = _read_attr(attrs.get("kind", ""))
+        if kind is not None and found_kind != kind:
+            raise ArtifactError(f"{path} holds a {found_kind!r} artifact, expected {kind!r}: check the path")
+        version = int(attrs.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            raise ArtifactError(
+                f"{path} has schema version {version}, this gan2shape {__version__} reads version "
+                f"{SCHEMA_VERSION}: rebuild it with this version"
+            )
+        artifact = Artifact(path, handle)
+        for name in require:
+            if name not in artifact.names:
+                raise ArtifactError(f"{path} lacks the required dataset {name!r}; it has {artifact.names}")
+        for name in artifact.names:
+            try:
+                n = handle[name].shape[0]
+            except (OSError, KeyError, IndexError) as exc:
+                raise ArtifactError(f"{path}: dataset {name!r} cannot be read ({exc}); rebuild the file") from None
+            if n != artifact.n:
+                raise ArtifactError(
+                    f"{path}: dataset {name!r} has {n} rows but the file lists {artifact.n} instance ids"
+                )
+        for name, expected in (shapes or {}).items():
+            found = artifact.shape(name)[1:]
+            if len(found) != len(expected) or any(e is not None and e != s for e, s in zip(expected, found)):
+                raise ArtifactError(
+                    f"{path}: dataset {name!r} has per-instance shape {found}, expected {tuple(expected)}"
+                )
+    except ArtifactError:
+        handle.close()
+        raise
+    except Exception as exc:  # h5py raises a variety of errors on damaged files
+        handle.close()
+        raise ArtifactError(f"{path} is damaged ({type(exc).__name__}: {exc}): delete it and rerun its step") from None
+    return artifact

@@ -1,0 +1,402 @@
+"""Typed, validated configuration parsed from params.yaml.
+
+params.yaml is the one source of configuration for the CLI, Snakemake and DVC. It is parsed once
+into frozen dataclasses; every key is checked (unknown keys, wrong types, out-of-range values) and
+errors name the offending key with its full dotted path, e.g. ``heads.view.yaw_deg``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence, Union
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "RenderConfig",
+    "ViewSampling",
+    "LightSampling",
+    "HeadsConfig",
+    "EvaluateConfig",
+    "GanConfig",
+    "ProjectConfig",
+    "Params",
+    "parse_section",
+    "load_params",
+    "params_digest",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, has the wrong type or an invalid value.
+
+    ``key`` is the dotted path of the offending key (relative while the error travels up the
+    dataclass tree, absolute once it leaves :func:`parse_section`).
+    """
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(key, message)
+
+
+def _check_range(value: tuple[float, float], key: str, lo: float, hi: float) -> None:
+    _check(
+        lo <= value[0] <= value[1] <= hi,
+        key,
+        f"expected [low, high] with {lo} <= low <= high <= {hi}, got {list(value)}",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """The camera and depth range the method assumes (METHOD.md section 1)."""
+
+    fov_deg: float = 10.0
+    min_depth: float = 0.9
+    max_depth: float = 1.1
+    rot_center_depth: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.fov_deg < 180.0, "fov_deg", f"must be in (0, 180), got {self.fov_deg}")
+        _check(self.min_depth > 0.0, "min_depth", f"must be > 0, got {self.min_depth}")
+        _check(
+            self.max_depth > self.min_depth,
+            "max_depth",
+            f"must be > min_depth ({self.min_depth}), got {self.max_depth}",
+        )
+
+
+@dataclass(frozen=True)
+class ViewSampling:
+    """Uniform ranges of the benchmark's random viewpoints (degrees; translation in camera units)."""
+
+    yaw_deg: tuple[float, float] = (-60.0, 60.0)
+    pitch_deg: tuple[float, float] = (-30.0, 30.0)
+    roll_deg: tuple[float, float] = (-5.0, 5.0)
+    translate_xy: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_range(self.yaw_deg, "yaw_deg", -90.0, 90.0)
+        _check_range(self.pitch_deg, "pitch_deg", -90.0, 90.0)
+        _check_range(self.roll_deg, "roll_deg", -180.0, 180.0)
+        _check(
+            0.0 <= self.translate_xy <= 0.2,
+            "translate_xy",
+            f"must be in [0, 0.2] camera units, got {self.translate_xy}",
+        )
+
+
+@dataclass(frozen=True)
+class LightSampling:
+    """Uniform ranges of the benchmark's random lights: s = ambient + diffuse * max(0, <n, l>),
+    l = normalize([dir_x, dir_y, 1])."""
+
+    ambient: tuple[float, float] = (0.2, 0.6)
+    diffuse: tuple[float, float] = (0.3, 0.8)
+    dir_x: tuple[float, float] = (-0.9, 0.9)
+    dir_y: tuple[float, float] = (-0.6, 0.8)
+
+    def __post_init__(self) -> None:
+        _check_range(self.ambient, "ambient", 0.0, 2.0)
+        _check_range(self.diffuse, "diffuse", 0.0, 2.0)
+        _check_range(self.dir_x, "dir_x", -5.0, 5.0)
+        _check_range(self.dir_y, "dir_y", -5.0, 5.0)
+
+
+@dataclass(frozen=True)
+class HeadsConfig:
+    """The synthetic head benchmark (our ground truth). ``fov_deg`` is the benchmark's TRUE
+    camera; the method's assumed camera is the ``render`` section."""
+
+    seed: int = 0
+    image_size: int = 64
+    n_train: int = 20000
+    n_test: int = 500
+    batch_size: int = 250
+    fov_deg: float = 10.0
+    asymmetry: float = 0.15
+    background_depth: float | None = None
+    view: ViewSampling = field(default_factory=ViewSampling)
+    light: LightSampling = field(default_factory=LightSampling)
+
+    def __post_init__(self) -> None:
+        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _check(
+            self.image_size >= 16 and self.image_size & (self.image_size - 1) == 0,
+            "image_size",
+            f"must be a power of two >= 16 (e.g. 64 or 128), got {self.image_size}",
+        )
+        _check(self.n_train >= 0, "n_train", f"must be >= 0, got {self.n_train}")
+        _check(self.n_test >= 0, "n_test", f"must be >= 0, got {self.n_test}")
+        _check(self.n_train + self.n_test > 0, "n_train", "n_train + n_test must be > 0")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(0.0 < self.fov_deg < 90.0, "fov_deg", f"must be in (0, 90), got {self.fov_deg}")
+        _check(0.0 <= self.asymmetry <= 1.0, "asymmetry", f"must be in [0, 1], got {self.asymmetry}")
+        if self.background_depth is not None:
+            _check(
+                self.background_depth > 0.0,
+                "background_depth",
+                f"must be > 0 or null, got {self.background_depth}",
+            )
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Depth evaluation (METHOD.md section 5)."""
+
+    erode_pixels: int = 1
+    baselines: tuple[str, ...] = ("null_depth", "average_gt_depth", "ellipsoid_prior")
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.erode_pixels <= 8, "erode_pixels", f"must be in [0, 8], got {self.erode_pixels}")
+        known = ("null_depth", "average_gt_depth", "ellipsoid_prior")
+        for name in self.baselines:
+            _check(name in known, "baselines", f"unknown baseline {name!r}; known: {list(known)}")
+
+
+@dataclass(frozen=True)
+class GanConfig:
+    """StyleGAN2 architecture and training on an HDF5 image set (``gan2shape train-gan``).
+
+    The architecture keys follow rosinality/stylegan2-pytorch; ``channel_max`` caps the official
+    channel table (512 = the official networks, whose checkpoints keep their key/shape layout).
+    """
+
+    size: int = 64
+    style_dim: int = 512
+    n_mlp: int = 8
+    channel_multiplier: int = 1
+    channel_max: int = 512
+    seed: int = 0
+    batch_size: int = 64
+    total_kimg: float = 2000.0
+    lr: float = 0.002
+    r1_gamma: float = 0.05
+    r1_every: int = 16
+    mixing_prob: float = 0.9
+    ema_half_life_kimg: float = 10.0
+    amp: Literal["none", "bf16"] = "bf16"
+    compile: bool = False
+    flip: bool = False
+    checkpoint_every_kimg: float = 50.0
+    sample_every_kimg: float = 100.0
+
+    def __post_init__(self) -> None:
+        _check(
+            32 <= self.size <= 1024 and self.size & (self.size - 1) == 0,
+            "size",
+            f"must be a power of two in [32, 1024], got {self.size}",
+        )
+        _check(self.style_dim >= 8, "style_dim", f"must be >= 8, got {self.style_dim}")
+        _check(1 <= self.n_mlp <= 16, "n_mlp", f"must be in [1, 16], got {self.n_mlp}")
+        _check(self.channel_multiplier in (1, 2, 4), "channel_multiplier", f"must be 1, 2 or 4, got {self.channel_multiplier}")
+        _check(self.channel_max >= 16, "channel_max", f"must be >= 16, got {self.channel_max}")
+        _check(self.batch_size >= 2, "batch_size", f"must be >= 2, got {self.batch_size}")
+        _check(self.total_kimg > 0, "total_kimg", f"must be > 0, got {self.total_kimg}")
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.r1_gamma >= 0, "r1_gamma", f"must be >= 0, got {self.r1_gamma}")
+        _check(self.r1_every >= 1, "r1_every", f"must be >= 1, got {self.r1_every}")
+        _check(0 <= self.mixing_prob <= 1, "mixing_prob", f"must be in [0, 1], got {self.mixing_prob}")
+        _check(self.ema_half_life_kimg > 0, "ema_half_life_kimg", "must be > 0")
+        _check(self.checkpoint_every_kimg > 0, "checkpoint_every_kimg", "must be > 0")
+        _check(self.sample_every_kimg > 0, "sample_every_kimg", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """GAN inversion of given images (``gan2shape project``): optimise w (or w+) and noise."""
+
+    steps: int = 500
+    batch_size: int = 50
+    lr: float = 0.1
+    w_plus: bool = True
+    noise_regularize: float = 1e5
+    noise_ramp: float = 0.75
+    noise_strength: float = 0.05
+    l1_weight: float = 1.0
+    feature_weight: float = 1.0
+    feature_blocks: int = 4
+    mean_latent_samples: int = 10000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.noise_regularize >= 0, "noise_regularize", "must be >= 0")
+        _check(0 < self.noise_ramp <= 1, "noise_ramp", f"must be in (0, 1], got {self.noise_ramp}")
+        _check(self.noise_strength >= 0, "noise_strength", "must be >= 0")
+        _check(self.l1_weight >= 0 and self.feature_weight >= 0, "l1_weight", "loss weights must be >= 0")
+        _check(self.feature_blocks >= 1, "feature_blocks", f"must be >= 1, got {self.feature_blocks}")
+        _check(self.mean_latent_samples >= 100, "mean_latent_samples", "must be >= 100")
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole of params.yaml."""
+
+    render: RenderConfig = field(default_factory=RenderConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    project: ProjectConfig = field(default_factory=ProjectConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Generic parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return parse_section(tp, value, path)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        others = [a for a in args if a is not type(None)]
+        errors = []
+        for option in others:
+            try:
+                return _coerce(option, value, path)
+            except ConfigError as exc:
+                errors.append(exc.message)
+        raise ConfigError(path, " or ".join(errors))
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(path, f"must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, f"expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(path, f"expected a list of {len(args)} values, got {list(value)}")
+        return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, f"expected a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, _join(path, str(k))) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"config type {_type_name(tp)} at {path} is not supported")  # programming error
+
+
+def parse_section(cls: type, data: Any, path: str = "") -> Any:
+    """Build the dataclass ``cls`` from a mapping, validating every key.
+
+    Missing keys take the dataclass default. Raises :class:`ConfigError` naming the full dotted
+    key for unknown keys (with a did-you-mean hint), wrong types and invalid values.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(path, f"expected a mapping of keys to values, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+            did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(
+                _join(path, str(key)),
+                f"unknown key{did_you_mean} Allowed keys here: {sorted(fields)}",
+            )
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(hints[name], data[name], _join(path, name)) for name in fields if name in data}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(_join(path, exc.key), exc.message) from None
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(dotted, f"cannot override inside {key!r}, which is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_params(
+    path: str | Path | None = "params.yaml",
+    overrides: Sequence[str] = (),
+) -> tuple[Params, str]:
+    """Read params.yaml (or defaults when ``path`` is None) and apply ``key.sub=value`` overrides.
+
+    Returns the typed :class:`Params` and the effective YAML text (recorded in artifacts as
+    provenance). Raises FileNotFoundError / ConfigError with messages that say what to fix.
+    """
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"params file {path} does not exist; run from the project root or pass --params PATH"
+            )
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError("", f"{path} must hold a mapping of sections, got {type(tree).__name__}")
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(item, "an override must look like section.key=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    try:
+        params = parse_section(Params, tree)
+    except ConfigError as exc:
+        where = f" in {path}" if path is not None else ""
+        raise ConfigError(exc.key, f"{exc.message} (fix this key{where})") from None
+    return params, yaml.safe_dump(tree, sort_keys=True)
+
+
+def params_digest(params_text: str) -> str:
+    """A short, stable hash of the effective params text (for provenance and cache keys)."""
+    return hashlib.sha256(params_text.encode()).hexdigest()[:16]

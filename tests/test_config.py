@@ -1,0 +1,69 @@
+"""params.yaml parsing: defaults, overrides, and errors that name the offending key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gan2shape.config import ConfigError, HeadsConfig, Params, load_params, params_digest, parse_section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_project_params_parse_and_match_defaults():
+    params, text = load_params(ROOT / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.heads.view.yaw_deg == (-60.0, 60.0)
+    assert params.render.fov_deg == 10.0
+    # the YAML text round-trips into the same typed object
+    again, _ = load_params(None, [f"{k}={v}" for k, v in []])
+    assert again.heads.image_size == HeadsConfig().image_size
+    assert len(params_digest(text)) == 16
+
+
+def test_override_changes_one_key(tmp_path):
+    params, text = load_params(ROOT / "params.yaml", ["heads.n_train=12", "heads.view.yaw_deg=[-10, 10]"])
+    assert params.heads.n_train == 12 and params.heads.view.yaw_deg == (-10.0, 10.0)
+    assert "n_train: 12" in text
+
+
+@pytest.mark.parametrize(
+    "override, key, words",
+    [
+        ("heads.n_trian=3", "heads.n_trian", "did you mean 'n_train'"),
+        ("heads.image_size=60", "heads.image_size", "power of two"),
+        ("heads.view.yaw_deg=[0, 100]", "heads.view.yaw_deg", "low <= high"),
+        ("heads.view.yaw_deg=[1, 2, 3]", "heads.view.yaw_deg", "list of 2"),
+        ("render.fov_deg=abc", "render.fov_deg", "expected a number"),
+        ("heads.seed=1.5", "heads.seed", "expected an integer"),
+        ("render.max_depth=0.5", "render.max_depth", "must be > min_depth"),
+        ("evaluate.baselines=[foo]", "evaluate.baselines", "unknown baseline"),
+        ("nosection.key=1", "nosection", "unknown key"),
+    ],
+)
+def test_bad_values_name_their_key(override, key, words):
+    with pytest.raises(ConfigError) as info:
+        load_params(ROOT / "params.yaml", [override])
+    assert info.value.key == key
+    assert words in str(info.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("heads: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(bad)
+
+
+def test_parse_section_optional_and_nested():
+    cfg = parse_section(HeadsConfig, {"background_depth": None, "light": {"ambient": [0.1, 0.2]}})
+    assert cfg.background_depth is None and cfg.light.ambient == (0.1, 0.2)
+    with pytest.raises(ConfigError) as info:
+        parse_section(HeadsConfig, {"light": {"ambient": "bright"}}, "heads")
+    assert info.value.key == "heads.light.ambient"

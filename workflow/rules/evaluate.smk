@@ -1,0 +1,19 @@
+# Depth evaluation (SIDE, MAD) against the benchmark's ground truth.
+
+
+rule evaluate_baselines:
+    input:
+        params="params.yaml",
+        train=f"{RESULTS}/heads{config['heads']['image_size']}/train.h5",
+        test=f"{RESULTS}/heads{config['heads']['image_size']}/test.h5",
+    output:
+        metrics=f"{RESULTS}/baselines/metrics.json",
+        table=f"{RESULTS}/baselines/table.md",
+    log:
+        f"{RESULTS}/logs/evaluate_baselines.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_baselines.tsv"
+    threads: 1
+    shell:
+        "gan2shape -q evaluate --params {input.params} --test {input.test} --train {input.train} "
+        "--out $(dirname {output.metrics}) > {log} 2>&1"
