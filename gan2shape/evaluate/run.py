@@ -1,0 +1,190 @@
+"""The ``gan2shape evaluate`` step: score a prediction file and the baselines on a test split.
+
+Writes, in ``out_dir``:
+- ``metrics.json``: per row the summary (n, SIDE x10^-2 mean/std, MAD degrees mean/std), plus the
+  camera and inputs used; small and flat enough for ``dvc metrics``.
+- ``per_image.json``: per row the test ids with raw SIDE and MAD (degrees) per image.
+- ``table.md``: the markdown table of :func:`gan2shape.evaluate.tables.markdown_table`.
+
+Prediction file: an artifact of kind 'prediction' with dataset 'depth' (N, S, S) float, > 0, in
+the input view, and optionally 'valid' (N, S, S) {0, 1} (pixels where the predicted surface was
+hit; eroded and multiplied into the evaluation mask). Its ids must be ids of the test split; the
+GT rows are matched by id, and the baselines are scored on the same images.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from gan2shape.artifacts import Artifact, read_artifact
+from gan2shape.config import EvaluateConfig
+from gan2shape.evaluate.baselines import evaluate_baselines, select_rows
+from gan2shape.evaluate.metrics import ScoreAccumulator
+from gan2shape.evaluate.tables import markdown_table, write_metrics_json
+from gan2shape.render import Camera
+
+__all__ = ["SUMMARY_KEYS", "camera_from_artifact", "evaluate_prediction", "run_evaluate"]
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KEYS = ("n", "side_x1e2_mean", "side_x1e2_std", "mad_mean", "mad_std")
+
+
+def camera_from_artifact(art: Artifact) -> Camera:
+    """The camera the split was rendered with, from the attributes make_heads writes.
+
+    Reads ``image_size`` (else the depth maps' size), ``camera_fov_deg`` and, when present,
+    ``camera_min_depth``, ``camera_max_depth``, ``camera_rot_center_depth``. Raises ValueError
+    naming the file when the fov is missing.
+    """
+    attrs = art.attrs
+    size = attrs.get("image_size")
+    if size is None:
+        size = art.shape("depth")[-1]
+    if attrs.get("camera_fov_deg") is None:
+        raise ValueError(
+            f"{art.path} has no 'camera_fov_deg' attribute (the camera it was rendered with): pass "
+            "camera= explicitly or rebuild the split with `gan2shape make-heads`"
+        )
+    optional = {
+        key: float(attrs[f"camera_{key}"])
+        for key in ("min_depth", "max_depth", "rot_center_depth")
+        if attrs.get(f"camera_{key}") is not None
+    }
+    return Camera(image_size=int(size), fov_deg=float(attrs["camera_fov_deg"]), **optional)
+
+
+def _check_split(art: Artifact, expected: str) -> None:
+    found = art.attrs.get("split")
+    if found is not None and found != expected:
+        log.warning("%s holds the %r split, used here as the %s split", art.path, found, expected)
+
+
+def evaluate_prediction(
+    test: Artifact,
+    pred_path: str | Path,
+    camera: Camera,
+    erode_pixels: int = 1,
+    max_images: int | None = None,
+    batch_size: int = 128,
+) -> dict[str, object]:
+    """Score a prediction artifact against the test split ``test`` (see the module docstring).
+
+    Returns ScoreAccumulator.result(): per-image 'ids', 'side', 'mad' and the summary keys.
+    """
+    size = camera.image_size
+    with read_artifact(pred_path, kind="prediction", require=("depth",), shapes={"depth": (size, size)}) as pred:
+        rows = select_rows(test, ids=pred.ids, max_images=max_images)
+        has_valid = "valid" in pred.names
+        acc = ScoreAccumulator()
+        for start in range(0, rows.size, batch_size):
+            stop = min(rows.size, start + batch_size)
+            batch_ids = pred.ids[start:stop]
+            gt = torch.from_numpy(test.array("depth", rows[start:stop])).to(torch.float32)
+            depth = torch.from_numpy(pred.array("depth", slice(start, stop))).to(torch.float32)
+            valid = torch.from_numpy(pred.array("valid", slice(start, stop))) if has_valid else None
+            try:
+                acc.add(batch_ids, depth, gt, camera, pred_valid=valid, erode_pixels=erode_pixels)
+            except ValueError as exc:
+                raise ValueError(f"{pred_path}: {exc}") from None
+    return acc.result()
+
+
+def run_evaluate(
+    test_path: str | Path,
+    pred_path: str | Path | None,
+    out_dir: str | Path,
+    train_path: str | Path | None = None,
+    baselines: bool = True,
+    config: EvaluateConfig | None = None,
+    camera: Camera | None = None,
+    max_images: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a prediction and/or the baselines; write metrics.json, per_image.json, table.md.
+
+    Args:
+        test_path: the test split (kind 'heads', dataset 'depth').
+        pred_path: a prediction artifact (module docstring) or None (baselines only).
+        out_dir: output folder (created).
+        train_path: the train split, for 'average_gt_depth'; without it that row is skipped with a
+            warning (recorded under 'skipped').
+        baselines: add the baseline rows named in ``config.baselines``.
+        config: evaluation settings (erosion, baseline names); None = defaults.
+        camera: the test images' camera; None = read from the test file's attributes.
+        max_images: score only the first this many test images (or prediction rows).
+        progress: progress bars.
+
+    Returns:
+        The content of metrics.json: {'rows': {name: summary}, 'skipped': {name: reason},
+        'camera': {...}, 'test_path', 'pred_path', 'train_path', 'erode_pixels'}.
+    """
+    config = config or EvaluateConfig()
+    if pred_path is None and not baselines:
+        raise ValueError("nothing to evaluate: give a prediction file or enable the baselines")
+    out_dir = Path(out_dir)
+    rows: dict[str, dict[str, object]] = {}
+    skipped: dict[str, str] = {}
+    with read_artifact(test_path, kind="heads", require=("depth",)) as test:
+        _check_split(test, "test")
+        camera = camera or camera_from_artifact(test)
+        depth_shape = test.shape("depth")
+        if depth_shape[1:] != (camera.image_size, camera.image_size):
+            raise ValueError(
+                f"{test_path} depth maps are {depth_shape[1:]}, the camera is "
+                f"{camera.image_size}x{camera.image_size}"
+            )
+        prediction = None
+        if pred_path is not None:
+            prediction = evaluate_prediction(test, pred_path, camera, config.erode_pixels, max_images)
+    if baselines:
+        if train_path is not None:
+            with read_artifact(train_path, kind="heads", require=("depth",)) as train:
+                _check_split(train, "train")
+        names: Sequence[str] = list(config.baselines)
+        if train_path is None and "average_gt_depth" in names:
+            reason = "no train split given (--train)"
+            log.warning("skipping the average_gt_depth baseline: %s", reason)
+            skipped["average_gt_depth"] = reason
+            names = [n for n in names if n != "average_gt_depth"]
+        if names:
+            ids: list[str] | None = list(prediction["ids"]) if prediction is not None else None
+            rows.update(
+                evaluate_baselines(
+                    None if train_path is None else str(train_path),
+                    str(test_path),
+                    camera,
+                    max_images=max_images,
+                    names=names,
+                    ids=ids,
+                    erode_pixels=config.erode_pixels,
+                    progress=progress,
+                )
+            )
+    if prediction is not None:
+        rows["prediction"] = prediction  # last, as "ours" in the paper's tables
+
+    summary = {name: {k: row[k] for k in SUMMARY_KEYS} for name, row in rows.items()}
+    metrics = {
+        "rows": summary,
+        "skipped": skipped,
+        "camera": {"image_size": camera.image_size, "fov_deg": camera.fov_deg},
+        "erode_pixels": config.erode_pixels,
+        "test_path": str(test_path),
+        "pred_path": None if pred_path is None else str(pred_path),
+        "train_path": None if train_path is None else str(train_path),
+        "units": {"side_x1e2": "SIDE x 100 (table unit 10^-2)", "mad": "degrees"},
+    }
+    per_image = {name: {"ids": row["ids"], "side": row["side"], "mad_deg": row["mad"]} for name, row in rows.items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_metrics_json(out_dir / "metrics.json", metrics)
+    write_metrics_json(out_dir / "per_image.json", per_image)
+    table = markdown_table(summary)
+    tmp = out_dir / "table.md.tmp"
+    tmp.write_text(table, encoding="utf-8")
+    tmp.replace(out_dir / "table.md")
+    return metrics

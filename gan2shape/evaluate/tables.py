@@ -1,0 +1,105 @@
+"""Reporting: the markdown results table and the metrics JSON file.
+
+Rows are ``name -> metrics`` dicts carrying the summary keys of
+:func:`gan2shape.evaluate.metrics.summarize`: 'side_x1e2_mean', 'side_x1e2_std' (SIDE already
+multiplied by 100, i.e. in units of 10^-2) and 'mad_mean', 'mad_std' (degrees), optionally 'n'.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+__all__ = ["ROW_LABELS", "markdown_table", "write_metrics_json", "to_json_value"]
+
+# Display names of the rows that gan2shape itself produces; other names are shown as given.
+ROW_LABELS: dict[str, str] = {
+    "null_depth": "Constant null depth",
+    "average_gt_depth": "Average GT depth",
+    "ellipsoid_prior": "Ellipsoid prior",
+    "prediction": "GAN2Shape (ours)",
+}
+
+
+def _pm(mean: Any, std: Any, digits: int) -> str:
+    if mean is None or not math.isfinite(float(mean)):
+        return "n/a"
+    text = f"{float(mean):.{digits}f}"
+    if std is not None and math.isfinite(float(std)):
+        text += f" ± {float(std):.{digits}f}"
+    return text
+
+
+def markdown_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """A GitHub-markdown table with one row per entry, in the given order.
+
+    Columns: method, N (images), "SIDE (x10^-2)" and "MAD (deg)" as ``mean ± std`` (std omitted
+    when undefined, e.g. a single image). SIDE is read from the 'side_x1e2_*' keys, which are
+    already in units of 10^-2; nothing is rescaled here.
+
+    Returns:
+        The table text, ending with a newline.
+    """
+    lines = [
+        "| Method | N | SIDE (x10^-2) | MAD (deg) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, m in rows.items():
+        missing = [k for k in ("side_x1e2_mean", "mad_mean") if k not in m]
+        if missing:
+            raise ValueError(f"markdown_table: row {name!r} lacks {missing}; give the keys of metrics.summarize")
+        label = ROW_LABELS.get(name, name)
+        n = m.get("n", "")
+        lines.append(
+            f"| {label} | {n} | {_pm(m['side_x1e2_mean'], m.get('side_x1e2_std'), 3)} | "
+            f"{_pm(m['mad_mean'], m.get('mad_std'), 2)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def to_json_value(value: Any) -> Any:
+    """Convert numbers, arrays and tensors to plain JSON types; non-finite floats become None."""
+    if isinstance(value, Mapping):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return to_json_value(value.detach().cpu().tolist())
+    if isinstance(value, np.ndarray):
+        return to_json_value(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"to_json_value: cannot store a {type(value).__name__} in metrics JSON")
+
+
+def write_metrics_json(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as JSON atomically (``<path>.tmp`` then ``os.replace``).
+
+    Keys are sorted, numpy/torch numbers become plain JSON numbers, NaN/inf become null (JSON has
+    no NaN; DVC and other readers choke on it). Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_json_value(data), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
