@@ -108,5 +108,86 @@ def evaluate_cmd(params_path: Path, overrides: tuple[str, ...], test_path: Path,
     click.echo((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else json.dumps(result))
 
 
+@main.command("train-gan")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="HDF5 image set (e.g. the heads train.h5, dataset 'image').")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder: checkpoint.pt (resumable), samples_*.png, log.jsonl, final.pt.")
+@click.option("--max-kimg", type=float, default=None,
+              help="Train at most this many thousand images in this call (chunked runs); rerun to continue.")
+@click.option("--half-final/--full-final", default=True, show_default=True,
+              help="Store final.pt weights in float16.")
+@_DEVICE_OPTION
+@click.pass_context
+def train_gan_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], data_path: Path,
+                  out_dir: Path, max_kimg: float | None, half_final: bool, device: str) -> None:
+    """Train a StyleGAN2 (resumes from OUT/checkpoint.pt when present)."""
+    from gan2shape.device import resolve_device
+    from gan2shape.stylegan2.train import train_gan
+
+    params, text = _load(params_path, overrides)
+    summary = train_gan(params.gan, data_path, out_dir, device=resolve_device(device), max_kimg=max_kimg,
+                        progress=ctx.obj["progress"], params_text=text, half_final=half_final)
+    click.echo(json.dumps(summary, default=str))
+
+
+@main.command("project")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="StyleGAN2 checkpoint (official rosinality layout or ours).")
+@click.option("--images", "images_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="HDF5 artifact with dataset 'image' (N, 3, S, S) uint8, e.g. the heads test.h5.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output latents artifact (.h5).")
+@click.option("--limit", type=int, default=None, help="Project only the first N images.")
+@_DEVICE_OPTION
+@click.pass_context
+def project_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], checkpoint_path: Path,
+                images_path: Path, out_path: Path, limit: int | None, device: str) -> None:
+    """Invert images into the GAN (optimise w+ and noise); writes latents for the method."""
+    from gan2shape.device import resolve_device
+    from gan2shape.stylegan2.projector import project_file
+
+    params, text = _load(params_path, overrides)
+    if limit is not None and limit < 1:
+        raise click.UsageError(f"--limit must be >= 1, got {limit}")
+    path = project_file(checkpoint_path, images_path, out_path, params.project, device=resolve_device(device),
+                        limit=limit, progress=ctx.obj["progress"], params_text=text)
+    from gan2shape.artifacts import read_artifact
+
+    with read_artifact(path, kind="latents") as art:
+        psnr = art.array("psnr")
+    click.echo(json.dumps({"out": str(path), "n": int(psnr.size), "psnr_mean": float(psnr.mean()),
+                           "psnr_min": float(psnr.min())}))
+
+
+@main.command("export-gan")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="A training checkpoint.pt or any StyleGAN2 checkpoint.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The exported file: g_ema + d (+ latent_avg) in the official layout.")
+@click.option("--half/--full", default=True, show_default=True, help="Store weights in float16.")
+def export_gan_cmd(checkpoint_path: Path, out_path: Path, half: bool) -> None:
+    """Strip a checkpoint to what inference needs (g_ema, d, latent_avg), e.g. to ship it."""
+    from gan2shape.stylegan2.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    try:
+        ckpt = load_checkpoint(checkpoint_path)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from None
+    if ckpt.d is None:
+        raise click.ClickException(f"{checkpoint_path} has no discriminator ('d'); the method needs it")
+    extra = {k: v for k, v in (ckpt.extra or {}).items() if k != "gan2shape_train"}
+    train = (ckpt.extra or {}).get("gan2shape_train", {})
+    if "images_seen" in train:
+        extra["images_seen"] = int(train["images_seen"])
+    save_checkpoint(out_path, ckpt.g_ema, ckpt.d, latent_avg=ckpt.latent_avg, extra=extra, half=half)
+    click.echo(json.dumps({"out": str(out_path), "bytes": out_path.stat().st_size, "config": str(ckpt.config),
+                           **({"images_seen": extra["images_seen"]} if "images_seen" in extra else {})}))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

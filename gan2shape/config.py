@@ -195,6 +195,8 @@ class GanConfig:
     ema_half_life_kimg: float = 10.0
     amp: Literal["none", "bf16"] = "bf16"
     compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
+    channels_last: bool = False
     flip: bool = False
     checkpoint_every_kimg: float = 50.0
     sample_every_kimg: float = 100.0
