@@ -27,6 +27,9 @@ __all__ = [
     "EvaluateConfig",
     "GanConfig",
     "ProjectConfig",
+    "StepSchedule",
+    "PriorConfig",
+    "MethodConfig",
     "Params",
     "parse_section",
     "load_params",
@@ -252,6 +255,104 @@ class ProjectConfig:
 
 
 @dataclass(frozen=True)
+class StepSchedule:
+    """Iterations of one profile (METHOD.md section 3): ``(stage 1, later stages)`` per step."""
+
+    stages: int = 4
+    prior_iters: int = 1000
+    step1_iters: tuple[int, int] = (600, 200)
+    step2_iters: tuple[int, int] = (600, 500)
+    step3_iters: tuple[int, int] = (400, 300)
+    collect_batches: int = 100
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.stages <= 16, "stages", f"must be in [1, 16], got {self.stages}")
+        _check(self.prior_iters >= 0, "prior_iters", f"must be >= 0, got {self.prior_iters}")
+        for name in ("step1_iters", "step2_iters", "step3_iters"):
+            value = getattr(self, name)
+            _check(min(value) >= 0, name, f"iterations must be >= 0, got {list(value)}")
+        _check(self.collect_batches >= 1, "collect_batches", f"must be >= 1, got {self.collect_batches}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The weak shape prior (METHOD.md section 3; Table 2 variants)."""
+
+    variant: Literal["ellipsoid", "asymmetric", "shifted", "weaker", "flat"] = "ellipsoid"
+    near: float = 0.91
+    far: float = 1.02
+    box_source: Literal["centered", "mask"] = "centered"
+    width_frac: float = 0.6
+    height_frac: float = 0.75
+    raise_top_frac: float = 1.0 / 6.0
+    params: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(0 < self.near < self.far, "near", f"must satisfy 0 < near < far ({self.far}), got {self.near}")
+        _check(0 < self.width_frac <= 1, "width_frac", f"must be in (0, 1], got {self.width_frac}")
+        _check(0 < self.height_frac <= 1, "height_frac", f"must be in (0, 1], got {self.height_frac}")
+        _check(0 <= self.raise_top_frac < 1, "raise_top_frac", f"must be in [0, 1), got {self.raise_top_frac}")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """GAN2Shape reconstruction (METHOD.md sections 2-3). ``profile`` picks one of ``profiles``."""
+
+    checkpoint: str = "data/stylegan2_heads64.pt"
+    image_size: int = 64
+    profile: str = "quick"
+    profiles: dict[str, StepSchedule] = field(default_factory=lambda: {"quick": StepSchedule()})
+    mode: Literal["instance", "joint"] = "instance"
+    seed: int = 0
+    f1_d: int = 8
+    relative_enc: bool = True
+    perceptual: Literal["discriminator", "lpips", "none"] = "discriminator"
+    perceptual_blocks: int = 3
+    lam_perc: float = 0.5
+    lam_smooth: float = 0.01
+    lam_regular: float = 0.01
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    rand_light: tuple[float, float, float, float, float, float, float] = (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)
+    view_scale: float = 1.2
+    view_source: Literal["ranges", "heads"] = "ranges"
+    view_yaw_deg: tuple[float, float] = (-60.0, 60.0)
+    view_pitch_deg: tuple[float, float] = (-30.0, 30.0)
+    view_roll_deg: tuple[float, float] = (-5.0, 5.0)
+    xyz_rotation_range_deg: float = 60.0
+    xy_translation_range: float = 0.1
+    z_translation_range: float = 0.0
+    flip3_stage1: bool = True
+    prior: PriorConfig = field(default_factory=PriorConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.image_size >= 32 and self.image_size & (self.image_size - 1) == 0,
+            "image_size",
+            f"must be a power of two >= 32, got {self.image_size}",
+        )
+        _check(
+            self.profile in self.profiles,
+            "profile",
+            f"unknown profile {self.profile!r}; defined under method.profiles: {sorted(self.profiles)}",
+        )
+        _check(1 <= self.f1_d <= 8, "f1_d", f"must be in [1, 8] (mapping layers the offset passes), got {self.f1_d}")
+        _check(self.perceptual_blocks >= 1, "perceptual_blocks", f"must be >= 1, got {self.perceptual_blocks}")
+        for name in ("lam_perc", "lam_smooth", "lam_regular", "weight_decay"):
+            _check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(self.view_scale > 0, "view_scale", f"must be > 0, got {self.view_scale}")
+        _check(0 < self.xyz_rotation_range_deg <= 180, "xyz_rotation_range_deg", "must be in (0, 180]")
+
+    @property
+    def schedule(self) -> StepSchedule:
+        """The active profile's iteration schedule."""
+        return self.profiles[self.profile]
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
 
@@ -260,6 +361,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     project: ProjectConfig = field(default_factory=ProjectConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
 
 
 # --------------------------------------------------------------------------------------------

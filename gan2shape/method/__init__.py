@@ -1,7 +1,23 @@
-"""The GAN2Shape method: the shape prior and the per-stage steps (METHOD.md section 3)."""
+"""The GAN2Shape method: shape priors, pseudo-sample sampling, latent offsets, the steps (METHOD.md 3)."""
 
 from __future__ import annotations
 
-from gan2shape.method.prior import box_from_mask, centered_box, ellipsoid_prior
+from gan2shape.method.prior import (
+    BOX_SOURCES,
+    PRIOR_VARIANTS,
+    box_from_mask,
+    centered_box,
+    ellipsoid_prior,
+    prior_boxes,
+    prior_variant,
+)
 
-__all__ = ["box_from_mask", "centered_box", "ellipsoid_prior"]
+__all__ = [
+    "BOX_SOURCES",
+    "PRIOR_VARIANTS",
+    "box_from_mask",
+    "centered_box",
+    "ellipsoid_prior",
+    "prior_boxes",
+    "prior_variant",
+]

@@ -1,0 +1,227 @@
+"""The latent side of step 2: turning an encoder output into a GAN latent (METHOD.md section 3).
+
+A pseudo-sample is inverted as ``w = w_target + offset``: the encoder E maps the image to a hidden
+vector of the mapping network, which is pushed through the network's last layers and compared
+with the same layers' output at z = 0. Reference: XingangPan/GAN2Shape ``model.py``
+(``load_latent``, ``latent_project``) with the mapping split of its ``style_forward``::
+
+    e      = E(pseudo) - E(target)            (relative_enc; else e = E(pseudo))
+    h0     = style_forward(0, depth=n_mlp - F1_d)      # hidden state of z = 0
+    offset = style_forward(h0 + e, skip=n_mlp - F1_d) - style_forward(0)
+    w      = w_target + offset
+
+The reference's ``style`` is ``[PixelNorm, L1, ..., L_n_mlp]`` and ``style_forward(x, skip=s,
+depth=d)`` applies the modules with index in [s, d). So with k = n_mlp - F1_d:
+
+- k >= 1: h0 = PixelNorm then the first k - 1 linear layers (``mapping_head(0, k - 1)``) and the
+  tail is the last ``F1_d + 1`` linear layers (``mapping_tail(h, k - 1)``). Note: one more linear
+  layer than "the last F1_d layers" of the paper's wording; we follow the code.
+- k = 0 (F1_d = n_mlp, synface): h0 = 0 itself (not even PixelNorm) and the tail is PixelNorm
+  then all linear layers (``mapping_tail(h, 0, pixel_norm=True)``).
+
+In both cases tail(h0) is exactly the W of z = 0 (``style_forward(0)``), so we subtract
+``tail(h0)`` computed the same way as the first term: an encoder difference of zero then gives an
+offset of exactly zero. The regulariser of step 2 is ``lam_regular * mean(offset^2)`` on this
+W-space offset (``latent_offset``).
+
+Our Generator's ``mapping_head(z, n)`` counts linear layers only (PixelNorm always first); the
+reference counts PixelNorm as layer 0; ``mapping_split`` converts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan2shape.stylegan2.model import Generator
+
+__all__ = [
+    "mapping_split",
+    "center_hidden",
+    "mapping_tail_from_hidden",
+    "latent_offset",
+    "offset_to_latent",
+    "w_target_from_z",
+    "w_target_from_artifact",
+    "check_w_target",
+]
+
+
+def mapping_split(generator: Generator, f1_d: int) -> tuple[int, int, bool]:
+    """Where the reference splits the mapping network for a given F1_d.
+
+    Args:
+        generator: the StyleGAN2 generator (its n_mlp linear mapping layers).
+        f1_d: the reference's F1_d, in [0, n_mlp] (2 for faces/cats/cars/churches, 8 for synface).
+
+    Returns:
+        (head_layers, tail_start, tail_pixel_norm): h0 = ``mapping_head(0, head_layers)`` (or the
+        zero vector itself when ``tail_pixel_norm``), the tail is
+        ``mapping_tail(h, tail_start, pixel_norm=tail_pixel_norm)``; it holds F1_d + 1 linear
+        layers when F1_d < n_mlp and all n_mlp when F1_d = n_mlp (module docstring).
+    """
+    n_mlp = generator.n_mlp
+    if not (isinstance(f1_d, int) and 0 <= f1_d <= n_mlp):
+        raise ValueError(f"f1_d must be an int in [0, n_mlp={n_mlp}], got {f1_d!r}")
+    k = n_mlp - f1_d  # the reference's split index, PixelNorm counted as module 0
+    if k == 0:
+        return 0, 0, True
+    return k - 1, k - 1, False
+
+
+def _device(generator: Generator) -> torch.device:
+    return generator.input.input.device
+
+
+def center_hidden(generator: Generator, f1_d: int) -> torch.Tensor:
+    """h0: the mapping network's hidden state of z = 0 at the reference's split (module docstring).
+
+    Returns (1, style_dim) float32 on the generator's device (the zero vector when F1_d = n_mlp).
+    """
+    head_layers, _, tail_pixel_norm = mapping_split(generator, f1_d)
+    zero = torch.zeros(1, generator.style_dim, device=_device(generator))
+    if tail_pixel_norm:
+        return zero
+    return generator.mapping_head(zero, head_layers)
+
+
+def mapping_tail_from_hidden(h: torch.Tensor, generator: Generator, f1_d: int) -> torch.Tensor:
+    """The reference's ``style_forward(h, skip=n_mlp - F1_d)``: h (N, style_dim) -> w (N, style_dim)
+    float32 through the tail of the mapping network (F1_d + 1 linear layers, or PixelNorm + all
+    n_mlp when F1_d = n_mlp)."""
+    _, tail_start, tail_pixel_norm = mapping_split(generator, f1_d)
+    return generator.mapping_tail(h, tail_start, pixel_norm=tail_pixel_norm)
+
+
+def _check_codes(e_pseudo: torch.Tensor, e_target: torch.Tensor | None, relative: bool, dim: int) -> None:
+    if e_pseudo.dim() != 2 or e_pseudo.shape[1] != dim:
+        raise ValueError(f"e_pseudo must be (N, {dim}) encoder outputs, got {tuple(e_pseudo.shape)}")
+    if relative:
+        if e_target is None:
+            raise ValueError("relative=True needs e_target (the encoding of the target image); pass it or relative=False")
+        if e_target.dim() != 2 or e_target.shape[1] != dim or e_target.shape[0] not in (1, e_pseudo.shape[0]):
+            raise ValueError(
+                f"e_target must be (1, {dim}) or ({e_pseudo.shape[0]}, {dim}) to match e_pseudo, "
+                f"got {tuple(e_target.shape)}"
+            )
+
+
+def latent_offset(
+    e_pseudo: torch.Tensor,
+    e_target: torch.Tensor | None,
+    h0: torch.Tensor,
+    generator: Generator,
+    f1_d: int,
+    relative: bool = True,
+) -> torch.Tensor:
+    """The W-space offset ``tail(h0 + e) - tail(h0)`` of the module docstring.
+
+    Args:
+        e_pseudo: (N, D) float encoder outputs E(pseudo-sample), D = style_dim.
+        e_target: (1, D) or (N, D) float E(target image); required when ``relative`` (the
+            reference's relative_enc), ignored otherwise.
+        h0: (1, D) float, ``center_hidden(generator, f1_d)``.
+        generator, f1_d: the GAN and the split (``mapping_split``).
+        relative: e = e_pseudo - e_target when True, e = e_pseudo when False.
+
+    Returns:
+        (N, D) float32 offset; exactly 0 where e = 0. Differentiable w.r.t. the encodings.
+    """
+    dim = generator.style_dim
+    _check_codes(e_pseudo, e_target, relative, dim)
+    if h0.dim() != 2 or h0.shape != (1, dim):
+        raise ValueError(f"h0 must be (1, {dim}) (center_hidden), got {tuple(h0.shape)}")
+    e = e_pseudo - e_target if relative else e_pseudo
+    n = e.shape[0]
+    # One tail call on [h0 + e; h0 repeated]: rows with equal inputs then go through the very same
+    # kernel, so e = 0 gives an offset of exactly 0 (separate calls with batch N and batch 1 may
+    # pick different matmul kernels and differ in the last bit).
+    both = mapping_tail_from_hidden(torch.cat([h0 + e, h0.expand(n, -1)], dim=0), generator, f1_d)
+    return both[:n] - both[n:]
+
+
+def offset_to_latent(
+    w_target: torch.Tensor,
+    e_pseudo: torch.Tensor,
+    e_target: torch.Tensor | None,
+    h0: torch.Tensor,
+    generator: Generator,
+    f1_d: int,
+    relative: bool = True,
+    return_offset: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Latents of the pseudo-samples: ``w = w_target + (tail(h0 + e) - tail(h0))``.
+
+    Args:
+        w_target: the target's latent, (1 or N, D) w or (1 or N, n_latent, D) w+; a batch of 1 is
+            shared by all N pseudo-samples (the reference's instance mode).
+        e_pseudo, e_target, h0, generator, f1_d, relative: as in ``latent_offset``.
+        return_offset: also return the (N, D) W offset (for the lam_regular * mean(offset^2) term).
+
+    Returns:
+        w: (N, D) or (N, n_latent, D) float32, the same offset added to every layer's latent;
+        or (w, offset) when ``return_offset``. With e = 0, w equals w_target exactly.
+    """
+    _check_codes(e_pseudo, e_target, relative, generator.style_dim)
+    check_w_target(w_target, generator)
+    n = e_pseudo.shape[0]
+    if w_target.shape[0] not in (1, n):
+        raise ValueError(f"w_target has batch {w_target.shape[0]}; it must be 1 or e_pseudo's batch {n}")
+    offset = latent_offset(e_pseudo, e_target, h0, generator, f1_d, relative)
+    step = offset if w_target.dim() == 2 else offset[:, None, :]
+    w = w_target.to(offset.dtype) + step
+    return (w, offset) if return_offset else w
+
+
+def check_w_target(w: torch.Tensor, generator: Generator) -> None:
+    """Raise ValueError unless w is (N, D) or (N, n_latent, D) for this generator."""
+    dim, n_latent = generator.style_dim, generator.n_latent
+    ok = (w.dim() == 2 and w.shape[1] == dim) or (w.dim() == 3 and w.shape[1:] == (n_latent, dim))
+    if not ok:
+        raise ValueError(
+            f"w_target must be (N, {dim}) or (N, {n_latent}, {dim}) for this generator, got {tuple(w.shape)}"
+        )
+
+
+def w_target_from_z(generator: Generator, z: torch.Tensor) -> torch.Tensor:
+    """w_target of sampled instances: z (N, D) ~ N(0, I) -> w (N, n_latent, D) float32 (the same
+    w for every layer, as the generator uses it), no grad."""
+    if z.dim() != 2 or z.shape[1] != generator.style_dim:
+        raise ValueError(f"z must be (N, {generator.style_dim}), got {tuple(z.shape)}")
+    with torch.no_grad():
+        w = generator.get_latent(z.to(_device(generator)))
+    return w[:, None, :].expand(-1, generator.n_latent, -1).contiguous()
+
+
+def w_target_from_artifact(
+    path: str | Path,
+    generator: Generator,
+    index: slice | list[int] | None = None,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """w_target of projected images: dataset 'latent' of a 'latents' artifact (``gan2shape
+    project``), or of any artifact given as a dataset latent (N, n_latent, D).
+
+    Args:
+        path: the artifact file (kind 'latents').
+        generator: the GAN the latents belong to (shapes are checked against it).
+        index: rows to read (None = all).
+        device: where to put them (None = the generator's device).
+
+    Returns:
+        (N, n_latent, D) float32.
+    """
+    from gan2shape.artifacts import read_artifact
+
+    with read_artifact(path, "latents", require=("latent",)) as art:
+        rows = index if not isinstance(index, list) else np.asarray(index)
+        w = torch.from_numpy(np.asarray(art.array("latent", rows), dtype=np.float32))
+    if w.dim() != 3:
+        raise ValueError(f"{path}: dataset 'latent' must be (N, n_latent, D), got {tuple(w.shape)}")
+    try:
+        check_w_target(w, generator)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}; was it projected with another generator?") from None
+    return w.to(device if device is not None else _device(generator))
