@@ -300,3 +300,39 @@ def test_discriminate_pair_equals_two_calls():
     torch.testing.assert_close(pb, d(b), rtol=1e-5, atol=1e-6)
     # A plain concatenation would mix the two batches' minibatch statistics: not equal.
     assert not torch.allclose(d(torch.cat([a, b]))[:8], d(a), rtol=1e-5, atol=1e-6)
+
+
+def test_kill_9_then_rerun_continues_from_the_last_checkpoint(heads_h5, tmp_path):
+    """A SIGKILL gives no chance to save: the rerun must continue from the last periodic checkpoint."""
+    every_kimg = 2 * BATCH / 1000  # a checkpoint every 2 steps
+    cfg = tiny_config(steps=100_000, checkpoint_every_kimg=every_kimg, sample_every_kimg=1000.0)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from gan2shape.config import GanConfig
+        from gan2shape.stylegan2.train import train_gan
+        cfg = GanConfig(**{dataclasses.asdict(cfg)!r})
+        max_kimg = float(sys.argv[1]) if len(sys.argv) > 1 else None
+        summary = train_gan(cfg, {str(heads_h5)!r}, {str(tmp_path)!r}, device="cpu", progress=False,
+                            log_every=1, max_kimg=max_kimg)
+        print("RESUMED_FROM", summary["resumed_from_kimg"], "KIMG", summary["kimg"])
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "checkpoint.pt"
+    deadline = time.monotonic() + 90
+    while not (ckpt.exists() and train_state(raw(ckpt))["step"] >= 4):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no periodic checkpoint within 90 s"
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=30)
+    saved = train_state(raw(ckpt))
+    assert saved["step"] >= 4 and saved["images_seen"] == saved["step"] * BATCH
+    rerun = subprocess.run([sys.executable, "-c", script, str(2 * BATCH / 1000)], cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    resumed_from = float(rerun.stdout.split("RESUMED_FROM")[1].split()[0])
+    assert resumed_from >= saved["images_seen"] / 1000 > 0
+    after = train_state(raw(ckpt))
+    assert after["step"] == round(resumed_from * 1000 / BATCH) + 2
