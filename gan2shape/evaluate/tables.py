@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
+
+from gan2shape.atomic import write_text_atomic
 
 __all__ = ["ROW_LABELS", "markdown_table", "write_metrics_json", "to_json_value"]
 
@@ -93,13 +94,5 @@ def write_metrics_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     Keys are sorted, numpy/torch numbers become plain JSON numbers, NaN/inf become null (JSON has
     no NaN; DVC and other readers choke on it). Parent folders are created.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_json_value(data), sort_keys=True, indent=2, allow_nan=False) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text)

@@ -26,7 +26,6 @@ import inspect
 import json
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan2shape.atomic import write_png
 from gan2shape.config import GanConfig
 
 __all__ = [
@@ -215,14 +215,6 @@ def sample_grid(images: Tensor, cols: int = 8) -> np.ndarray:
     grid[:n] = pix
     grid = grid.reshape(rows, cols, 3, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, 3)
     return grid.numpy()
-
-
-def _write_png_atomic(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
-
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,7 +631,7 @@ def train_gan(
 
     def write_samples() -> Path:
         path = out_dir / f"samples_{trainer.images_seen // 1000:06d}.png"
-        _write_png_atomic(path, sample_grid(trainer.samples(sample_z)))
+        write_png(path, sample_grid(trainer.samples(sample_z)))
         return path
 
     from tqdm.auto import tqdm
