@@ -12,6 +12,8 @@ rule make_heads:
         f"{RESULTS}/logs/make_heads_{{size}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/make_heads_{{size}}.tsv"
+    conda:
+        "../envs/gan2shape.yaml"
     threads: 2
     shell:
         "gan2shape -q make-heads --params {input} --set heads.image_size={wildcards.size} "

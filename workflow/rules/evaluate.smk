@@ -13,6 +13,8 @@ rule evaluate_baselines:
         f"{RESULTS}/logs/evaluate_baselines.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_baselines.tsv"
+    conda:
+        "../envs/gan2shape.yaml"
     threads: 1
     shell:
         "gan2shape -q evaluate --params {input.params} --test {input.test} --train {input.train} "
