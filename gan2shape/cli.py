@@ -189,5 +189,189 @@ def export_gan_cmd(checkpoint_path: Path, out_path: Path, half: bool) -> None:
                            **({"images_seen": extra["images_seen"]} if "images_seen" in extra else {})}))
 
 
+# ----- GAN2Shape method (gan2shape.method.steps / reconstruct) ----------------------------------
+
+_PATH_IN = dict(type=click.Path(dir_okay=False, exists=True, path_type=Path))
+_PATH_OUT = dict(type=click.Path(dir_okay=False, path_type=Path))
+_INIT_OPTION = click.option(
+    "--init", "init_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+    help="A joint-mode shape.h5 (joint pre-training): every instance's networks start from it.")
+_VIEW_DIST_OPTION = click.option(
+    "--view-dist", "view_dist", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+    help="A fitted view distribution (JSON, ViewDistribution.save); needed when method.view_source=heads.")
+
+
+def _method_context(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], device: str):
+    from gan2shape.device import resolve_device
+    from gan2shape.method.steps import make_context
+
+    params, text = _load(params_path, overrides)
+    try:
+        return make_context(params, text, device=resolve_device(device), progress=ctx.obj["progress"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _views(view_dist: Path | None):
+    if view_dist is None:
+        return None
+    from gan2shape.method.sampling import ViewDistribution
+
+    return ViewDistribution.load(view_dist)
+
+
+def _done(path: Path, start: float) -> None:
+    click.echo(json.dumps({"out": str(path), "seconds": round(time.perf_counter() - start, 2)}))
+
+
+@main.command("sample-instances")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--n", "n", type=int, default=None, help="Number of instances to sample (with --seed).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of z and noise (with --n).")
+@click.option("--latents", "latents_path", default=None, help="A latents artifact (gan2shape project) instead.",
+              **_PATH_IN)
+@click.option("--limit", type=int, default=None, help="With --latents: use only the first N rows.")
+@click.option("--out", "out_path", required=True, help="Output instances artifact (instances.h5).", **_PATH_OUT)
+@_DEVICE_OPTION
+@click.pass_context
+def sample_instances_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], n: int | None, seed: int,
+                         latents_path: Path | None, limit: int | None, out_path: Path, device: str) -> None:
+    """Targets of one shard: GAN images, latents and fixed noise (sampled, or from projected latents)."""
+    from gan2shape.device import resolve_device
+    from gan2shape.method.instances import instances_from_latents, sample_instances, write_instances
+    from gan2shape.stylegan2.checkpoint import load_checkpoint
+
+    if (n is None) == (latents_path is None):
+        raise click.UsageError("give exactly one of --n (sample with --seed) or --latents FILE")
+    if n is not None and n < 1:
+        raise click.UsageError(f"--n must be >= 1, got {n}")
+    start = time.perf_counter()
+    params, text = _load(params_path, overrides)
+    g = load_checkpoint(params.method.checkpoint, device=resolve_device(device)).g_ema.eval().requires_grad_(False)
+    if n is not None:
+        inst = sample_instances(g, n, seed, params.method.image_size)
+        attrs = {"source": "sampled", "seed": seed}
+    else:
+        inst = instances_from_latents(g, latents_path, params.method.image_size, limit=limit)
+        attrs = {"source": str(latents_path)}
+    write_instances(out_path, inst, params_text=text, attrs={**attrs, "checkpoint": params.method.checkpoint})
+    _done(out_path, start)
+
+
+@main.command("prior")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--instances", "instances_path", required=True, help="instances.h5 of the shard.", **_PATH_IN)
+@click.option("--out", "out_path", required=True, help="Output: stage0/shape.h5.", **_PATH_OUT)
+@_INIT_OPTION
+@_DEVICE_OPTION
+@click.pass_context
+def prior_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], instances_path: Path,
+              out_path: Path, init_path: Path | None, device: str) -> None:
+    """Stage 0: pre-train the depth nets to the shape prior (or start from joint pre-trained nets)."""
+    from gan2shape.method.steps import run_prior
+
+    start = time.perf_counter()
+    mctx = _method_context(ctx, params_path, overrides, device)
+    _done(run_prior(mctx, instances_path, out_path, init_path=init_path), start)
+
+
+@main.command("step1")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--instances", "instances_path", required=True, help="instances.h5 of the shard.", **_PATH_IN)
+@click.option("--shape", "shape_path", required=True, help="stage{k-1}/shape.h5.", **_PATH_IN)
+@click.option("--out", "out_path", required=True, help="Output: stage{k}/albedo.h5.", **_PATH_OUT)
+@_DEVICE_OPTION
+@click.pass_context
+def step1_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], instances_path: Path,
+              shape_path: Path, out_path: Path, device: str) -> None:
+    """Step 1: fit the albedo nets (stage k = the shape's stage + 1)."""
+    from gan2shape.method.steps import run_step1
+
+    start = time.perf_counter()
+    mctx = _method_context(ctx, params_path, overrides, device)
+    _done(run_step1(mctx, instances_path, shape_path, out_path), start)
+
+
+@main.command("pseudo")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--albedo", "albedo_path", required=True, help="stage{k}/albedo.h5.", **_PATH_IN)
+@click.option("--out", "out_path", required=True, help="Output: stage{k}/pseudo.h5.", **_PATH_OUT)
+@_VIEW_DIST_OPTION
+@_DEVICE_OPTION
+@click.pass_context
+def pseudo_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], albedo_path: Path,
+               out_path: Path, view_dist: Path | None, device: str) -> None:
+    """Step 2a: render pseudo-samples under random views and lights."""
+    from gan2shape.method.steps import run_pseudo
+
+    start = time.perf_counter()
+    mctx = _method_context(ctx, params_path, overrides, device)
+    _done(run_pseudo(mctx, albedo_path, out_path, views=_views(view_dist)), start)
+
+
+@main.command("invert")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--instances", "instances_path", required=True, help="instances.h5 of the shard.", **_PATH_IN)
+@click.option("--pseudo", "pseudo_path", required=True, help="stage{k}/pseudo.h5.", **_PATH_IN)
+@click.option("--out", "out_path", required=True, help="Output: stage{k}/projected.h5.", **_PATH_OUT)
+@click.option("--encoder-init", "encoder_init", default=None,
+              help="stage{k-1}/projected.h5: start E from its encoder (stages k >= 2; the reference keeps E).",
+              **_PATH_IN)
+@_DEVICE_OPTION
+@click.pass_context
+def invert_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], instances_path: Path,
+               pseudo_path: Path, out_path: Path, encoder_init: Path | None, device: str) -> None:
+    """Step 2b: train the inversion encoders, then collect the projected samples."""
+    from gan2shape.method.steps import run_invert
+
+    start = time.perf_counter()
+    mctx = _method_context(ctx, params_path, overrides, device)
+    _done(run_invert(mctx, instances_path, pseudo_path, out_path, encoder_init=encoder_init), start)
+
+
+@main.command("step3")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--instances", "instances_path", required=True, help="instances.h5 of the shard.", **_PATH_IN)
+@click.option("--albedo", "albedo_path", required=True, help="stage{k}/albedo.h5 (the networks).", **_PATH_IN)
+@click.option("--projected", "projected_path", required=True, help="stage{k}/projected.h5.", **_PATH_IN)
+@click.option("--out", "out_path", required=True, help="Output: stage{k}/shape.h5.", **_PATH_OUT)
+@_DEVICE_OPTION
+@click.pass_context
+def step3_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], instances_path: Path,
+              albedo_path: Path, projected_path: Path, out_path: Path, device: str) -> None:
+    """Step 3: refine the depth, albedo, view and light nets."""
+    from gan2shape.method.steps import run_step3
+
+    start = time.perf_counter()
+    mctx = _method_context(ctx, params_path, overrides, device)
+    _done(run_step3(mctx, instances_path, albedo_path, projected_path, out_path), start)
+
+
+@main.command("reconstruct")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--instances", "instances_path", required=True, help="instances.h5 of the shard.", **_PATH_IN)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The shard's output folder (stage0/, stage1/, ...).")
+@_VIEW_DIST_OPTION
+@_INIT_OPTION
+@_DEVICE_OPTION
+@click.pass_context
+def reconstruct_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], instances_path: Path,
+                    out_dir: Path, view_dist: Path | None, init_path: Path | None, device: str) -> None:
+    """All stages of one shard, resuming from the first missing or invalid artifact."""
+    from gan2shape.method.reconstruct import run_reconstruct
+
+    mctx = _method_context(ctx, params_path, overrides, device)
+    summary = run_reconstruct(mctx, instances_path, out_dir, views=_views(view_dist), init_path=init_path)
+    click.echo(json.dumps(summary))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -131,7 +131,9 @@ def offset_regulariser(offset: torch.Tensor) -> torch.Tensor:
 
 def _unit_channels(f: torch.Tensor) -> torch.Tensor:
     """Scale each spatial position's channel vector to unit length (LPIPS's normalize_tensor)."""
-    return f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+    # clamp_min: sqrt's gradient at an all-zero channel vector is inf (0 * inf = NaN in backward);
+    # zero features are common where masked-out (zeroed) images meet a discriminator with zero biases.
+    return f / (f.pow(2).sum(1, keepdim=True).clamp_min(1e-20).sqrt() + 1e-10)
 
 
 class PerceptualLoss(nn.Module):

@@ -1,0 +1,624 @@
+"""The steps of GAN2Shape (METHOD.md section 3), each one artifact in, one artifact out.
+
+Data flow for one shard of N instances (DESIGN.md "Data flow"), stage k = 1..K::
+
+    instances.h5        --run_prior-->   stage0/shape.h5
+    stage{k-1}/shape.h5 --run_step1-->   stage{k}/albedo.h5     (train the albedo net)
+    stage{k}/albedo.h5  --run_pseudo-->  stage{k}/pseudo.h5     (step 2a: re-lit, re-viewed renders)
+    stage{k}/pseudo.h5  --run_invert-->  stage{k}/projected.h5  (step 2b: train E, then collect)
+    stage{k}/projected.h5 --run_step3--> stage{k}/shape.h5      (train depth, albedo, view, light)
+
+Modes. ``instance``: every instance has its own four networks (and its own encoder E), stored as
+``InstanceEnsemble``s whose N copies run as one vmapped call; the per-instance losses are summed,
+so each copy's gradient is its own instance's (one Adam over stacked parameters = N Adams).
+``joint``: one shared set of networks sees all instances; the losses are averaged.
+Either way every batch is grouped by instance: rows i*B .. i*B+B-1 belong to instance i.
+
+Choices where METHOD.md is silent (following XingangPan/GAN2Shape ``model.py``):
+- step 1 and the target term of step 3 use the view and light the view/light nets predict from the
+  target image (in stage 1 before any step 3 they are freshly initialised nets, whose outputs are
+  small, i.e. near the canonical frontal view); no mean view/light is added (none is known here).
+- E persists across stages (stage k >= 2 starts from stage k-1's encoder), as in the reference;
+  the four shape networks too (each step loads the previous artifact's weights).
+- step 2 trains E on a fixed pool of M = collect_batches * batch_size pseudo-samples per instance
+  rendered once by step 2a (the reference draws fresh ones every iteration); collect runs that
+  whole pool through E and G, so the projected samples are P = M per instance.
+- the pseudo-samples' render masks travel with the projected samples and mask step 3's loss.
+- flip3 (``method.flip3_stage1``): step 3 of stage 1 adds the mirrored-shape terms of the reference
+  (``photo_loss(flip=True)``); its smoothness term uses the unflipped render only. flip1 is not
+  implemented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from gan2shape.artifacts import Artifact, read_artifact, write_artifact
+from gan2shape.config import MethodConfig, Params, params_digest
+from gan2shape.method.instances import Instances, read_instances, resize_images
+from gan2shape.method.latents import center_hidden, latent_offset
+from gan2shape.method.prior import prior_boxes, prior_variant
+from gan2shape.method.sampling import ViewDistribution, sample_lights
+from gan2shape.model.decode import decode_depth, decode_light, decode_view, reconstruct
+from gan2shape.model.losses import (
+    PerceptualLoss,
+    feature_matching,
+    make_perceptual,
+    masked_l1,
+    offset_regulariser,
+    smoothness,
+)
+from gan2shape.model.networks import (
+    AlbedoNet,
+    DepthNet,
+    InstanceEnsemble,
+    InversionEncoder,
+    LightNet,
+    ViewNet,
+)
+from gan2shape.render import Camera, depth_to_normals, render_view, shade
+from gan2shape.stylegan2.checkpoint import load_checkpoint
+from gan2shape.stylegan2.model import Discriminator, Generator
+
+__all__ = [
+    "SHAPE_KIND", "ALBEDO_KIND", "PSEUDO_KIND", "PROJECTED_KIND", "NET_NAMES",
+    "Context", "make_context", "build_nets", "load_nets", "nets_from_joint", "predict", "predict_view_light", "with_shape", "photo_loss",
+    "method_key", "run_prior", "run_step1", "run_pseudo", "run_invert", "run_step3",
+]
+
+log = logging.getLogger(__name__)
+
+SHAPE_KIND = "shape"
+ALBEDO_KIND = "albedo"
+PSEUDO_KIND = "pseudo"
+PROJECTED_KIND = "projected"
+NET_NAMES = ("depth", "albedo", "view", "light")
+# Offsets added to the seed so that each step of each stage draws its own random stream.
+_STEP_SALT = {"init": 11, "prior": 13, "step1": 17, "pseudo": 19, "invert": 23, "encoder": 29, "step3": 31}
+
+
+@dataclass
+class Context:
+    """Everything the steps share: the config, camera, the frozen GAN and the perceptual loss.
+
+    config: the ``method`` params; params_text: the effective params YAML (provenance);
+    camera: the renderer's camera at config.image_size; generator / discriminator: the frozen GAN
+    (eval, no grad) on ``device``; perceptual: the step 1/3 perceptual loss (its source is logged);
+    nf: base channels of the four networks (None = the reference's max(4096 // S, 16)); enc_nf:
+    base channels of E (reference 32); progress: show tqdm bars.
+    """
+
+    config: MethodConfig
+    params_text: str | None
+    camera: Camera
+    generator: Generator
+    discriminator: Discriminator
+    perceptual: PerceptualLoss
+    device: torch.device
+    nf: int | None = None
+    enc_nf: int = 32
+    progress: bool = True
+
+    @property
+    def size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def feature_blocks(self) -> int:
+        """Discriminator blocks for step 2's feature matching: perceptual_blocks, kept below the
+        last block (its minibatch-stddev mixes images of different instances)."""
+        return max(1, min(self.config.perceptual_blocks, self.discriminator.n_blocks - 1))
+
+
+def make_context(params: Params, params_text: str | None, device: torch.device | str = "cpu",
+                 progress: bool = True, nf: int | None = None, enc_nf: int = 32) -> Context:
+    """Load the GAN of ``params.method.checkpoint`` on ``device`` and build the shared context."""
+    cfg = params.method
+    device = torch.device(device)
+    ckpt = load_checkpoint(cfg.checkpoint, device=device)
+    if ckpt.d is None:
+        raise ValueError(f"{cfg.checkpoint} has no discriminator ('d'); GAN2Shape needs it for step 2")
+    g, d = ckpt.g_ema.eval().requires_grad_(False), ckpt.d.eval().requires_grad_(False)
+    r = params.render
+    camera = Camera(cfg.image_size, fov_deg=r.fov_deg, min_depth=r.min_depth, max_depth=r.max_depth,
+                    rot_center_depth=r.rot_center_depth)
+    perceptual = make_perceptual(cfg.perceptual, discriminator=d, n_blocks=cfg.perceptual_blocks)
+    log.info("method: perceptual loss source %r (%d blocks), mode %s, profile %s",
+             cfg.perceptual, cfg.perceptual_blocks, cfg.mode, cfg.profile)
+    return Context(cfg, params_text, camera, g, d, perceptual, device, nf=nf, enc_nf=enc_nf, progress=progress)
+
+
+# ----- networks ---------------------------------------------------------------------------------
+
+
+def _factories(ctx: Context) -> dict[str, Callable[[], nn.Module]]:
+    s, nf = ctx.size, ctx.nf
+    return {
+        "depth": lambda: DepthNet(s, nf=nf),
+        "albedo": lambda: AlbedoNet(s, nf=nf),
+        "view": lambda: ViewNet(s, nf=nf),
+        "light": lambda: LightNet(s, nf=nf),
+        "encoder": lambda: InversionEncoder(s, out_dim=ctx.generator.style_dim, nf=ctx.enc_nf),
+    }
+
+
+def _build(ctx: Context, name: str, n: int, seed: int, mode: str | None = None) -> nn.Module:
+    """One network (joint mode) or an InstanceEnsemble of n copies (instance mode; ``mode`` None =
+    the config's), initialised from a CPU RNG seeded with ``seed`` (the caller's RNG untouched),
+    moved to ctx.device."""
+    factory = _factories(ctx)[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = InstanceEnsemble(factory, n) if (mode or ctx.config.mode) == "instance" else factory()
+    return net.to(ctx.device)
+
+
+def nets_from_joint(ctx: Context, path: str | Path, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
+    """Networks initialised from a joint-mode artifact's shared weights (the reference's
+    ``reset_weight``: every instance starts from the joint pre-trained networks): in instance mode
+    each of the n copies is a copy of the shared network; in joint mode the shared network itself."""
+    with read_artifact(path) as art:
+        if art.attrs.get("mode") != "joint":
+            raise ValueError(f"{path} was made in mode {art.attrs.get('mode')!r}; initial weights must come from a "
+                             "joint-mode run (method.mode=joint)")
+        nets = {}
+        for name in names:
+            shared = _build(ctx, name, 1, 0, mode="joint")
+            try:
+                shared.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
+            except RuntimeError as exc:
+                raise ValueError(f"{path}: network {name!r} does not fit this configuration ({exc})") from None
+            if ctx.config.mode == "instance":
+                shared = InstanceEnsemble.replicate(shared, n).to(ctx.device)
+            nets[name] = shared
+    return nets
+
+
+def build_nets(ctx: Context, n: int, names: tuple[str, ...] = NET_NAMES, salt: int = 0) -> dict[str, nn.Module]:
+    """Freshly initialised networks ``names`` for a shard of n instances (seeded by config.seed)."""
+    base = ctx.config.seed * 1000 + _STEP_SALT["init"] + salt
+    return {name: _build(ctx, name, n, base + 7 * i) for i, name in enumerate(names)}
+
+
+def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
+    """The networks stored in an artifact (built with the same mode and sizes, then loaded)."""
+    if art.attrs.get("mode") != ctx.config.mode:
+        raise ValueError(f"{art.path} was made in mode {art.attrs.get('mode')!r}, the params say "
+                         f"{ctx.config.mode!r}: rerun from the prior or fix method.mode")
+    nets = {}
+    for name in names:
+        net = _build(ctx, name, n, 0)
+        try:
+            net.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
+        except RuntimeError as exc:
+            raise ValueError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); "
+                             "were the image size or network widths changed?") from None
+        nets[name] = net
+    return nets
+
+
+def _states(nets: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: {k: v.detach().cpu() for k, v in net.state_dict().items()} for name, net in nets.items()}
+
+
+def _optimizer(ctx: Context, net: nn.Module) -> torch.optim.Optimizer:
+    """Adam, lr and weight decay from the config, betas (0.9, 0.999) (METHOD.md section 2)."""
+    return torch.optim.Adam(net.parameters(), lr=ctx.config.lr, betas=(0.9, 0.999),
+                            weight_decay=ctx.config.weight_decay)
+
+
+def _reduce(per_instance: torch.Tensor, mode: str) -> torch.Tensor:
+    """(N,) per-instance losses -> scalar: sum (instance mode: independent gradients) or mean (joint)."""
+    return per_instance.sum() if mode == "instance" else per_instance.mean()
+
+
+def _rng(ctx: Context, step: str, stage: int) -> torch.Generator:
+    """CPU generator for one step of one stage (device-independent draws)."""
+    return torch.Generator().manual_seed(ctx.config.seed * 100_003 + 1009 * stage + _STEP_SALT[step])
+
+
+def _iters(ctx: Context, step: str, stage: int) -> int:
+    sched = ctx.config.schedule
+    pair = {"step1": sched.step1_iters, "step2": sched.step2_iters, "step3": sched.step3_iters}[step]
+    return pair[0] if stage <= 1 else pair[1]
+
+
+def _progress(ctx: Context, n: int, desc: str):
+    return tqdm(range(n), desc=desc, disable=not ctx.progress, leave=False)
+
+
+# ----- the photo-geometric forward pass ------------------------------------------------------
+
+
+def predict_view_light(ctx: Context, nets: dict[str, nn.Module], image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """View and light of images (M, 3, S, S) in [-1, 1] (grouped by instance): view_raw (M, 6),
+    view (M, 6) physical, light (M, 4) raw, ambient/diffuse (M,), light_dir (M, 3) unit."""
+    cfg = ctx.config
+    view_raw = nets["view"](image)
+    view = decode_view(view_raw, cfg.xyz_rotation_range_deg, cfg.xy_translation_range, cfg.z_translation_range)
+    light = nets["light"](image)
+    ambient, diffuse, light_dir = decode_light(light)
+    return {"view_raw": view_raw, "view": view, "light": light, "ambient": ambient, "diffuse": diffuse,
+            "light_dir": light_dir}
+
+
+def predict(ctx: Context, nets: dict[str, nn.Module], image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """All factors of the photo-geometric model for targets image (N, 3, S, S) in [-1, 1]:
+    depth (N, S, S) canonical, albedo (N, 3, S, S) in [-1, 1], plus ``predict_view_light``'s."""
+    depth = decode_depth(nets["depth"](image), ctx.camera)
+    return {"depth": depth, "albedo": nets["albedo"](image), **predict_view_light(ctx, nets, image)}
+
+
+def with_shape(f_target: dict[str, torch.Tensor], f_views: dict[str, torch.Tensor], b: int) -> dict[str, torch.Tensor]:
+    """Factors of B images per instance sharing their instance's canonical shape: depth/albedo of
+    f_target (N, ...) repeated B times per instance, view/light of f_views (N*B, ...)."""
+    return {**f_views, "depth": f_target["depth"].repeat_interleave(b, 0),
+            "albedo": f_target["albedo"].repeat_interleave(b, 0)}
+
+
+def photo_loss(ctx: Context, f: dict[str, torch.Tensor], target: torch.Tensor,
+               mask: torch.Tensor | None = None, smooth: bool = True,
+               flip: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The step-1 loss per image: masked L1 + lam_perc * perceptual (+ lam_smooth * (smoothness of
+    depth + of diffuse shading) when ``smooth``).
+
+    f: ``predict`` output for M images; target: (M, 3, S, S) in [-1, 1]; mask: (M, 1, S, S) in
+    [0, 1] multiplied into the render's valid mask, or None.
+    flip: the reference's flip3 symmetry term: also render the horizontally mirrored depth and
+    albedo with the same view and light, add its L1 + lam_perc * perceptual against the same
+    target, and mask both terms with the product of the two renders' valid masks.
+    Returns ((M,) loss, reconstruct dict of the unflipped render).
+    """
+    cfg = ctx.config
+    rec = reconstruct(f["albedo"], f["depth"], f["view"], f["ambient"], f["diffuse"], f["light_dir"], ctx.camera)
+    m = rec["mask"] if mask is None else rec["mask"] * mask
+    renders = [rec["image"]]
+    if flip:
+        rec_f = reconstruct(f["albedo"].flip(3), f["depth"].flip(2), f["view"], f["ambient"], f["diffuse"],
+                            f["light_dir"], ctx.camera)
+        m = m * rec_f["mask"]
+        renders.append(rec_f["image"])
+    loss = target.new_zeros(target.shape[0])
+    for image in renders:
+        loss = loss + masked_l1(image, target, m)
+        if cfg.lam_perc > 0 and cfg.perceptual != "none":
+            loss = loss + cfg.lam_perc * ctx.perceptual(image, target, m)
+    if smooth and cfg.lam_smooth > 0:
+        loss = loss + cfg.lam_smooth * (smoothness(f["depth"]) + smoothness(rec["diffuse_shading"]))
+    return loss, rec
+
+
+def method_key(ctx: Context) -> str:
+    """A digest of everything that decides a step's result: the method params (except the profile
+    choice and the stage count, so that adding stages keeps the earlier ones), the active schedule's
+    iteration counts, the camera and the network widths. Stored in every artifact ('method_key');
+    the stage loop rebuilds an artifact whose key differs."""
+    cfg = dataclasses.asdict(ctx.config)
+    for k in ("profile", "profiles"):
+        cfg.pop(k)
+    sched = dataclasses.asdict(ctx.config.schedule)
+    sched.pop("stages")
+    cam = dataclasses.asdict(ctx.camera)
+    blob = json.dumps({"method": cfg, "schedule": sched, "camera": cam, "nf": ctx.nf, "enc_nf": ctx.enc_nf},
+                      sort_keys=True, default=str)
+    return params_digest(blob)
+
+
+def _meta(ctx: Context, stage: int, n: int, extra: dict | None = None) -> dict:
+    return {"method_key": method_key(ctx), "mode": ctx.config.mode, "stage": stage, "image_size": ctx.size, "n": n,
+            "nf": -1 if ctx.nf is None else ctx.nf, "enc_nf": ctx.enc_nf, "seed": ctx.config.seed,
+            "device": str(ctx.device), **(extra or {})}
+
+
+def _train(ctx: Context, nets: dict[str, nn.Module], train: tuple[str, ...], iters: int, desc: str,
+           loss_fn: Callable[[int], torch.Tensor]) -> list[float]:
+    """Adam steps on the networks ``train`` (others frozen); loss_fn(it) -> (N,) per-instance loss.
+    Returns the per-iteration mean loss (floats)."""
+    for name, net in nets.items():
+        net.requires_grad_(name in train)
+    opts = [_optimizer(ctx, nets[name]) for name in train]
+    history = []
+    for it in _progress(ctx, iters, desc):
+        per = loss_fn(it)
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        _reduce(per, ctx.config.mode).backward()
+        for o in opts:
+            o.step()
+        history.append(float(per.detach().mean()))
+    for net in nets.values():
+        net.requires_grad_(False)
+    return history
+
+
+def _check_ids(a: list[str], b: list[str], what: str) -> None:
+    if list(a) != list(b):
+        raise ValueError(f"{what}: instance ids differ from instances.h5 ({a[:3]}... vs {b[:3]}...): "
+                         "use artifacts of the same shard")
+
+
+# ----- stage 0: the shape prior ----------------------------------------------------------------
+
+
+def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
+              init_path: str | Path | None = None) -> Path:
+    """Stage 0: pre-train the depth net (prior_iters Adam steps, MSE) to output the shape prior.
+
+    init_path: a joint-mode shape artifact (joint pre-training); when given, all four networks
+    start from its weights (``nets_from_joint``) and the depth pre-training is skipped.
+    Writes kind 'shape' with networks depth (pre-trained), albedo/view/light (fresh, seeded) and
+    arrays prior_depth (N, S, S) and canon_depth (N, S, S) (the depth net's output after training).
+    """
+    t0 = time.perf_counter()
+    cfg, pc = ctx.config, ctx.config.prior
+    inst = read_instances(instances_path, ctx.size, ctx.device)
+    if pc.box_source != "centered":
+        raise ValueError("method.prior.box_source 'mask' needs foreground masks, which instances.h5 does not "
+                         "carry; use method.prior.box_source=centered")
+    boxes = prior_boxes("centered", ctx.size, inst.n, width_frac=pc.width_frac, height_frac=pc.height_frac)
+    prior = prior_variant(pc.variant, boxes, ctx.size, near=pc.near, far=pc.far, **pc.params).to(ctx.device)
+    nets = build_nets(ctx, inst.n) if init_path is None else nets_from_joint(ctx, init_path, inst.n)
+
+    def loss_fn(_: int) -> torch.Tensor:
+        depth = decode_depth(nets["depth"](inst.image), ctx.camera)
+        return (depth - prior).pow(2).flatten(1).mean(1)
+
+    iters = cfg.schedule.prior_iters if init_path is None else 0
+    history = _train(ctx, nets, ("depth",), iters, "prior", loss_fn)
+    with torch.no_grad():
+        depth = decode_depth(nets["depth"](inst.image), ctx.camera)
+    return write_artifact(
+        out_path, SHAPE_KIND, {"prior_depth": prior.cpu(), "canon_depth": depth.cpu()}, ids=inst.ids,
+        params_text=ctx.params_text, networks=_states(nets),
+        attrs=_meta(ctx, 0, inst.n, {"loss_history": history, "init": str(init_path or ""),
+                                     "seconds": time.perf_counter() - t0}),
+    )
+
+
+# ----- step 1: the albedo net -------------------------------------------------------------------
+
+
+def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, out_path: str | Path) -> Path:
+    """Step 1 of stage k = shape.stage + 1: train the albedo net only, re-rendering each target with
+    the current depth and the view/light its nets predict (``photo_loss``).
+
+    Writes kind 'albedo': the four networks and canon_depth (N, S, S), canon_albedo (N, 3, S, S),
+    view (N, 6) physical, light (N, 4) raw, recon_image (N, 3, S, S); attrs loss_history.
+    """
+    t0 = time.perf_counter()
+    inst = read_instances(instances_path, ctx.size, ctx.device)
+    with read_artifact(shape_path, SHAPE_KIND) as art:
+        _check_ids(art.ids, inst.ids, str(shape_path))
+        stage = int(art.attrs["stage"]) + 1
+        nets = load_nets(ctx, art, inst.n)
+
+    def loss_fn(_: int) -> torch.Tensor:
+        return photo_loss(ctx, predict(ctx, nets, inst.image), inst.image)[0]
+
+    history = _train(ctx, nets, ("albedo",), _iters(ctx, "step1", stage), f"stage {stage} step 1", loss_fn)
+    with torch.no_grad():
+        f = predict(ctx, nets, inst.image)
+        _, rec = photo_loss(ctx, f, inst.image)
+    arrays = {"canon_depth": f["depth"], "canon_albedo": f["albedo"], "view": f["view"], "light": f["light"],
+              "recon_image": rec["image"]}
+    return write_artifact(
+        out_path, ALBEDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
+        params_text=ctx.params_text, networks=_states(nets),
+        attrs=_meta(ctx, stage, inst.n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
+    )
+
+
+# ----- step 2a: pseudo-samples ------------------------------------------------------------------
+
+
+def view_distribution(cfg: MethodConfig, fitted: ViewDistribution | None = None) -> ViewDistribution:
+    """The pseudo-samples' view normal: ``fitted`` (view_source 'heads') or moment-matched to the
+    view_*_deg ranges, yaw spread scaled by view_scale."""
+    if cfg.view_source == "heads":
+        if fitted is None:
+            raise ValueError("method.view_source is 'heads': pass the fitted view distribution (a JSON file "
+                             "written by ViewDistribution.save), or set method.view_source=ranges")
+        base = fitted
+    else:
+        base = ViewDistribution.from_ranges(cfg.view_yaw_deg, cfg.view_pitch_deg, cfg.view_roll_deg)
+    return base.scale_yaw(cfg.view_scale)
+
+
+def pseudo_count(cfg: MethodConfig) -> int:
+    """M, pseudo-samples per instance: collect_batches * batch_size."""
+    return cfg.schedule.collect_batches * cfg.schedule.batch_size
+
+
+def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
+               views: ViewDistribution | None = None) -> Path:
+    """Step 2a: render M pseudo-samples per instance from the current depth and albedo under random
+    lights (``sample_lights`` with rand_light around each instance's light) and random views
+    (``view_distribution``).
+
+    Writes kind 'pseudo': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) in {0, 1},
+    view (N, M, 6) physical, light (N, M, 4) raw.
+    """
+    t0 = time.perf_counter()
+    cfg = ctx.config
+    with read_artifact(albedo_path, ALBEDO_KIND, require=("canon_depth", "canon_albedo", "light")) as art:
+        ids, stage = list(art.ids), int(art.attrs["stage"])
+        depth = art.tensor("canon_depth", device=ctx.device)
+        albedo = art.tensor("canon_albedo", device=ctx.device)
+        base_light = art.tensor("light", device=ctx.device)
+    n, s, m = len(ids), ctx.size, pseudo_count(cfg)
+    rng = _rng(ctx, "pseudo", stage)
+    lights = sample_lights(m, cfg.rand_light, base_light.cpu(), generator=rng).to(ctx.device).reshape(n, m, 4)
+    dist = view_distribution(cfg, views)
+    view = dist.sample(n * m, generator=rng, device=ctx.device).reshape(n, m, 6)
+    normals = depth_to_normals(depth, ctx.camera)
+    images = torch.empty(n, m, 3, s, s, device=ctx.device)
+    masks = torch.empty(n, m, 1, s, s, device=ctx.device)
+    chunk = max(1, cfg.schedule.batch_size)
+    with torch.no_grad():
+        for c in range(0, m, chunk):
+            sl = slice(c, min(m, c + chunk))
+            b = sl.stop - sl.start
+            lt = lights[:, sl].reshape(n * b, 4)
+            ka, kd, ld = decode_light(lt)
+            tex, _ = shade(albedo.repeat_interleave(b, 0), normals.repeat_interleave(b, 0), ka, kd, ld)
+            out = render_view(tex, depth.repeat_interleave(b, 0), view[:, sl].reshape(n * b, 6), ctx.camera)
+            images[:, sl] = out.image.clamp(-1.0, 1.0).reshape(n, b, 3, s, s)
+            masks[:, sl] = out.mask.reshape(n, b, 1, s, s)
+    arrays = {"image": images, "mask": masks, "view": view, "light": lights}
+    return write_artifact(
+        out_path, PSEUDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=ids, params_text=ctx.params_text,
+        attrs=_meta(ctx, stage, n, {"albedo": str(albedo_path), "seconds": time.perf_counter() - t0}),
+    )
+
+
+# ----- step 2b: the inversion encoder and the projected samples -------------------------------
+
+
+def _gan_project(ctx: Context, encoder: nn.Module, inst: Instances, pseudo: torch.Tensor, h0: torch.Tensor,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Invert pseudo-samples through E and G.
+
+    pseudo: (N*B, 3, S, S) grouped by instance. Returns (projected (N*B, 3, S, S) in [-1, 1] at the
+    method's size, offset (N*B, D) W-space offsets).
+    """
+    cfg, g = ctx.config, ctx.generator
+    b = pseudo.shape[0] // inst.n
+    e_pseudo = encoder(pseudo)
+    e_target = encoder(inst.image).repeat_interleave(b, 0) if cfg.relative_enc else None
+    offset = latent_offset(e_pseudo, e_target, h0, g, cfg.f1_d, cfg.relative_enc)
+    w = inst.latent.repeat_interleave(b, 0) + offset[:, None, :]
+    noise = [x.expand(inst.n, *x.shape[1:]).repeat_interleave(b, 0) for x in inst.noise]
+    img = g.synthesis(w, noise=noise, randomize_noise=False).clamp(-1.0, 1.0)
+    return resize_images(img, ctx.size), offset
+
+
+def _d_features(ctx: Context, img: torch.Tensor) -> list[torch.Tensor]:
+    return ctx.discriminator.features(resize_images(img, ctx.discriminator.size), ctx.feature_blocks)
+
+
+def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path, out_path: str | Path,
+               encoder_init: str | Path | None = None) -> Path:
+    """Step 2b: train E so that G(w_target + offset(E(pseudo) - E(target))) reproduces
+    the pseudo-samples (masked L1 + discriminator feature matching + lam_regular * mean(offset^2)),
+    then collect: all M pseudo-samples, in collect_batches batches, through E and G.
+    E starts from the 'encoder' network of ``encoder_init`` (the previous stage's projected.h5: the
+    reference keeps E across stages) or, when None, fresh and seeded.
+
+    Writes kind 'projected': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) (the
+    pseudo-samples' masks), network 'encoder'; attrs loss_history.
+    """
+    t0 = time.perf_counter()
+    cfg = ctx.config
+    inst = read_instances(instances_path, ctx.size, ctx.device)
+    with read_artifact(pseudo_path, PSEUDO_KIND, require=("image", "mask")) as art:
+        _check_ids(art.ids, inst.ids, str(pseudo_path))
+        stage = int(art.attrs["stage"])
+        pseudo = art.tensor("image", device=ctx.device)
+        pmask = art.tensor("mask", device=ctx.device)
+    n, m, s = inst.n, pseudo.shape[1], ctx.size
+    bsz = min(cfg.schedule.batch_size, m)
+    rng = _rng(ctx, "invert", stage)
+    if encoder_init is None:
+        nets = build_nets(ctx, n, ("encoder",), salt=_STEP_SALT["encoder"] + 1009 * stage)
+    else:
+        with read_artifact(encoder_init, PROJECTED_KIND) as art:
+            _check_ids(art.ids, inst.ids, str(encoder_init))
+            nets = load_nets(ctx, art, n, ("encoder",))
+    h0 = center_hidden(ctx.generator, cfg.f1_d)
+
+    def batch_of(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """rows (N, B) indices into each instance's pool -> images (N*B, 3, S, S), masks (N*B, 1, S, S)."""
+        idx = rows.to(ctx.device)
+        img = torch.gather(pseudo, 1, idx[:, :, None, None, None].expand(-1, -1, 3, s, s))
+        msk = torch.gather(pmask, 1, idx[:, :, None, None, None].expand(-1, -1, 1, s, s))
+        return img.reshape(-1, 3, s, s), msk.reshape(-1, 1, s, s)
+
+    def loss_fn(_: int) -> torch.Tensor:
+        rows = torch.stack([torch.randperm(m, generator=rng)[:bsz] for _ in range(n)])
+        img, msk = batch_of(rows)
+        proj, offset = _gan_project(ctx, nets["encoder"], inst, img, h0)
+        with torch.no_grad():
+            target_feats = _d_features(ctx, img * msk)
+        per = (masked_l1(proj, img, msk) + feature_matching(_d_features(ctx, proj * msk), target_feats, msk)
+               + cfg.lam_regular * offset_regulariser(offset))
+        return per.reshape(n, bsz).mean(1)
+
+    history = _train(ctx, nets, ("encoder",), _iters(ctx, "step2", stage), f"stage {stage} step 2", loss_fn)
+    projected = torch.empty_like(pseudo)
+    n_batches = min(cfg.schedule.collect_batches, m)
+    edges = [round(i * m / n_batches) for i in range(n_batches + 1)]
+    with torch.no_grad():
+        for a, b in zip(edges[:-1], edges[1:]):
+            img, _ = batch_of(torch.arange(a, b).expand(n, -1))
+            proj, _ = _gan_project(ctx, nets["encoder"], inst, img, h0)
+            projected[:, a:b] = proj.reshape(n, b - a, 3, s, s)
+    return write_artifact(
+        out_path, PROJECTED_KIND, {"image": projected.cpu(), "mask": pmask.cpu()}, ids=inst.ids,
+        params_text=ctx.params_text, networks=_states(nets),
+        attrs=_meta(ctx, stage, n, {"loss_history": history, "feature_blocks": ctx.feature_blocks,
+                                    "seconds": time.perf_counter() - t0}),
+    )
+
+
+# ----- step 3: depth, albedo, view, light ---------------------------------------------------------
+
+
+def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path, projected_path: str | Path,
+              out_path: str | Path) -> Path:
+    """Step 3: train the depth, albedo, view and light nets (not E) on the step-1 loss of the target
+    plus, on a batch of B projected samples per instance, the masked L1 + lam_perc * perceptual
+    reconstruction of each sample from the instance's shared depth/albedo (predicted from the target)
+    with the view/light predicted from the sample itself.
+
+    Writes kind 'shape': the four networks and canon_depth (N, S, S), canon_albedo (N, 3, S, S),
+    view (N, 6) physical, light (N, 4) raw, recon_depth (N, S, S) (depth seen in the input view),
+    recon_mask (N, S, S) in {0, 1}, recon_image (N, 3, S, S); attrs loss_history.
+    """
+    t0 = time.perf_counter()
+    cfg = ctx.config
+    inst = read_instances(instances_path, ctx.size, ctx.device)
+    with read_artifact(albedo_path, ALBEDO_KIND) as art:
+        _check_ids(art.ids, inst.ids, str(albedo_path))
+        stage = int(art.attrs["stage"])
+        nets = load_nets(ctx, art, inst.n)
+    with read_artifact(projected_path, PROJECTED_KIND, require=("image", "mask")) as art:
+        _check_ids(art.ids, inst.ids, str(projected_path))
+        proj = art.tensor("image", device=ctx.device)
+        pmask = art.tensor("mask", device=ctx.device)
+    n, p, s = inst.n, proj.shape[1], ctx.size
+    bsz = min(cfg.schedule.batch_size, p)
+    rng = _rng(ctx, "step3", stage)
+    flip = cfg.flip3_stage1 and stage == 1  # the synface evaluation's flip3 = [True, False, ...]
+
+    def loss_fn(_: int) -> torch.Tensor:
+        f_target = predict(ctx, nets, inst.image)
+        target_loss, _ = photo_loss(ctx, f_target, inst.image, flip=flip)
+        rows = torch.stack([torch.randperm(p, generator=rng)[:bsz] for _ in range(n)]).to(ctx.device)
+        img = torch.gather(proj, 1, rows[:, :, None, None, None].expand(-1, -1, 3, s, s)).reshape(-1, 3, s, s)
+        msk = torch.gather(pmask, 1, rows[:, :, None, None, None].expand(-1, -1, 1, s, s)).reshape(-1, 1, s, s)
+        f = with_shape(f_target, predict_view_light(ctx, nets, img), bsz)
+        sample_loss, _ = photo_loss(ctx, f, img, mask=msk, smooth=False, flip=flip)
+        return target_loss + sample_loss.reshape(n, bsz).mean(1)
+
+    history = _train(ctx, nets, NET_NAMES, _iters(ctx, "step3", stage), f"stage {stage} step 3", loss_fn)
+    with torch.no_grad():
+        f = predict(ctx, nets, inst.image)
+        _, rec = photo_loss(ctx, f, inst.image)
+    arrays = {"canon_depth": f["depth"], "canon_albedo": f["albedo"], "view": f["view"], "light": f["light"],
+              "recon_depth": rec["recon_depth"], "recon_mask": rec["mask"][:, 0], "recon_image": rec["image"]}
+    return write_artifact(
+        out_path, SHAPE_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
+        params_text=ctx.params_text, networks=_states(nets),
+        attrs=_meta(ctx, stage, n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
+    )
+
