@@ -373,5 +373,31 @@ def reconstruct_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str,
     click.echo(json.dumps(summary))
 
 
+@main.command("export")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--shape", "shape_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="A final stage{K}/shape.h5 of `gan2shape reconstruct`.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: one sub-folder per instance id.")
+@click.option("--id", "ids", multiple=True, help="Export only these instance ids (repeatable).")
+@click.pass_context
+def export_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], shape_path: Path,
+               out_dir: Path, ids: tuple[str, ...]) -> None:
+    """Depth/normal/albedo/shading PNGs, textured OBJ mesh, rotation and relighting GIFs."""
+    from gan2shape.artifacts import ArtifactError
+    from gan2shape.export import export_instances
+    from gan2shape.render import Camera
+
+    params, _ = _load(params_path, overrides)
+    r = params.render
+    camera = Camera(params.method.image_size, r.fov_deg, r.min_depth, r.max_depth, r.rot_center_depth)
+    try:
+        written = export_instances(shape_path, out_dir, camera, ids=list(ids) or None, progress=ctx.obj["progress"])
+    except (ArtifactError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({k: sorted(str(p) for p in v.values()) for k, v in written.items()}, indent=1))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -30,6 +30,7 @@ __all__ = [
     "StepSchedule",
     "PriorConfig",
     "MethodConfig",
+    "WorkflowConfig",
     "Params",
     "parse_section",
     "load_params",
@@ -353,6 +354,24 @@ class MethodConfig:
 
 
 @dataclass(frozen=True)
+class WorkflowConfig:
+    """What the Snakemake main job reconstructs: ``instances`` samples of ``method.checkpoint``."""
+
+    instances: int = 2
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.instances >= 1, "instances", f"must be >= 1, got {self.instances}")
+        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _check(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "device",
+            f"must be auto, cpu or cuda[:N], got {self.device!r}",
+        )
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
 
@@ -362,6 +381,7 @@ class Params:
     gan: GanConfig = field(default_factory=GanConfig)
     project: ProjectConfig = field(default_factory=ProjectConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
+    workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
 
 
 # --------------------------------------------------------------------------------------------
