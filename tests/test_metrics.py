@@ -363,3 +363,20 @@ def test_run_evaluate_rejects_mismatched_predictions(tmp_path):
     write_artifact(tmp_path / "invalid.h5", "prediction", {"depth": gt, "valid": valid}, ids=["te000", "te001"])
     with pytest.raises(ValueError, match="te001"):
         run_evaluate(tmp_path / "test.h5", tmp_path / "invalid.h5", tmp_path / "out", baselines=False)
+
+
+def test_run_evaluate_scores_the_methods_shape_artifact(tmp_path):
+    gt = torch.stack([_sphere_depth(), _sphere_depth((0.01, 0.0), 0.05)])
+    test_ids = _write_split(tmp_path / "test.h5", gt, "te")
+    valid = torch.ones_like(gt)
+    valid[1, :, : S // 2] = 0  # half of the second image invalid: it must leave the evaluation mask
+    wrong = gt.clone()
+    wrong[1, :, : S // 2] = 0.5  # ...where the prediction is garbage
+    write_artifact(tmp_path / "shape.h5", "shape", {"recon_depth": 1.1 * wrong, "recon_mask": valid,
+                                                    "canon_depth": gt}, ids=test_ids)
+    out = run_evaluate(tmp_path / "test.h5", tmp_path / "shape.h5", tmp_path / "out", baselines=False)
+    pred = out["rows"]["prediction"]
+    assert pred["n"] == 2 and pred["side_x1e2_mean"] == pytest.approx(0.0, abs=1e-5)
+    write_artifact(tmp_path / "albedo.h5", "albedo", {"canon_depth": gt}, ids=test_ids)
+    with pytest.raises(Exception, match="'albedo' artifact"):
+        run_evaluate(tmp_path / "test.h5", tmp_path / "albedo.h5", tmp_path / "out3", baselines=False)

@@ -8,8 +8,9 @@ Writes, in ``out_dir``:
 
 Prediction file: an artifact of kind 'prediction' with dataset 'depth' (N, S, S) float, > 0, in
 the input view, and optionally 'valid' (N, S, S) {0, 1} (pixels where the predicted surface was
-hit; eroded and multiplied into the evaluation mask). Its ids must be ids of the test split; the
-GT rows are matched by id, and the baselines are scored on the same images.
+hit; eroded and multiplied into the evaluation mask); or the method's kind 'shape' artifact
+(stage{k}/shape.h5), scored by its 'recon_depth' and 'recon_mask'. Its ids must be ids of the test
+split; the GT rows are matched by id, and the baselines are scored on the same images.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from gan2shape.artifacts import Artifact, read_artifact
+from gan2shape.artifacts import Artifact, ArtifactError, read_artifact
 from gan2shape.config import EvaluateConfig
 from gan2shape.evaluate.baselines import evaluate_baselines, select_rows
 from gan2shape.evaluate.metrics import ScoreAccumulator
@@ -58,6 +59,10 @@ def camera_from_artifact(art: Artifact) -> Camera:
     return Camera(image_size=int(size), fov_deg=float(attrs["camera_fov_deg"]), **optional)
 
 
+# kind -> (depth dataset, valid-mask dataset) of the artifacts that can be scored
+_PREDICTION_DATASETS = {"prediction": ("depth", "valid"), "shape": ("recon_depth", "recon_mask")}
+
+
 def _check_split(art: Artifact, expected: str) -> None:
     found = art.attrs.get("split")
     if found is not None and found != expected:
@@ -77,16 +82,25 @@ def evaluate_prediction(
     Returns ScoreAccumulator.result(): per-image 'ids', 'side', 'mad' and the summary keys.
     """
     size = camera.image_size
-    with read_artifact(pred_path, kind="prediction", require=("depth",), shapes={"depth": (size, size)}) as pred:
+    # A 'shape' artifact (the method's stage{k}/shape.h5) is scored directly: its depth seen in the
+    # input view and that view's valid mask.
+    with read_artifact(pred_path) as probe:
+        kind = probe.kind
+    if kind not in _PREDICTION_DATASETS:
+        raise ArtifactError(
+            f"{pred_path} holds a {kind!r} artifact; evaluate reads {sorted(_PREDICTION_DATASETS)} artifacts"
+        )
+    depth_name, valid_name = _PREDICTION_DATASETS[kind]
+    with read_artifact(pred_path, kind=kind, require=(depth_name,), shapes={depth_name: (size, size)}) as pred:
         rows = select_rows(test, ids=pred.ids, max_images=max_images)
-        has_valid = "valid" in pred.names
+        has_valid = valid_name in pred.names
         acc = ScoreAccumulator()
         for start in range(0, rows.size, batch_size):
             stop = min(rows.size, start + batch_size)
             batch_ids = pred.ids[start:stop]
             gt = torch.from_numpy(test.array("depth", rows[start:stop])).to(torch.float32)
-            depth = torch.from_numpy(pred.array("depth", slice(start, stop))).to(torch.float32)
-            valid = torch.from_numpy(pred.array("valid", slice(start, stop))) if has_valid else None
+            depth = torch.from_numpy(pred.array(depth_name, slice(start, stop))).to(torch.float32)
+            valid = torch.from_numpy(pred.array(valid_name, slice(start, stop))) if has_valid else None
             try:
                 acc.add(batch_ids, depth, gt, camera, pred_valid=valid, erode_pixels=erode_pixels)
             except ValueError as exc:
