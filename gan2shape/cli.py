@@ -46,7 +46,21 @@ def _load(params_path: Path, overrides: tuple[str, ...]):
         raise click.UsageError(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """Turns the library's own input errors into one clear line and exit code 1 (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        from gan2shape.artifacts import ArtifactError
+        from gan2shape.config import ConfigError
+        from gan2shape.stylegan2.checkpoint import CheckpointError
+
+        try:
+            return super().invoke(ctx)
+        except (ArtifactError, CheckpointError, ConfigError, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gan2shape")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")

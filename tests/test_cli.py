@@ -26,3 +26,17 @@ def test_unknown_key_fails_with_its_name():
 def test_missing_params_file():
     result = CliRunner().invoke(main, ["check-params", "--params", "/nonexistent/params.yaml"])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_missing_checkpoint_and_bad_artifact_fail_with_one_clear_line(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["sample-instances", "--params", str(ROOT / "params.yaml"), "--n", "1",
+                                  "--set", f"method.checkpoint={tmp_path / 'nope.pt'}", "--out",
+                                  str(tmp_path / "i.h5"), "--device", "cpu"])
+    assert result.exit_code == 1 and "nope.pt" in result.output and "Traceback" not in result.output
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not hdf5")
+    result = runner.invoke(main, ["evaluate", "--params", str(ROOT / "params.yaml"), "--test", str(junk),
+                                  "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 1 and "junk.h5" in result.output and "cannot be opened as HDF5" in result.output
+    assert not (tmp_path / "ev" / "metrics.json").exists()
