@@ -64,9 +64,20 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="gan2shape")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for torch (capped at this machine's cores); default: torch's choice.")
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+def main(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> None:
     """gan2shape: 3D shape from pretrained 2D StyleGAN2s (GAN2Shape)."""
+    if threads is not None:
+        if threads < 1:
+            raise click.UsageError(f"--threads must be >= 1, got {threads}")
+        import os
+
+        import torch
+
+        # more threads than cores makes torch's OpenMP workers spin against each other
+        torch.set_num_threads(min(threads, os.cpu_count() or threads))
     level = logging.WARNING - 10 * min(verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
     ctx.obj = {"progress": not quiet}

@@ -14,7 +14,7 @@ rule make_heads:
         f"{RESULTS}/benchmarks/make_heads_{{size}}.tsv"
     conda:
         "../envs/gan2shape.yaml"
-    threads: 2
+    threads: CPU_THREADS
     shell:
-        "gan2shape -q make-heads --params {input} --set heads.image_size={wildcards.size} "
+        "gan2shape -q --threads {threads} make-heads --params {input} --set heads.image_size={wildcards.size} "
         "--out $(dirname {output.train}) --device cpu > {log} 2>&1"

@@ -17,5 +17,5 @@ rule evaluate_baselines:
         "../envs/gan2shape.yaml"
     threads: 1
     shell:
-        "gan2shape -q evaluate --params {input.params} --test {input.test} --train {input.train} "
+        "gan2shape -q --threads {threads} evaluate --params {input.params} --test {input.test} --train {input.train} "
         "--out $(dirname {output.metrics}) > {log} 2>&1"

@@ -19,7 +19,7 @@ rule sample_instances:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q sample-instances --params {input.params} --n {params.n} --seed {params.seed} "
+        "gan2shape -q --threads {threads} sample-instances --params {input.params} --n {params.n} --seed {params.seed} "
         "--out {output} --device {params.device} > {log} 2>&1"
 
 
@@ -37,11 +37,11 @@ rule prior:
         device=DEVICE,
     conda:
         "../envs/gan2shape.yaml"
-    threads: 2
+    threads: CPU_THREADS
     resources:
         gpu=1,
     shell:
-        "gan2shape -q prior --params {input.params} --instances {input.instances} --out {output} "
+        "gan2shape -q --threads {threads} prior --params {input.params} --instances {input.instances} --out {output} "
         "--device {params.device} > {log} 2>&1"
 
 
@@ -60,11 +60,11 @@ rule step1:
         device=DEVICE,
     conda:
         "../envs/gan2shape.yaml"
-    threads: 2
+    threads: CPU_THREADS
     resources:
         gpu=1,
     shell:
-        "gan2shape -q step1 --params {input.params} --instances {input.instances} --shape {input.shape} "
+        "gan2shape -q --threads {threads} step1 --params {input.params} --instances {input.instances} --shape {input.shape} "
         "--out {output} --device {params.device} > {log} 2>&1"
 
 
@@ -82,11 +82,11 @@ rule pseudo:
         device=DEVICE,
     conda:
         "../envs/gan2shape.yaml"
-    threads: 2
+    threads: CPU_THREADS
     resources:
         gpu=1,
     shell:
-        "gan2shape -q pseudo --params {input.params} --albedo {input.albedo} --out {output} "
+        "gan2shape -q --threads {threads} pseudo --params {input.params} --albedo {input.albedo} --out {output} "
         "--device {params.device} > {log} 2>&1"
 
 
@@ -107,11 +107,11 @@ rule invert:
         encoder=lambda wildcards, input: f"--encoder-init {input.encoder[0]}" if input.encoder else "",
     conda:
         "../envs/gan2shape.yaml"
-    threads: 2
+    threads: CPU_THREADS
     resources:
         gpu=1,
     shell:
-        "gan2shape -q invert --params {input.params} --instances {input.instances} --pseudo {input.pseudo} "
+        "gan2shape -q --threads {threads} invert --params {input.params} --instances {input.instances} --pseudo {input.pseudo} "
         "{params.encoder} --out {output} --device {params.device} > {log} 2>&1"
 
 
@@ -133,11 +133,11 @@ rule step3:
         device=DEVICE,
     conda:
         "../envs/gan2shape.yaml"
-    threads: 2
+    threads: CPU_THREADS
     resources:
         gpu=1,
     shell:
-        "gan2shape -q step3 --params {input.params} --instances {input.instances} --albedo {input.albedo} "
+        "gan2shape -q --threads {threads} step3 --params {input.params} --instances {input.instances} --albedo {input.albedo} "
         "--projected {input.projected} --out {output} --device {params.device} > {log} 2>&1"
 
 
@@ -153,4 +153,4 @@ rule export:
         "../envs/gan2shape.yaml"
     threads: 1
     shell:
-        "gan2shape -q export --params {input.params} --shape {input.shape} --out {output} > {log} 2>&1"
+        "gan2shape -q --threads {threads} export --params {input.params} --shape {input.shape} --out {output} > {log} 2>&1"
