@@ -28,3 +28,11 @@ rule all:
         f"{RESULTS}/baselines/table.md",
         f"{RESULTS}/default/export",
     default_target: True
+
+
+onsuccess:
+    print(
+        f"gan2shape: reconstructions of {config['workflow']['instances']} instance(s) in {RUN}/export/<id>/ "
+        f"(summary.png, depth.png, normal.png, mesh.obj, rotate.gif, relight.gif, ...); "
+        f"baseline table in {RESULTS}/baselines/table.md"
+    )
