@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from gan2shape.export.images import tile_images as export_tiles
 from PIL import Image
 
 __all__ = ["tile_images", "depth_to_rgb", "normal_to_rgb", "save_contact_sheets"]
@@ -18,18 +20,9 @@ def tile_images(images: np.ndarray, columns: int, scale: int = 1, pad: int = 2, 
     """
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
-    if columns < 1 or scale < 1 or pad < 0:
-        raise ValueError(f"need columns >= 1, scale >= 1, pad >= 0, got {columns}, {scale}, {pad}")
-    n, h, w, _ = images.shape
-    big = images.repeat(scale, axis=1).repeat(scale, axis=2)
-    th, tw = h * scale, w * scale
-    rows = max(1, -(-n // columns))
-    sheet = np.full((rows * (th + pad) + pad, columns * (tw + pad) + pad, 3), pad_value, dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, columns)
-        y, x = pad + r * (th + pad), pad + c * (tw + pad)
-        sheet[y : y + th, x : x + tw] = big[i]
-    return sheet
+    if columns < 1:
+        raise ValueError(f"need columns >= 1, got {columns}")
+    return export_tiles(list(images), n_cols=columns, pad=pad, fill=pad_value, scale=scale, border=pad)
 
 
 def depth_to_rgb(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -139,20 +139,33 @@ def shading_image(shading: torch.Tensor | np.ndarray, max_value: float = 1.0) ->
     return to_uint8(s / float(max_value))
 
 
-def tile_images(images: Sequence[np.ndarray], n_cols: int | None = None, pad: int = 0, fill: int = 255) -> np.ndarray:
-    """Tile equally sized uint8 images row-major into one (R*H + (R-1)*pad, C*W + (C-1)*pad, 3) image.
+def tile_images(
+    images: Sequence[np.ndarray],
+    n_cols: int | None = None,
+    pad: int = 0,
+    fill: int = 255,
+    scale: int = 1,
+    border: int = 0,
+) -> np.ndarray:
+    """Tile equally sized uint8 images row-major into one RGB image.
 
-    images: each (H, W) or (H, W, 3) uint8 (gray is repeated to RGB). n_cols defaults to all in
-    one row. Empty cells of the last row and the padding take the gray value ``fill``.
+    images: each (H, W) or (H, W, 3) uint8 (gray is repeated to RGB), upscaled ``scale`` times with
+    nearest neighbour. n_cols defaults to all in one row. ``pad`` pixels between tiles and
+    ``border`` pixels around the whole sheet; empty cells of the last row, the padding and the
+    border take the gray value ``fill``. Returns (2*border + R*h + (R-1)*pad,
+    2*border + C*w + (C-1)*pad, 3) uint8 with h, w = H*scale, W*scale and R = ceil(N / C).
     """
     if len(images) == 0:
         raise ValueError("tile_images needs at least one image")
+    if scale < 1 or pad < 0 or border < 0:
+        raise ValueError(f"tile_images needs scale >= 1, pad >= 0, border >= 0, got {scale}, {pad}, {border}")
     rgb = []
     for k, im in enumerate(images):
         im = np.asarray(im)
         if im.dtype != np.uint8 or im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[2] != 3):
             raise ValueError(f"image {k} must be uint8 (H, W) or (H, W, 3), got {im.dtype} {im.shape}")
-        rgb.append(np.repeat(im[:, :, None], 3, axis=2) if im.ndim == 2 else im)
+        im = np.repeat(im[:, :, None], 3, axis=2) if im.ndim == 2 else im
+        rgb.append(im.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else im)
     h, w = rgb[0].shape[:2]
     if any(im.shape[:2] != (h, w) for im in rgb):
         raise ValueError(f"tile_images needs images of one size, got {[im.shape[:2] for im in rgb]}")
@@ -160,8 +173,10 @@ def tile_images(images: Sequence[np.ndarray], n_cols: int | None = None, pad: in
     if n_cols < 1:
         raise ValueError(f"n_cols must be >= 1, got {n_cols}")
     n_rows = -(-len(rgb) // n_cols)
-    out = np.full((n_rows * h + (n_rows - 1) * pad, n_cols * w + (n_cols - 1) * pad, 3), fill, np.uint8)
+    out = np.full((2 * border + n_rows * h + (n_rows - 1) * pad, 2 * border + n_cols * w + (n_cols - 1) * pad, 3),
+                  fill, np.uint8)
     for k, im in enumerate(rgb):
         r, c = divmod(k, n_cols)
-        out[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = im
+        y, x = border + r * (h + pad), border + c * (w + pad)
+        out[y: y + h, x: x + w] = im
     return out

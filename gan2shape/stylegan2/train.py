@@ -25,7 +25,6 @@ import dataclasses
 import inspect
 import json
 import logging
-import math
 import signal
 import threading
 import time
@@ -207,14 +206,11 @@ def sample_grid(images: Tensor, cols: int = 8) -> np.ndarray:
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"sample_grid: images must be (N, 3, S, S), got {tuple(images.shape)}")
-    n, _, h, w = images.shape
-    cols = max(1, min(cols, n))
-    rows = math.ceil(n / cols)
+    from gan2shape.export.images import tile_images
+
+    n = images.shape[0]
     pix = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-    grid = torch.zeros(rows * cols, 3, h, w, dtype=torch.uint8)
-    grid[:n] = pix
-    grid = grid.reshape(rows, cols, 3, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, 3)
-    return grid.numpy()
+    return tile_images(list(pix.permute(0, 2, 3, 1).numpy()), n_cols=max(1, min(cols, n)), fill=0)
 
 
 # --------------------------------------------------------------------------------------------
