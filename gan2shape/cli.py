@@ -133,6 +133,26 @@ def evaluate_cmd(params_path: Path, overrides: tuple[str, ...], test_path: Path,
     click.echo((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else json.dumps(result))
 
 
+@main.command("tables")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--eval", "eval_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The benchmark's evaluation folder: test/, prior-<variant>/, perceptual-<name>/, "
+                   "each with stage<k>/metrics.json of `gan2shape evaluate`.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: table1.md/.json, table2.md/.json, perceptual.md/.json, stages.csv.")
+@click.option("--small", is_flag=True, help="The rows of the CPU variant (bench.small) instead of bench.")
+def tables_cmd(params_path: Path, overrides: tuple[str, ...], eval_dir: Path, out_dir: Path, small: bool) -> None:
+    """Benchmark tables: Table 1 (baselines, ours per stage), Table 2 (priors), perceptual ablation."""
+    from gan2shape.evaluate.report import run_tables
+
+    params, _ = _load(params_path, overrides)
+    bench = params.bench.variant(small)
+    written = run_tables(eval_dir, out_dir, priors=bench.priors, perceptual=bench.perceptual)
+    for name in ("table1.md", "table2.md", "perceptual.md"):
+        click.echo(written[name].read_text(encoding="utf-8"))
+
+
 @main.command("train-gan")
 @_PARAMS_OPTION
 @_SET_OPTION
@@ -189,6 +209,33 @@ def project_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...
                            "psnr_min": float(psnr.min())}))
 
 
+@main.command("import-images")
+@click.option("--images", "folder", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="A folder of PNG/JPG images, each of the GAN's resolution.")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The GAN the images will be projected into: its resolution is the size every image must have.")
+@click.option("--size", type=int, default=None, help="The required image size instead of --checkpoint.")
+@click.option("--limit", type=int, default=None, help="Import only the first N images (all are size-checked).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output image artifact (.h5, dataset 'image'), the input of `gan2shape project`.")
+def import_images_cmd(folder: Path, checkpoint_path: Path | None, size: int | None, limit: int | None,
+                      out_path: Path) -> None:
+    """A folder of images as an HDF5 image artifact, every file size-checked first (names the bad one)."""
+    from gan2shape.data.images import import_images
+
+    if (checkpoint_path is None) == (size is None):
+        raise click.UsageError("give exactly one of --checkpoint (the GAN's resolution) or --size")
+    if checkpoint_path is not None:
+        from gan2shape.stylegan2.checkpoint import load_checkpoint
+
+        size = load_checkpoint(checkpoint_path, device="cpu").g_ema.size
+    try:
+        path = import_images(folder, out_path, size, limit=limit)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"out": str(path), "size": size}))
+
+
 @main.command("export-gan")
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="A training checkpoint.pt or any StyleGAN2 checkpoint.")
@@ -232,7 +279,8 @@ def _method_context(ctx: click.Context, params_path: Path, overrides: tuple[str,
 
     params, text = _load(params_path, overrides)
     try:
-        return make_context(params, text, device=resolve_device(device), progress=ctx.obj["progress"])
+        return make_context(params, text, device=resolve_device(device), progress=ctx.obj["progress"],
+                            nf=params.method.nf, enc_nf=params.method.enc_nf)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -257,12 +305,17 @@ def _done(path: Path, start: float) -> None:
 @click.option("--latents", "latents_path", default=None, help="A latents artifact (gan2shape project) instead.",
               **_PATH_IN)
 @click.option("--limit", type=int, default=None, help="With --latents: use only the first N rows.")
+@click.option("--masks", "masks_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Foreground masks, matched by instance id, for method.prior.box_source=mask: an artifact with "
+                   "a 'mask' dataset (e.g. the heads test.h5 the latents came from) or a folder of <id>.png.")
 @click.option("--out", "out_path", required=True, help="Output instances artifact (instances.h5).", **_PATH_OUT)
 @_DEVICE_OPTION
 @click.pass_context
 def sample_instances_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], n: int | None, seed: int,
-                         latents_path: Path | None, limit: int | None, out_path: Path, device: str) -> None:
-    """Targets of one shard: GAN images, latents and fixed noise (sampled, or from projected latents)."""
+                         latents_path: Path | None, limit: int | None, masks_path: Path | None, out_path: Path,
+                         device: str) -> None:
+    """Targets of one shard: GAN images, latents and fixed noise (sampled, or from projected latents),
+    optionally with foreground masks (--masks)."""
     from gan2shape.device import resolve_device
     from gan2shape.method.instances import instances_from_latents, sample_instances, write_instances
     from gan2shape.stylegan2.checkpoint import load_checkpoint
@@ -280,6 +333,14 @@ def sample_instances_cmd(ctx: click.Context, params_path: Path, overrides: tuple
     else:
         inst = instances_from_latents(g, latents_path, params.method.image_size, limit=limit)
         attrs = {"source": str(latents_path)}
+    if masks_path is not None:
+        from gan2shape.method.masks import read_masks
+
+        try:
+            inst.mask = read_masks(masks_path, inst.ids, params.method.image_size).to(inst.image.device)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        attrs["masks"] = str(masks_path)
     write_instances(out_path, inst, params_text=text, attrs={**attrs, "checkpoint": params.method.checkpoint})
     _done(out_path, start)
 
@@ -406,19 +467,44 @@ def reconstruct_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str,
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder: one sub-folder per instance id.")
 @click.option("--id", "ids", multiple=True, help="Export only these instance ids (repeatable).")
+@click.option("--projected", "projected_path", default=None,
+              help="The same stage's projected.h5 (its trained encoder): with --instances, also write the "
+                   "GAN-refined media (rotate_gan.gif, relight_gan.gif, ...).", **_PATH_IN)
+@click.option("--instances", "instances_path", default=None,
+              help="The shard's instances.h5 (latents, noise): needed with --projected.", **_PATH_IN)
+@_DEVICE_OPTION
 @click.pass_context
 def export_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], shape_path: Path,
-               out_dir: Path, ids: tuple[str, ...]) -> None:
-    """Depth/normal/albedo/shading PNGs, textured OBJ mesh, rotation and relighting GIFs."""
+               out_dir: Path, ids: tuple[str, ...], projected_path: Path | None, instances_path: Path | None,
+               device: str) -> None:
+    """Depth/normal/albedo/shading PNGs, textured OBJ mesh, rotation and relighting GIFs (and, with
+    --projected and --instances, their GAN-refined versions, inverted back into the GAN)."""
     from gan2shape.artifacts import ArtifactError
     from gan2shape.export import export_instances
     from gan2shape.render import Camera
 
+    if (projected_path is None) != (instances_path is None):
+        raise click.UsageError("give both --projected and --instances (for the GAN-refined media) or neither")
     params, _ = _load(params_path, overrides)
     r = params.render
     camera = Camera(params.method.image_size, r.fov_deg, r.min_depth, r.max_depth, r.rot_center_depth)
     try:
         written = export_instances(shape_path, out_dir, camera, ids=list(ids) or None, progress=ctx.obj["progress"])
+        if projected_path is None:
+            log.info("GAN-refined media skipped: pass --projected stageK/projected.h5 --instances instances.h5 to "
+                     "write rotate_gan.gif, relight_gan.gif and their grid/strip")
+        else:
+            from gan2shape.device import resolve_device
+            from gan2shape.export.gan_refine import export_gan_refined
+            from gan2shape.stylegan2.checkpoint import load_checkpoint
+
+            m = params.method
+            g = load_checkpoint(m.checkpoint, device=resolve_device(device)).g_ema.eval().requires_grad_(False)
+            refined = export_gan_refined(shape_path, projected_path, instances_path, out_dir, camera, g,
+                                         f1_d=m.f1_d, relative_enc=m.relative_enc, ids=list(ids) or None,
+                                         progress=ctx.obj["progress"])
+            for name, files in refined.items():
+                written.setdefault(name, {}).update(files)
     except (ArtifactError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({k: sorted(str(p) for p in v.values()) for k, v in written.items()}, indent=1))

@@ -31,6 +31,9 @@ __all__ = [
     "PriorConfig",
     "MethodConfig",
     "WorkflowConfig",
+    "BenchVariant",
+    "BenchSmall",
+    "BenchConfig",
     "Params",
     "parse_section",
     "load_params",
@@ -266,8 +269,10 @@ class StepSchedule:
     step3_iters: tuple[int, int] = (400, 300)
     collect_batches: int = 100
     batch_size: int = 16
+    instances_per_iter: int = 0       # joint mode: instances drawn per Adam step (0 = all of them)
 
     def __post_init__(self) -> None:
+        _check(self.instances_per_iter >= 0, "instances_per_iter", f"must be >= 0, got {self.instances_per_iter}")
         _check(1 <= self.stages <= 16, "stages", f"must be in [1, 16], got {self.stages}")
         _check(self.prior_iters >= 0, "prior_iters", f"must be >= 0, got {self.prior_iters}")
         for name in ("step1_iters", "step2_iters", "step3_iters"):
@@ -326,9 +331,14 @@ class MethodConfig:
     xy_translation_range: float = 0.1
     z_translation_range: float = 0.0
     flip3_stage1: bool = True
+    flip1_stage1: bool = False
     prior: PriorConfig = field(default_factory=PriorConfig)
+    nf: int | None = None             # base channels of the four networks; None: max(4096 // image_size, 16)
+    enc_nf: int = 32                  # base channels of the inversion encoder E (reference 32)
 
     def __post_init__(self) -> None:
+        _check(self.nf is None or self.nf >= 4, "nf", f"must be null or >= 4, got {self.nf}")
+        _check(self.enc_nf >= 4, "enc_nf", f"must be >= 4, got {self.enc_nf}")
         _check(
             self.image_size >= 32 and self.image_size & (self.image_size - 1) == 0,
             "image_size",
@@ -355,20 +365,101 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class WorkflowConfig:
-    """What the Snakemake main job reconstructs: ``instances`` samples of ``method.checkpoint``."""
+    """What the Snakemake main job reconstructs: ``instances`` samples of ``method.checkpoint`` or,
+    when ``images`` names an HDF5 image artifact or a folder of PNG/JPG files, its first
+    ``instances`` images projected into the GAN. ``profile``: the method profile of the main job
+    (``auto``: paper with CUDA, quick without; checked against method.profiles in :class:`Params`)."""
 
     instances: int = 2
     seed: int = 0
     device: str = "auto"
+    profile: str = "auto"
+    images: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.instances >= 1, "instances", f"must be >= 1, got {self.instances}")
+        _check(bool(self.images is None or self.images.strip()), "images",
+               "must be null or the path of an HDF5 image artifact or of a folder of PNG/JPG images")
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _check(
             self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
             "device",
             f"must be auto, cpu or cuda[:N], got {self.device!r}",
         )
+
+
+def _allowed(cls: type, name: str) -> tuple[str, ...]:
+    """The values a Literal-typed config field accepts (one source of truth for the names)."""
+    return typing.get_args(typing.get_type_hints(cls)[name])
+
+
+@dataclass(frozen=True)
+class BenchVariant:
+    """One variant of the benchmark pipeline (dvc.yaml): how many heads each run takes and which
+    rows Table 2 (``priors``) and the perceptual-loss ablation (``perceptual``) have."""
+
+    device: str = "auto"
+    n_test: int = 50
+    n_joint: int = 200
+    n_prior: int = 20
+    priors: tuple[str, ...] = ("ellipsoid", "asymmetric", "shifted", "weaker", "flat")
+    perceptual: tuple[str, ...] = ("discriminator", "none")
+    profile: str = "bench"
+    joint_profile: str = "joint"
+
+    def __post_init__(self) -> None:
+        _check(
+            self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+            "device",
+            f"must be auto, cpu or cuda[:N], got {self.device!r}",
+        )
+        for name in ("n_test", "n_joint", "n_prior"):
+            _check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        _check(
+            self.n_prior <= self.n_test,
+            "n_prior",
+            f"must be <= n_test ({self.n_test}): the prior runs take the first n_prior projected test heads",
+        )
+        for name, known in (("priors", _allowed(PriorConfig, "variant")),
+                            ("perceptual", _allowed(MethodConfig, "perceptual"))):
+            values = getattr(self, name)
+            _check(len(values) >= 1, name, "must list at least one value")
+            _check(len(set(values)) == len(values), name, f"lists a value twice: {list(values)}")
+            for value in values:
+                _check(value in known, name, f"unknown value {value!r}; known: {list(known)}")
+
+
+@dataclass(frozen=True)
+class BenchSmall(BenchVariant):
+    """The CPU variant (bench-small/dvc.yaml). ``options`` maps a gan2shape option to the values
+    DVC adds to every command of the variant, e.g. {'set': ['heads.n_test=4', ...]}."""
+
+    device: str = "cpu"
+    n_test: int = 2
+    n_joint: int = 2
+    n_prior: int = 2
+    priors: tuple[str, ...] = ("ellipsoid", "flat")
+    profile: str = "tiny"
+    joint_profile: str = "tiny"
+    options: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key, values in self.options.items():
+            _check(key == "set", f"options.{key}", "only 'set' (params overrides, KEY=VALUE) is supported")
+            for value in values:
+                _check("=" in value, f"options.{key}", f"{value!r} is not KEY=VALUE")
+
+
+@dataclass(frozen=True)
+class BenchConfig(BenchVariant):
+    """The benchmark of dvc.yaml (Table 1, Table 2, perceptual ablation) and its CPU variant."""
+
+    small: BenchSmall = field(default_factory=BenchSmall)
+
+    def variant(self, small: bool) -> BenchVariant:
+        """The full benchmark's settings, or with ``small`` those of the CPU variant."""
+        return self.small if small else self
 
 
 @dataclass(frozen=True)
@@ -382,6 +473,12 @@ class Params:
     project: ProjectConfig = field(default_factory=ProjectConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    def __post_init__(self) -> None:
+        profiles = sorted(self.method.profiles)
+        _check(self.workflow.profile == "auto" or self.workflow.profile in profiles, "workflow.profile",
+               f"unknown profile {self.workflow.profile!r}; use auto or one of method.profiles: {profiles}")
 
 
 # --------------------------------------------------------------------------------------------

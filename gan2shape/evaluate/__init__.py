@@ -1,7 +1,8 @@
 """Evaluation on the synthetic head benchmark (METHOD.md section 5): SIDE, MAD, baselines, tables.
 
 Modules: metrics (the per-image metrics and their summary), baselines (the baseline rows), tables
-(markdown table and metrics JSON), run (the ``gan2shape evaluate`` step, :func:`run_evaluate`).
+(markdown table and metrics JSON), run (the ``gan2shape evaluate`` step, :func:`run_evaluate`),
+report (the benchmark's tables from its evaluation folders: ``gan2shape tables``, ``run_tables``).
 """
 
 from __future__ import annotations

@@ -37,16 +37,18 @@ def _pm(mean: Any, std: Any, digits: int) -> str:
     return text
 
 
-def markdown_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+def markdown_table(rows: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str] | None = None) -> str:
     """A GitHub-markdown table with one row per entry, in the given order.
 
     Columns: method, N (images), "SIDE (x10^-2)" and "MAD (deg)" as ``mean ± std`` (std omitted
     when undefined, e.g. a single image). SIDE is read from the 'side_x1e2_*' keys, which are
-    already in units of 10^-2; nothing is rescaled here.
+    already in units of 10^-2; nothing is rescaled here. A row's method column is
+    ``labels[name]`` when given, else its :data:`ROW_LABELS` entry, else the name itself.
 
     Returns:
         The table text, ending with a newline.
     """
+    labels = labels or {}
     lines = [
         "| Method | N | SIDE (x10^-2) | MAD (deg) |",
         "|---|---:|---:|---:|",
@@ -55,7 +57,7 @@ def markdown_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
         missing = [k for k in ("side_x1e2_mean", "mad_mean") if k not in m]
         if missing:
             raise ValueError(f"markdown_table: row {name!r} lacks {missing}; give the keys of metrics.summarize")
-        label = ROW_LABELS.get(name, name)
+        label = labels.get(name) or ROW_LABELS.get(name, name)
         n = m.get("n", "")
         lines.append(
             f"| {label} | {n} | {_pm(m['side_x1e2_mean'], m.get('side_x1e2_std'), 3)} | "

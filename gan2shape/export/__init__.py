@@ -1,9 +1,11 @@
 """Export of reconstructed instances: depth/normal/albedo/shading/texture PNGs, textured OBJ meshes,
-rotation and relighting GIFs (METHOD.md section 6). See exporter.py for the file layout."""
+rotation and relighting GIFs (METHOD.md section 6). See exporter.py for the file layout; gan_refine.py
+writes the GAN-refined versions of the rotation/relighting media."""
 
 from __future__ import annotations
 
 from .exporter import OUTPUT_FILES, OUTPUTS, SUMMARY_FILE, ExportOptions, export_instance, export_instances
+from .gan_refine import GAN_OUTPUT_FILES, GAN_OUTPUTS, GanRefiner, export_gan_refined, load_gan_refiner
 from .images import depth_image, normal_image, rgb_image, shading_image, tile_images, write_png
 from .media import (
     frames_strip,
@@ -16,10 +18,17 @@ from .media import (
     write_gif,
 )
 from .mesh import ObjMesh, TexturedMesh, mesh_from_depth, read_obj, write_textured_mesh
+from .preview import PREVIEW_FILE, mesh_preview
 
 __all__ = [
+    "GAN_OUTPUTS",
+    "GAN_OUTPUT_FILES",
+    "GanRefiner",
+    "export_gan_refined",
+    "load_gan_refiner",
     "OUTPUTS",
     "OUTPUT_FILES",
+    "PREVIEW_FILE",
     "SUMMARY_FILE",
     "ExportOptions",
     "ObjMesh",
@@ -29,6 +38,7 @@ __all__ = [
     "export_instances",
     "frames_strip",
     "mesh_from_depth",
+    "mesh_preview",
     "normal_image",
     "read_obj",
     "relight_frames",

@@ -11,7 +11,11 @@ Layout (names fixed, one folder per instance id)::
                  mesh.obj, mesh.mtl, mesh_texture.png   (mesh.write_textured_mesh)
                  rotate.gif, rotate_grid.png            (media.rotation_frames / rotation_grid)
                  relight.gif, relight_strip.png         (media.relight_frames / frames_strip)
+                 mesh_preview.png   the bare mesh, shaded gray, from a 3/4 view (preview.mesh_preview)
                  summary.png        input | depth | normal | albedo | shading | rotated view
+                 rotate_gan.gif, rotate_gan_grid.png, relight_gan.gif, relight_gan_strip.png
+                                    GAN-refined media, only from gan_refine.export_gan_refined (it needs
+                                    the run's projected.h5 encoder and instances.h5 latents)
 
 Every file is written atomically. The source is either a dict of arrays or the path of an HDF5
 artifact of kind "shape" (gan2shape.artifacts), holding per instance (N rows):
@@ -38,11 +42,11 @@ from gan2shape.model.decode import decode_light
 from gan2shape.render import Camera, depth_to_normals, render_view, shade
 from gan2shape.render._checks import check_tensor
 
-from . import images, media, mesh
+from . import images, media, mesh, preview
 
 __all__ = ["OUTPUTS", "OUTPUT_FILES", "SUMMARY_FILE", "ExportOptions", "export_instance", "export_instances"]
 
-OUTPUTS = ("depth", "normal", "albedo", "shading", "texture", "mesh", "rotate", "relight")
+OUTPUTS = ("depth", "normal", "albedo", "shading", "texture", "mesh", "rotate", "relight", "preview")
 OUTPUT_FILES: dict[str, tuple[str, ...]] = {
     "depth": ("depth.png",),
     "normal": ("normal.png",),
@@ -52,6 +56,7 @@ OUTPUT_FILES: dict[str, tuple[str, ...]] = {
     "mesh": ("mesh.obj", "mesh.mtl", "mesh_texture.png"),
     "rotate": ("rotate.gif", "rotate_grid.png"),
     "relight": ("relight.gif", "relight_strip.png"),
+    "preview": (preview.PREVIEW_FILE,),
 }
 SUMMARY_FILE = "summary.png"
 REQUIRED = ("canon_depth", "canon_albedo", "view", "light")
@@ -202,6 +207,9 @@ def export_instance(
         put("relight.gif", media.write_gif(out_dir / "relight.gif", frames, opts.fps))
         put("relight_strip.png", images.write_png(
             out_dir / "relight_strip.png", media.frames_strip(frames, opts.strip_frames)))
+    if "preview" in what:
+        put(preview.PREVIEW_FILE, images.write_png(out_dir / preview.PREVIEW_FILE,
+                                                   preview.mesh_preview(canon_depth, camera)))
     if opts.summary:
         if image is None:  # no input stored: show the model's reconstruction of it instead
             with torch.no_grad():

@@ -10,7 +10,9 @@ Two sources (METHOD.md section 3; DESIGN.md "Data flow"):
 Either way the GAN renders the target images with that fixed noise (randomize_noise False) and
 ``instances.h5`` stores ``image`` (N, 3, S, S) float32 in [-1, 1] at the method's image size S,
 ``latent`` (N, n_latent, D) and ``noise_<i>`` (N, 1, r_i, r_i), so that later steps never need the
-source again.
+source again. Optionally it also stores ``mask`` (N, S, S) uint8 {0, 1}: user-given foreground masks
+(``gan2shape sample-instances --masks``, read by ``gan2shape.method.masks``) that place the shape
+prior when ``method.prior.box_source`` is 'mask'.
 """
 
 from __future__ import annotations
@@ -37,19 +39,29 @@ class Instances:
 
     ids: N strings. image: (N, 3, S, S) float32 in [-1, 1]. latent: (N, n_latent, D) float32 w+.
     noise: list of num_layers tensors (N, 1, r_i, r_i) float32 (the GAN's fixed noise per instance).
+    mask: (N, S, S) uint8 {0, 1} foreground masks, or None (optional; the prior's 'mask' box source).
     """
 
     ids: list[str]
     image: torch.Tensor
     latent: torch.Tensor
     noise: list[torch.Tensor]
+    mask: torch.Tensor | None = None
 
     @property
     def n(self) -> int:
         return len(self.ids)
 
+    def subset(self, rows: torch.Tensor) -> Instances:
+        """The instances at ``rows`` (K,) int64 indices, in that order (a joint-mode minibatch)."""
+        r = rows.to(self.image.device)
+        return Instances([self.ids[i] for i in rows.tolist()], self.image[r], self.latent[r],
+                         [x[r] if x.shape[0] == self.n else x for x in self.noise],
+                         None if self.mask is None else self.mask[r])
+
     def to(self, device: torch.device | str) -> Instances:
-        return Instances(self.ids, self.image.to(device), self.latent.to(device), [x.to(device) for x in self.noise])
+        return Instances(self.ids, self.image.to(device), self.latent.to(device), [x.to(device) for x in self.noise],
+                         None if self.mask is None else self.mask.to(device))
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -130,22 +142,33 @@ def instances_from_latents(generator: Generator, path: str | Path, image_size: i
 
 def write_instances(path: str | Path, inst: Instances, *, params_text: str | None = None,
                     attrs: dict | None = None) -> Path:
-    """Write ``inst`` as an 'instances' artifact (atomic)."""
+    """Write ``inst`` as an 'instances' artifact (atomic); ``mask`` only when inst.mask is not None."""
     arrays = {"image": inst.image.float().cpu(), "latent": inst.latent.float().cpu()}
     arrays.update({f"noise_{i}": x.expand(inst.n, *x.shape[1:]).float().cpu() for i, x in enumerate(inst.noise)})
+    if inst.mask is not None:
+        s = inst.image.shape[-1]
+        if tuple(inst.mask.shape) != (inst.n, s, s):
+            raise ValueError(f"write_instances({path}): mask must be ({inst.n}, {s}, {s}) like the images, "
+                             f"got {tuple(inst.mask.shape)}")
+        arrays["mask"] = (inst.mask > 0).to(torch.uint8).cpu()
     return write_artifact(path, KIND, arrays, ids=inst.ids, params_text=params_text,
                           attrs={"n_noise": len(inst.noise), "image_size": int(inst.image.shape[-1]), **(attrs or {})})
 
 
 def read_instances(path: str | Path, image_size: int, device: torch.device | str = "cpu") -> Instances:
-    """Read an 'instances' artifact; checks that its images are (N, 3, image_size, image_size)."""
-    with read_artifact(path, KIND, require=("image", "latent"),
-                       shapes={"image": (3, image_size, image_size)}) as art:
+    """Read an 'instances' artifact; checks that its images are (N, 3, image_size, image_size) (and its
+    optional mask (N, image_size, image_size), read as uint8 {0, 1})."""
+    shapes = {"image": (3, image_size, image_size)}
+    with read_artifact(path, KIND, require=("image", "latent"), shapes=shapes) as art:
+        if "mask" in art.names and art.shape("mask")[1:] != (image_size, image_size):
+            raise ValueError(f"{path}: dataset 'mask' has per-instance shape {art.shape('mask')[1:]}, expected "
+                             f"{(image_size, image_size)}; rebuild it with gan2shape sample-instances --masks")
         n_noise = int(art.attrs["n_noise"])
         return Instances(
             list(art.ids),
             art.tensor("image", device=device).float(),
             art.tensor("latent", device=device).float(),
             [art.tensor(f"noise_{i}", device=device).float() for i in range(n_noise)],
+            (art.tensor("mask", device=device) > 0).to(torch.uint8) if "mask" in art.names else None,
         )
 

@@ -25,8 +25,12 @@ Choices where METHOD.md is silent (following XingangPan/GAN2Shape ``model.py``):
   whole pool through E and G, so the projected samples are P = M per instance.
 - the pseudo-samples' render masks travel with the projected samples and mask step 3's loss.
 - flip3 (``method.flip3_stage1``): step 3 of stage 1 adds the mirrored-shape terms of the reference
-  (``photo_loss(flip=True)``); its smoothness term uses the unflipped render only. flip1 is not
-  implemented.
+  (``photo_loss(flip=True)``); its smoothness term uses the unflipped render only.
+- flip1 (``method.flip1_stage1``): step 1 of stage 1 adds the same mirrored-shape term to the target
+  loss; so does step 3's target term, as in the reference, whose step 3 reuses step 1's forward
+  pass (flip1 on) (``stage_flips``).
+- the prior's box: ``method.prior.box_source`` 'centered' (a fixed centred box) or 'mask' (each
+  instance's mask bounding box, from the optional ``mask`` dataset of instances.h5).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gan2shape.artifacts import Artifact, read_artifact, write_artifact
-from gan2shape.config import MethodConfig, Params, params_digest
+from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
 from gan2shape.method.instances import Instances, read_instances, resize_images
 from gan2shape.method.latents import center_hidden, latent_offset
 from gan2shape.method.prior import prior_boxes, prior_variant
@@ -73,7 +77,7 @@ from gan2shape.stylegan2.model import Discriminator, Generator
 __all__ = [
     "SHAPE_KIND", "ALBEDO_KIND", "PSEUDO_KIND", "PROJECTED_KIND", "NET_NAMES",
     "Context", "make_context", "build_nets", "load_nets", "nets_from_joint", "predict", "predict_view_light", "with_shape", "photo_loss",
-    "method_key", "run_prior", "run_step1", "run_pseudo", "run_invert", "run_step3",
+    "method_key", "stage_flips", "run_prior", "run_step1", "run_pseudo", "run_invert", "run_step3",
 ]
 
 log = logging.getLogger(__name__)
@@ -233,6 +237,17 @@ def _iters(ctx: Context, step: str, stage: int) -> int:
     return pair[0] if stage <= 1 else pair[1]
 
 
+def _instance_rows(ctx: Context, n: int, rng: torch.Generator) -> torch.Tensor:
+    """Instances of one Adam step, (K,) int64: all n in instance mode (each copy trains on its own
+    instance) or in joint mode with schedule.instances_per_iter 0 (or >= n); otherwise a random
+    joint minibatch of instances_per_iter (the reference's joint pre-training also visits its
+    images a few at a time)."""
+    k = ctx.config.schedule.instances_per_iter
+    if ctx.config.mode == "instance" or k == 0 or k >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=rng)[:k]
+
+
 def _progress(ctx: Context, n: int, desc: str):
     return tqdm(range(n), desc=desc, disable=not ctx.progress, leave=False)
 
@@ -274,7 +289,7 @@ def photo_loss(ctx: Context, f: dict[str, torch.Tensor], target: torch.Tensor,
 
     f: ``predict`` output for M images; target: (M, 3, S, S) in [-1, 1]; mask: (M, 1, S, S) in
     [0, 1] multiplied into the render's valid mask, or None.
-    flip: the reference's flip3 symmetry term: also render the horizontally mirrored depth and
+    flip: the reference's flip1/flip3 symmetry term: also render the horizontally mirrored depth and
     albedo with the same view and light, add its L1 + lam_perc * perceptual against the same
     target, and mask both terms with the product of the two renders' valid masks.
     Returns ((M,) loss, reconstruct dict of the unflipped render).
@@ -341,6 +356,13 @@ def _train(ctx: Context, nets: dict[str, nn.Module], train: tuple[str, ...], ite
     return history
 
 
+def stage_flips(cfg: MethodConfig, stage: int) -> tuple[bool, bool]:
+    """(flip1, flip3) of stage ``stage`` (1-based): the reference's per-stage flip1_cfg / flip3_cfg
+    lists, here [flip1_stage1, False, ...] and [flip3_stage1, False, ...] (synface: flip3 only).
+    flip1 mirrors the target term of step 1 and of step 3; flip3 mirrors both terms of step 3."""
+    return bool(cfg.flip1_stage1 and stage == 1), bool(cfg.flip3_stage1 and stage == 1)
+
+
 def _check_ids(a: list[str], b: list[str], what: str) -> None:
     if list(a) != list(b):
         raise ValueError(f"{what}: instance ids differ from instances.h5 ({a[:3]}... vs {b[:3]}...): "
@@ -358,20 +380,28 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
     start from its weights (``nets_from_joint``) and the depth pre-training is skipped.
     Writes kind 'shape' with networks depth (pre-trained), albedo/view/light (fresh, seeded) and
     arrays prior_depth (N, S, S) and canon_depth (N, S, S) (the depth net's output after training).
+    The prior sits over a centred box or, with method.prior.box_source 'mask', over each instance's
+    mask bounding box (instances.h5 dataset 'mask'; ConfigError when it has none).
     """
     t0 = time.perf_counter()
     cfg, pc = ctx.config, ctx.config.prior
     inst = read_instances(instances_path, ctx.size, ctx.device)
-    if pc.box_source != "centered":
-        raise ValueError("method.prior.box_source 'mask' needs foreground masks, which instances.h5 does not "
-                         "carry; use method.prior.box_source=centered")
-    boxes = prior_boxes("centered", ctx.size, inst.n, width_frac=pc.width_frac, height_frac=pc.height_frac)
+    if pc.box_source == "mask" and inst.mask is None:
+        raise ConfigError("method.prior.box_source",
+                          f"is 'mask' but {instances_path} has no 'mask' dataset: rebuild it with `gan2shape "
+                          "sample-instances ... --masks FILE` (an artifact with a 'mask' dataset, or a folder of "
+                          "<id>.png), or set method.prior.box_source=centered")
+    boxes = prior_boxes(pc.box_source, ctx.size, inst.n, masks=inst.mask if pc.box_source == "mask" else None,
+                        width_frac=pc.width_frac, height_frac=pc.height_frac, raise_top_frac=pc.raise_top_frac)
     prior = prior_variant(pc.variant, boxes, ctx.size, near=pc.near, far=pc.far, **pc.params).to(ctx.device)
     nets = build_nets(ctx, inst.n) if init_path is None else nets_from_joint(ctx, init_path, inst.n)
 
+    rng = _rng(ctx, "prior", 0)
+
     def loss_fn(_: int) -> torch.Tensor:
-        depth = decode_depth(nets["depth"](inst.image), ctx.camera)
-        return (depth - prior).pow(2).flatten(1).mean(1)
+        rows = _instance_rows(ctx, inst.n, rng).to(ctx.device)
+        depth = decode_depth(nets["depth"](inst.image[rows]), ctx.camera)
+        return (depth - prior[rows]).pow(2).flatten(1).mean(1)
 
     iters = cfg.schedule.prior_iters if init_path is None else 0
     history = _train(ctx, nets, ("depth",), iters, "prior", loss_fn)
@@ -401,9 +431,13 @@ def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, 
         _check_ids(art.ids, inst.ids, str(shape_path))
         stage = int(art.attrs["stage"]) + 1
         nets = load_nets(ctx, art, inst.n)
+    flip1, _ = stage_flips(ctx.config, stage)
+
+    rng = _rng(ctx, "step1", stage)
 
     def loss_fn(_: int) -> torch.Tensor:
-        return photo_loss(ctx, predict(ctx, nets, inst.image), inst.image)[0]
+        image = inst.image[_instance_rows(ctx, inst.n, rng).to(ctx.device)]
+        return photo_loss(ctx, predict(ctx, nets, image), image, flip=flip1)[0]
 
     history = _train(ctx, nets, ("albedo",), _iters(ctx, "step1", stage), f"stage {stage} step 1", loss_fn)
     with torch.no_grad():
@@ -536,22 +570,26 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
             nets = load_nets(ctx, art, n, ("encoder",))
     h0 = center_hidden(ctx.generator, cfg.f1_d)
 
-    def batch_of(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """rows (N, B) indices into each instance's pool -> images (N*B, 3, S, S), masks (N*B, 1, S, S)."""
+    def batch_of(rows: torch.Tensor, which: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """rows (K, B) indices into the pools of instances ``which`` (K,) (None: all N, K = N) ->
+        images (K*B, 3, S, S), masks (K*B, 1, S, S)."""
         idx = rows.to(ctx.device)
-        img = torch.gather(pseudo, 1, idx[:, :, None, None, None].expand(-1, -1, 3, s, s))
-        msk = torch.gather(pmask, 1, idx[:, :, None, None, None].expand(-1, -1, 1, s, s))
+        pool, pool_mask = (pseudo, pmask) if which is None or len(which) == n else (pseudo[which], pmask[which])
+        img = torch.gather(pool, 1, idx[:, :, None, None, None].expand(-1, -1, 3, s, s))
+        msk = torch.gather(pool_mask, 1, idx[:, :, None, None, None].expand(-1, -1, 1, s, s))
         return img.reshape(-1, 3, s, s), msk.reshape(-1, 1, s, s)
 
     def loss_fn(_: int) -> torch.Tensor:
-        rows = torch.stack([torch.randperm(m, generator=rng)[:bsz] for _ in range(n)])
-        img, msk = batch_of(rows)
-        proj, offset = _gan_project(ctx, nets["encoder"], inst, img, h0)
+        which = _instance_rows(ctx, n, rng)
+        rows = torch.stack([torch.randperm(m, generator=rng)[:bsz] for _ in range(len(which))])
+        which = which.to(ctx.device)
+        img, msk = batch_of(rows, which)
+        proj, offset = _gan_project(ctx, nets["encoder"], inst.subset(which), img, h0)
         with torch.no_grad():
             target_feats = _d_features(ctx, img * msk)
         per = (masked_l1(proj, img, msk) + feature_matching(_d_features(ctx, proj * msk), target_feats, msk)
                + cfg.lam_regular * offset_regulariser(offset))
-        return per.reshape(n, bsz).mean(1)
+        return per.reshape(len(which), bsz).mean(1)
 
     history = _train(ctx, nets, ("encoder",), _iters(ctx, "step2", stage), f"stage {stage} step 2", loss_fn)
     projected = torch.empty_like(pseudo)
@@ -598,17 +636,21 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
     n, p, s = inst.n, proj.shape[1], ctx.size
     bsz = min(cfg.schedule.batch_size, p)
     rng = _rng(ctx, "step3", stage)
-    flip = cfg.flip3_stage1 and stage == 1  # the synface evaluation's flip3 = [True, False, ...]
+    flip1, flip = stage_flips(cfg, stage)  # the synface evaluation's flip3 = [True, False, ...]
 
     def loss_fn(_: int) -> torch.Tensor:
-        f_target = predict(ctx, nets, inst.image)
-        target_loss, _ = photo_loss(ctx, f_target, inst.image, flip=flip)
-        rows = torch.stack([torch.randperm(p, generator=rng)[:bsz] for _ in range(n)]).to(ctx.device)
-        img = torch.gather(proj, 1, rows[:, :, None, None, None].expand(-1, -1, 3, s, s)).reshape(-1, 3, s, s)
-        msk = torch.gather(pmask, 1, rows[:, :, None, None, None].expand(-1, -1, 1, s, s)).reshape(-1, 1, s, s)
+        which = _instance_rows(ctx, n, rng)
+        rows = torch.stack([torch.randperm(p, generator=rng)[:bsz] for _ in range(len(which))]).to(ctx.device)
+        which = which.to(ctx.device)
+        image = inst.image[which]
+        f_target = predict(ctx, nets, image)
+        target_loss, _ = photo_loss(ctx, f_target, image, flip=flip or flip1)
+        pool, pool_mask = (proj, pmask) if len(which) == n else (proj[which], pmask[which])  # no copy of all
+        img = torch.gather(pool, 1, rows[:, :, None, None, None].expand(-1, -1, 3, s, s)).reshape(-1, 3, s, s)
+        msk = torch.gather(pool_mask, 1, rows[:, :, None, None, None].expand(-1, -1, 1, s, s)).reshape(-1, 1, s, s)
         f = with_shape(f_target, predict_view_light(ctx, nets, img), bsz)
         sample_loss, _ = photo_loss(ctx, f, img, mask=msk, smooth=False, flip=flip)
-        return target_loss + sample_loss.reshape(n, bsz).mean(1)
+        return target_loss + sample_loss.reshape(len(which), bsz).mean(1)
 
     history = _train(ctx, nets, NET_NAMES, _iters(ctx, "step3", stage), f"stage {stage} step 3", loss_fn)
     with torch.no_grad():

@@ -1,14 +1,149 @@
-# Paths, settings and input functions shared by the rules.
+# Config checks, paths, settings and input functions shared by the rules.
+import json
+import os
+import shlex
 import shutil
+from pathlib import Path
 
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# The rules' CLI reads this file; what --config/--configfile change reaches it as --set overrides.
+PARAMS = "params.yaml"
+
+# The library's typed check names the offending key and what to do (gan2shape check-params); the
+# JSON schema is the structural fallback where snakemake runs without gan2shape installed.
+try:
+    from gan2shape.config import ConfigError, Params, parse_section
+except ImportError:
+    parse_section = None
+if parse_section is not None:
+    try:
+        parse_section(Params, config)
+    except ConfigError as exc:
+        raise WorkflowError(f"{exc} (fix this key in {PARAMS} or in your --config)") from None
+validate(config, "../schema/params.schema.yaml")
+
+
+def _yaml_value(value):
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+    return text[:-3].strip() if text.endswith("...") else text
+
+
+def _leaves(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _canonical(value):
+    """A rerun-trigger value: JSON with sorted keys, so reordering params.yaml reruns nothing."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _section(name, drop=()):
+    return _canonical({k: v for k, v in (config.get(name) or {}).items() if k not in drop})
+
+
+WF = config.get("workflow") or {}
 RESULTS = "results"
-RUN = f"{RESULTS}/default"
-STAGES = config["method"]["profiles"][config["method"]["profile"]]["stages"]
-DEVICE = config["workflow"]["device"]
+IMAGES = WF.get("images")
+RUN = f"{RESULTS}/default" if IMAGES is None else f"{RESULTS}/images"
+N_INSTANCES = WF.get("instances", 2)
+DEVICE = WF.get("device", "auto")
+HAS_CUDA = DEVICE.startswith("cuda") or (DEVICE == "auto" and shutil.which("nvidia-smi") is not None)
+# The main job's method profile: auto = the reference counts on a GPU, the CPU demo without.
+PROFILE = WF.get("profile", "auto")
+if PROFILE == "auto":
+    PROFILE = "paper" if HAS_CUDA else "quick"
+if PROFILE not in config["method"]["profiles"]:
+    raise WorkflowError(
+        f"workflow.profile resolves to {PROFILE!r}, which is not under method.profiles "
+        f"({sorted(config['method']['profiles'])}): define it or set workflow.profile to one of them"
+    )
+STAGES = config["method"]["profiles"][PROFILE]["stages"]
+# The prior's box from each object's mask (method.prior.box_source: mask) needs masks by instance
+# id: those of an HDF5 image artifact (e.g. the heads test.h5). Elsewhere the prior step says so.
+_BOX_FROM_MASK = (config["method"].get("prior") or {}).get("box_source") == "mask"
+MASKS = f" --masks {IMAGES}" if _BOX_FROM_MASK and IMAGES is not None and not Path(IMAGES).is_dir() else ""
+CHECKPOINT = config["method"]["checkpoint"]
+SOURCE_TEXT = f"{N_INSTANCES} sample(s) of {CHECKPOINT}" if IMAGES is None else f"the first {N_INSTANCES} image(s) of {IMAGES}"
 # Torch steps on a CPU use every core (one at a time beats several fighting for the cores); on a
-# GPU machine they need few, so that `--resources gpu=N` can run N of them side by side.
-ON_CPU = DEVICE == "cpu" or (DEVICE == "auto" and shutil.which("nvidia-smi") is None)
-CPU_THREADS = workflow.cores if ON_CPU else min(4, workflow.cores)
+# GPU machine they need few, so that `--resources gpu=N` can run N of them side by side. Snakemake
+# caps a job's threads at --cores (and needs no --cores for --report or --lint).
+CPU_THREADS = 4 if HAS_CUDA else (os.cpu_count() or 1)
+
+# The params.yaml keys that the effective config (with --config/--configfile) changes.
+_file = dict(_leaves(yaml.safe_load(Path(PARAMS).read_text()) or {}))
+_CHANGED = {key: value for key, value in _leaves(config) if key not in _file or _file[key] != value}
+
+
+def untracked(value):
+    """A params entry that never triggers a rerun: Snakemake counts a function of the job's input as
+    derived and leaves it to the input trigger. For the CLI's --set overrides (what they change is
+    tracked by each rule's deps; a new profile name with the same schedule keeps finished stages)
+    and the device (results do not depend on it beyond float rounding)."""
+    return lambda wildcards, input: value
+
+
+def set_args(*sections, method=False):
+    """--set arguments of a CLI call reading ``sections``: the changed keys there, and with
+    ``method`` the resolved profile."""
+    args = [f"--set={k}={_yaml_value(v)}" for k, v in _CHANGED.items() if k.split(".")[0] in sections]
+    if method:
+        args.append(f"--set=method.profile={PROFILE}")
+    return " ".join(shlex.quote(a) for a in args)
+
+
+# What each rule's result depends on. Snakemake reruns a job when its params change, so these
+# (not the whole params.yaml) decide what an edit of params.yaml reruns.
+METHOD_DEPS = _canonical(
+    {
+        "method": {k: v for k, v in config["method"].items() if k not in ("profile", "profiles")},
+        "schedule": {k: v for k, v in config["method"]["profiles"][PROFILE].items() if k != "stages"},
+        "render": config.get("render") or {},
+    }
+)
+EXPORT_DEPS = _canonical(
+    {
+        "method": {k: v for k, v in config["method"].items() if k not in ("profile", "profiles")},
+        "render": config.get("render") or {},
+    }
+)
+
+
+def gan_checkpoint(wildcards):
+    if not Path(CHECKPOINT).is_file():
+        raise WorkflowError(
+            f"method.checkpoint: {CHECKPOINT} does not exist. Point method.checkpoint in {PARAMS} at a "
+            "StyleGAN2 checkpoint (.pt), e.g. the shipped data/stylegan2_heads64.pt"
+        )
+    return CHECKPOINT
+
+
+def _images_missing():
+    return WorkflowError(
+        f"workflow.images: {IMAGES} does not exist. Set it to an HDF5 image artifact (dataset 'image', e.g. "
+        f"results/heads64/test.h5), a folder of PNG/JPG images, or null for GAN samples"
+    )
+
+
+def image_folder(wildcards):
+    if not Path(IMAGES).is_dir():
+        raise _images_missing()
+    return IMAGES
+
+
+def projection_images(wildcards):
+    path = Path(IMAGES)
+    if path.is_dir():
+        return f"{RUN}/images.h5"
+    if path.is_file():
+        return IMAGES
+    raise _images_missing()
 
 
 def previous_shape(wildcards):

@@ -1,20 +1,43 @@
-# The synthetic head benchmark (our ground truth).
+# Inputs: the synthetic head benchmark (our ground truth) and user images.
 
 
 rule make_heads:
-    input:
-        "params.yaml",
     output:
         train=f"{RESULTS}/heads{{size}}/train.h5",
         test=f"{RESULTS}/heads{{size}}/test.h5",
-        sheet=f"{RESULTS}/heads{{size}}/contact_sheet.png",
+        sheet=report(
+            f"{RESULTS}/heads{{size}}/contact_sheet.png",
+            caption="../report/heads.rst",
+            category="Benchmark",
+        ),
     log:
         f"{RESULTS}/logs/make_heads_{{size}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/make_heads_{{size}}.tsv"
+    params:
+        set=untracked(set_args("heads")),
+        deps=_section("heads", ("image_size",)),
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     shell:
-        "gan2shape -q --threads {threads} make-heads --params {input} --set heads.image_size={wildcards.size} "
+        "gan2shape -q --threads {threads} make-heads --params params.yaml {params.set} --set heads.image_size={wildcards.size} "
         "--out $(dirname {output.train}) --device cpu > {log} 2>&1"
+
+
+rule import_images:
+    input:
+        images=image_folder,
+        checkpoint=gan_checkpoint,
+    output:
+        f"{RUN}/images.h5",
+    log:
+        f"{RUN}/logs/import_images.log",
+    params:
+        limit=N_INSTANCES,
+    conda:
+        "../envs/gan2shape.yaml"
+    threads: 1
+    shell:
+        "gan2shape -q --threads {threads} import-images --images {input.images} --checkpoint {input.checkpoint} "
+        "--limit {params.limit} --out {output} > {log} 2>&1"

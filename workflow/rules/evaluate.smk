@@ -3,7 +3,6 @@
 
 rule evaluate_baselines:
     input:
-        params="params.yaml",
         train=f"{RESULTS}/heads{config['heads']['image_size']}/train.h5",
         test=f"{RESULTS}/heads{config['heads']['image_size']}/test.h5",
     output:
@@ -13,9 +12,12 @@ rule evaluate_baselines:
         f"{RESULTS}/logs/evaluate_baselines.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_baselines.tsv"
+    params:
+        set=untracked(set_args("evaluate")),
+        deps=_section("evaluate"),
     conda:
         "../envs/gan2shape.yaml"
     threads: 1
     shell:
-        "gan2shape -q --threads {threads} evaluate --params {input.params} --test {input.test} --train {input.train} "
+        "gan2shape -q --threads {threads} evaluate --params params.yaml {params.set} --test {input.test} --train {input.train} "
         "--out $(dirname {output.metrics}) > {log} 2>&1"

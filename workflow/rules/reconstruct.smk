@@ -1,32 +1,65 @@
 # GAN2Shape reconstruction of one shard: one rule per step of DESIGN.md's data flow.
 # Each rule is one `gan2shape` subcommand; artifacts are HDF5 files with a leading instance axis.
+# Every rule lists the params it depends on (params: deps), so an edit of params.yaml reruns
+# exactly the steps it affects.
+
+
+rule project:
+    input:
+        images=projection_images,
+        checkpoint=gan_checkpoint,
+    output:
+        f"{RUN}/latents.h5",
+    log:
+        f"{RUN}/logs/project.log",
+    benchmark:
+        f"{RUN}/benchmarks/project.tsv"
+    params:
+        set=untracked(set_args("project", "method")),
+        device=untracked(DEVICE),
+        deps=_section("project"),
+        limit=N_INSTANCES,
+    conda:
+        "../envs/gan2shape.yaml"
+    threads: CPU_THREADS
+    resources:
+        gpu=1,
+    shell:
+        "gan2shape -q --threads {threads} project --params params.yaml {params.set} --checkpoint {input.checkpoint} "
+        "--images {input.images} --limit {params.limit} --out {output} --device {params.device} > {log} 2>&1"
 
 
 rule sample_instances:
     input:
-        params="params.yaml",
+        checkpoint=gan_checkpoint,
+        latents=[] if IMAGES is None else [f"{RUN}/latents.h5"],
     output:
         f"{RUN}/instances.h5",
     log:
         f"{RUN}/logs/sample_instances.log",
     params:
-        device=DEVICE,
-        n=config["workflow"]["instances"],
-        seed=config["workflow"]["seed"],
+        set=untracked(set_args("method", "render")),
+        device=untracked(DEVICE),
+        deps=_canonical({"image_size": config["method"]["image_size"], "checkpoint": CHECKPOINT}),
+        source=(
+            f"--n {N_INSTANCES} --seed {WF.get('seed', 0)}"
+            if IMAGES is None
+            else f"--latents {RUN}/latents.h5{MASKS}"
+        ),
     conda:
         "../envs/gan2shape.yaml"
     threads: 1
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} sample-instances --params {input.params} --n {params.n} --seed {params.seed} "
+        "gan2shape -q --threads {threads} sample-instances --params params.yaml {params.set} {params.source} "
         "--out {output} --device {params.device} > {log} 2>&1"
 
 
 rule prior:
     input:
-        params="params.yaml",
         instances=f"{RUN}/instances.h5",
+        checkpoint=gan_checkpoint,
     output:
         f"{RUN}/stage0/shape.h5",
     log:
@@ -34,22 +67,24 @@ rule prior:
     benchmark:
         f"{RUN}/benchmarks/prior.tsv"
     params:
-        device=DEVICE,
+        set=untracked(set_args("method", "render", method=True)),
+        device=untracked(DEVICE),
+        deps=METHOD_DEPS,
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} prior --params {input.params} --instances {input.instances} --out {output} "
-        "--device {params.device} > {log} 2>&1"
+        "gan2shape -q --threads {threads} prior --params params.yaml {params.set} --instances {input.instances} "
+        "--out {output} --device {params.device} > {log} 2>&1"
 
 
 rule step1:
     input:
-        params="params.yaml",
         instances=f"{RUN}/instances.h5",
         shape=previous_shape,
+        checkpoint=gan_checkpoint,
     output:
         f"{RUN}/stage{{stage}}/albedo.h5",
     log:
@@ -57,21 +92,23 @@ rule step1:
     benchmark:
         f"{RUN}/benchmarks/step1_stage{{stage}}.tsv"
     params:
-        device=DEVICE,
+        set=untracked(set_args("method", "render", method=True)),
+        device=untracked(DEVICE),
+        deps=METHOD_DEPS,
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} step1 --params {input.params} --instances {input.instances} --shape {input.shape} "
-        "--out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --threads {threads} step1 --params params.yaml {params.set} --instances {input.instances} "
+        "--shape {input.shape} --out {output} --device {params.device} > {log} 2>&1"
 
 
 rule pseudo:
     input:
-        params="params.yaml",
         albedo=f"{RUN}/stage{{stage}}/albedo.h5",
+        checkpoint=gan_checkpoint,
     output:
         f"{RUN}/stage{{stage}}/pseudo.h5",
     log:
@@ -79,23 +116,25 @@ rule pseudo:
     benchmark:
         f"{RUN}/benchmarks/pseudo_stage{{stage}}.tsv"
     params:
-        device=DEVICE,
+        set=untracked(set_args("method", "render", method=True)),
+        device=untracked(DEVICE),
+        deps=METHOD_DEPS,
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} pseudo --params {input.params} --albedo {input.albedo} --out {output} "
+        "gan2shape -q --threads {threads} pseudo --params params.yaml {params.set} --albedo {input.albedo} --out {output} "
         "--device {params.device} > {log} 2>&1"
 
 
 rule invert:
     input:
-        params="params.yaml",
         instances=f"{RUN}/instances.h5",
         pseudo=f"{RUN}/stage{{stage}}/pseudo.h5",
         encoder=encoder_init,
+        checkpoint=gan_checkpoint,
     output:
         f"{RUN}/stage{{stage}}/projected.h5",
     log:
@@ -103,7 +142,9 @@ rule invert:
     benchmark:
         f"{RUN}/benchmarks/invert_stage{{stage}}.tsv"
     params:
-        device=DEVICE,
+        set=untracked(set_args("method", "render", method=True)),
+        device=untracked(DEVICE),
+        deps=METHOD_DEPS,
         encoder=lambda wildcards, input: f"--encoder-init {input.encoder[0]}" if input.encoder else "",
     conda:
         "../envs/gan2shape.yaml"
@@ -111,16 +152,16 @@ rule invert:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} invert --params {input.params} --instances {input.instances} --pseudo {input.pseudo} "
-        "{params.encoder} --out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --threads {threads} invert --params params.yaml {params.set} --instances {input.instances} "
+        "--pseudo {input.pseudo} {params.encoder} --out {output} --device {params.device} > {log} 2>&1"
 
 
 rule step3:
     input:
-        params="params.yaml",
         instances=f"{RUN}/instances.h5",
         albedo=f"{RUN}/stage{{stage}}/albedo.h5",
         projected=f"{RUN}/stage{{stage}}/projected.h5",
+        checkpoint=gan_checkpoint,
     output:
         f"{RUN}/stage{{stage}}/shape.h5",
     log:
@@ -130,27 +171,50 @@ rule step3:
     wildcard_constraints:
         stage=r"[1-9][0-9]*",
     params:
-        device=DEVICE,
+        set=untracked(set_args("method", "render", method=True)),
+        device=untracked(DEVICE),
+        deps=METHOD_DEPS,
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} step3 --params {input.params} --instances {input.instances} --albedo {input.albedo} "
-        "--projected {input.projected} --out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --threads {threads} step3 --params params.yaml {params.set} --instances {input.instances} "
+        "--albedo {input.albedo} --projected {input.projected} --out {output} --device {params.device} > {log} 2>&1"
 
 
+# Per instance: depth, normals, albedo, mesh (+ preview), rotation and relighting media, plain and
+# GAN-refined. The report shows the figures named in the pattern below (captions: export.rst).
 rule export:
     input:
-        params="params.yaml",
         shape=f"{RUN}/stage{STAGES}/shape.h5",
+        projected=f"{RUN}/stage{STAGES}/projected.h5",
+        instances=f"{RUN}/instances.h5",
+        checkpoint=gan_checkpoint,
     output:
-        directory(f"{RUN}/export"),
+        report(
+            directory(f"{RUN}/export"),
+            patterns=[
+                "{instance}/{figure,summary|depth|normal|mesh_preview|rotate_grid|relight_strip}.png",
+                "{instance}/{figure,rotate|relight|rotate_gan|relight_gan}.gif",
+            ],
+            caption="../report/export.rst",
+            category="Reconstructions",
+            subcategory="{instance}",
+            labels={"instance": "{instance}", "figure": "{figure}"},
+        ),
     log:
         f"{RUN}/logs/export.log",
+    params:
+        set=untracked(set_args("method", "render")),
+        device=untracked(DEVICE),
+        deps=EXPORT_DEPS,
     conda:
         "../envs/gan2shape.yaml"
-    threads: 1
+    threads: CPU_THREADS
+    resources:
+        gpu=1,
     shell:
-        "gan2shape -q --threads {threads} export --params {input.params} --shape {input.shape} --out {output} > {log} 2>&1"
+        "gan2shape -q --threads {threads} export --params params.yaml {params.set} --shape {input.shape} "
+        "--projected {input.projected} --instances {input.instances} --out {output} --device {params.device} > {log} 2>&1"

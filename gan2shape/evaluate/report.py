@@ -1,0 +1,176 @@
+"""The benchmark report (``gan2shape tables``): Table 1, Table 2, the perceptual-loss ablation and
+the per-stage plot data, gathered from the evaluation folders of the benchmark's runs (dvc.yaml).
+
+Read, under ``eval_dir`` (each ``metrics.json`` written by ``gan2shape evaluate`` for the
+``stage{k}/shape.h5`` of one run, k >= 1):
+
+- ``test/stage{k}/metrics.json``: the Table 1 run (test heads started from the joint weights);
+  its rows hold the prediction and the baselines, scored on the same images;
+- ``prior-{variant}/stage{k}/metrics.json``: one Table 2 run per shape prior;
+- ``perceptual-{name}/stage{k}/metrics.json``: one ablation run per perceptual-loss source.
+
+Written, under ``out_dir``: ``table1.md`` (the baselines, ours after every stage, ours final),
+``table2.md`` (one row per prior, final stage), ``perceptual.md`` (one row per source, final
+stage), ``stages.csv`` (the Table 1 run per stage, for ``dvc plots``) and the same numbers as
+metrics, one small JSON file per row: ``metrics/table1/<row>.json``, ``metrics/table2/<prior>.json``,
+``metrics/perceptual/<source>.json``, each with the summary keys of
+:func:`gan2shape.evaluate.metrics.summarize` (n, side_x1e2_mean/std, mad_mean/std). One file per
+row (all with the same keys) makes ``dvc metrics show`` print each table as a table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from gan2shape.atomic import write_text_atomic
+from gan2shape.evaluate.run import SUMMARY_KEYS
+from gan2shape.evaluate.tables import ROW_LABELS, markdown_table, write_metrics_json
+
+__all__ = [
+    "TABLE1_RUN",
+    "perceptual_run",
+    "prior_run",
+    "read_run",
+    "table1_rows",
+    "final_rows",
+    "stages_csv",
+    "run_tables",
+]
+
+#: evaluation folder of the Table 1 run
+TABLE1_RUN = "test"
+_STAGE_DIR = re.compile(r"stage(\d+)")
+
+
+def prior_run(variant: str) -> str:
+    """Evaluation folder name of the Table 2 run with this shape prior."""
+    return f"prior-{variant}"
+
+
+def perceptual_run(name: str) -> str:
+    """Evaluation folder name of the ablation run with this perceptual-loss source."""
+    return f"perceptual-{name}"
+
+
+def read_run(eval_dir: str | Path, run: str) -> dict[int, dict[str, Any]]:
+    """The metrics of every evaluated stage of one run: ``{k: metrics.json content}``, k ascending.
+
+    Raises FileNotFoundError when the run has no ``stage{k}/metrics.json`` (k >= 1), and
+    ValueError when one lacks the 'prediction' row (it was evaluated without --pred).
+    """
+    folder = Path(eval_dir) / run
+    found: dict[int, Path] = {}
+    if folder.is_dir():
+        for child in folder.iterdir():
+            match = _STAGE_DIR.fullmatch(child.name)
+            if match and int(match.group(1)) >= 1 and (child / "metrics.json").is_file():
+                found[int(match.group(1))] = child / "metrics.json"
+    if not found:
+        raise FileNotFoundError(
+            f"{folder} holds no stage<k>/metrics.json (k >= 1): evaluate the run '{run}' first "
+            "(its evaluate stage in dvc.yaml, or gan2shape evaluate --pred RUN/stage<k>/shape.h5)"
+        )
+    stages: dict[int, dict[str, Any]] = {}
+    for k in sorted(found):
+        metrics = json.loads(found[k].read_text(encoding="utf-8"))
+        if "prediction" not in metrics.get("rows", {}):
+            raise ValueError(f"{found[k]} has no 'prediction' row: evaluate it with --pred")
+        stages[k] = metrics
+    return stages
+
+
+def _summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: row.get(key) for key in SUMMARY_KEYS}
+
+
+def table1_rows(stages: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Table 1 from the per-stage metrics of the Table 1 run (:func:`read_run`).
+
+    Rows, in order: the baselines of the final stage's evaluation (they are scored on the same
+    images at every stage; known ones in :data:`ROW_LABELS` order, others by name), ``stage{k}``
+    (the prediction after stage k) for every k, and ``ours`` (the final stage's prediction).
+    """
+    if not stages:
+        raise ValueError("table1_rows: no stages given")
+    final = stages[max(stages)]["rows"]
+    order = list(ROW_LABELS)
+    baselines = sorted((name for name in final if name != "prediction"),
+                       key=lambda name: (order.index(name) if name in order else len(order), name))
+    rows = {name: _summary(final[name]) for name in baselines}
+    for k in sorted(stages):
+        rows[f"stage{k}"] = _summary(stages[k]["rows"]["prediction"])
+    rows["ours"] = _summary(final["prediction"])
+    return rows
+
+
+def final_rows(runs: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """One row per run (in the given order): the prediction of its final stage."""
+    return {name: _summary(stages[max(stages)]["rows"]["prediction"]) for name, stages in runs.items()}
+
+
+def _csv_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def stages_csv(stages: Mapping[int, Mapping[str, Any]]) -> str:
+    """The prediction per stage as CSV (header ``stage,`` + the summary keys), k ascending."""
+    lines = [",".join(("stage",) + SUMMARY_KEYS)]
+    for k in sorted(stages):
+        row = stages[k]["rows"]["prediction"]
+        lines.append(",".join([str(k)] + [_csv_value(row.get(key)) for key in SUMMARY_KEYS]))
+    return "\n".join(lines) + "\n"
+
+
+_CAPTION = "SIDE in units of 10^-2, MAD in degrees; mean ± std over the N test heads."
+
+
+def run_tables(
+    eval_dir: str | Path,
+    out_dir: str | Path,
+    priors: Sequence[str],
+    perceptual: Sequence[str],
+) -> dict[str, Path]:
+    """Read the benchmark's evaluation folders and write the report files (module docstring).
+
+    priors / perceptual: the Table 2 and ablation rows, in order (bench.priors, bench.perceptual);
+    every one must have been evaluated. Returns ``{file name: path}`` of what was written.
+    """
+    out_dir = Path(out_dir)
+    test = read_run(eval_dir, TABLE1_RUN)
+    prior_runs = {variant: read_run(eval_dir, prior_run(variant)) for variant in priors}
+    perceptual_runs = {name: read_run(eval_dir, perceptual_run(name)) for name in perceptual}
+
+    final_k = max(test)
+    t1 = table1_rows(test)
+    t1_labels = {f"stage{k}": f"GAN2Shape, after stage {k}" for k in test}
+    t1_labels["ours"] = f"{ROW_LABELS['prediction']}, final (stage {final_k})"
+    t2 = final_rows(prior_runs)
+    t2_labels = {variant: f"GAN2Shape, {variant} prior" for variant in priors}
+    tp = final_rows(perceptual_runs)
+    tp_labels = {name: f"GAN2Shape, perceptual loss: {name}" for name in perceptual}
+
+    texts = {
+        "table1.md": "Table 1: depth of the synthetic test heads, baselines and ours (joint pre-training, then "
+                     f"instance runs). {_CAPTION}\n\n" + markdown_table(t1, t1_labels),
+        "table2.md": "Table 2: shape priors (instance runs from scratch, final stage). "
+                     f"{_CAPTION}\n\n" + markdown_table(t2, t2_labels),
+        "perceptual.md": "Perceptual-loss ablation (instance runs from scratch, method.prior's shape prior, final "
+                         f"stage). {_CAPTION}\n\n" + markdown_table(tp, tp_labels),
+        "stages.csv": stages_csv(test),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {name: write_text_atomic(out_dir / name, text) for name, text in texts.items()}
+    for table, rows in (("table1", t1), ("table2", t2), ("perceptual", tp)):
+        folder = out_dir / "metrics" / table
+        for stale in folder.glob("*.json"):  # rows of an earlier call that this one does not have
+            if stale.stem not in rows:
+                stale.unlink()
+        for name, row in rows.items():
+            written[f"metrics/{table}/{name}.json"] = write_metrics_json(folder / f"{name}.json", row)
+    return written

@@ -1,0 +1,128 @@
+"""User-given foreground masks for a shard's instances (the prior's 'mask' box source).
+
+METHOD.md section 3 places the ellipsoid prior over the object's mask bounding box; the reference
+code takes the mask from a parsing network (BiSeNet, PSPNet), whose weights are not available
+offline. Here the user provides the masks, in one of two forms:
+
+- an HDF5 artifact (any kind, ``gan2shape.artifacts``) with a dataset ``mask`` of shape (M, H, W)
+  or (M, 1, H, W), bool, uint8 ({0, 1} or {0, 255}) or float in [0, 1], whose instance ids include
+  the shard's ids. The head benchmark's test.h5 is one: ``gan2shape project`` keeps its ids, so
+  instances made from those latents find their masks by id;
+- a folder of PNG files ``<id>.png``, one per instance id, grey or RGB (converted to grey).
+
+Rows are matched by instance id, never by position. Foreground is ``value > 0.5`` after scaling to
+[0, 1]. Masks of another size than the method's image size S are resized with nearest-neighbour
+sampling ('nearest-exact': output pixel centres sample the nearest input pixel centre, so a
+centred box stays centred), and the resize is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from gan2shape.artifacts import read_artifact
+
+__all__ = ["read_masks", "resize_masks"]
+
+log = logging.getLogger(__name__)
+
+
+def _unit(mask: np.ndarray) -> np.ndarray:
+    """Any mask array -> float32 in [0, 1] (uint8 holding values above 1 is read as 0..255)."""
+    if mask.dtype == np.bool_:
+        return mask.astype(np.float32)
+    if np.issubdtype(mask.dtype, np.integer):
+        scale = 255.0 if mask.size and mask.max() > 1 else 1.0
+        return mask.astype(np.float32) / scale
+    return mask.astype(np.float32)
+
+
+def resize_masks(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """Binary masks (N, H, W) (any dtype, foreground > 0) -> (N, size, size) uint8 {0, 1}, nearest
+    ('nearest-exact'); returned unchanged in value when already that size. H must equal W."""
+    if mask.dim() != 3 or mask.shape[1] != mask.shape[2]:
+        raise ValueError(f"resize_masks: masks must be square (N, H, H), got {tuple(mask.shape)}")
+    binary = (mask > 0).to(torch.uint8)
+    if mask.shape[-1] == size:
+        return binary
+    out = F.interpolate(binary[:, None].float(), size=(size, size), mode="nearest-exact")
+    return out[:, 0].to(torch.uint8)
+
+
+def _from_artifact(path: Path, ids: Sequence[str]) -> np.ndarray:
+    with read_artifact(path, require=("mask",)) as art:
+        missing = [i for i in ids if i not in art.ids]
+        if missing:
+            raise ValueError(
+                f"{path} has no mask for instance id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} "
+                f"({len(missing)} of {len(ids)}); it holds {art.n} ids, e.g. {art.ids[:3]}. Masks are matched "
+                "by instance id: use the artifact the latents were projected from, or a folder of <id>.png"
+            )
+        index = {name: row for row, name in enumerate(art.ids)}
+        shape = art.shape("mask")
+        if not (len(shape) == 3 or (len(shape) == 4 and shape[1] == 1)):
+            raise ValueError(f"{path}: dataset 'mask' must be (M, H, W) or (M, 1, H, W), got {shape}")
+        rows = [index[i] for i in ids]
+        return _unit(np.asarray(art.array("mask", rows))).reshape(len(ids), shape[-2], shape[-1])
+
+
+def _from_pngs(folder: Path, ids: Sequence[str]) -> np.ndarray:
+    missing = [i for i in ids if not (folder / f"{i}.png").is_file()]
+    if missing:
+        raise ValueError(
+            f"{folder} lacks mask PNG(s) for instance id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} "
+            f"({len(missing)} of {len(ids)}); expected one file <id>.png per instance, "
+            f"e.g. {folder / (ids[0] + '.png')}"
+        )
+    masks = []
+    for i in ids:
+        with Image.open(folder / f"{i}.png") as im:
+            masks.append(_unit(np.asarray(im.convert("L"))))
+    sizes = sorted({m.shape for m in masks})
+    if len(sizes) != 1:
+        raise ValueError(f"{folder}: the mask PNGs have different sizes {sizes}; give them one size")
+    return np.stack(masks)
+
+
+def read_masks(source: str | Path, ids: Sequence[str], image_size: int) -> torch.Tensor:
+    """The masks of the instances ``ids`` from an artifact or a PNG folder (module docstring).
+
+    Args:
+        source: an HDF5 artifact with a dataset 'mask', or a folder of ``<id>.png``.
+        ids: the shard's N instance ids, in the shard's order.
+        image_size: S, the method's image size; other sizes are resized (nearest, logged).
+
+    Returns:
+        (N, S, S) uint8 {0, 1} on the CPU, row i the mask of ids[i].
+
+    Raises:
+        ValueError: an id without a mask, masks that are not square, or PNGs of different sizes.
+        gan2shape.artifacts.ArtifactError: an unreadable artifact or one without a 'mask' dataset.
+    """
+    source = Path(source)
+    ids = [str(i) for i in ids]
+    if not ids:
+        raise ValueError("read_masks: no instance ids given")
+    if source.is_dir():
+        masks = _from_pngs(source, ids)
+    else:
+        masks = _from_artifact(source, ids)
+    if masks.shape[1] != masks.shape[2]:
+        raise ValueError(f"{source}: masks are {masks.shape[1]}x{masks.shape[2]}; the method's images are square")
+    binary = torch.from_numpy(np.ascontiguousarray(masks > 0.5))
+    if binary.shape[-1] != image_size:
+        log.info("masks from %s are %dx%d: resized to method.image_size %d (nearest)", source,
+                 binary.shape[-2], binary.shape[-1], image_size)
+    out = resize_masks(binary, image_size)
+    empty = [ids[k] for k in torch.nonzero(out.flatten(1).amax(1) == 0).flatten().tolist()]
+    if empty:
+        log.warning("masks from %s: %d instance(s) have an empty mask (e.g. %s); the prior's 'mask' box source "
+                    "cannot place a box on them", source, len(empty), empty[:3])
+    return out

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The benchmark's DVC pipeline (dvc.yaml: Table 1, Table 2, perceptual ablation) on the GPU machine.
+# That machine has python3.12, torch (CUDA), h5py, click, pyyaml, numpy, tqdm, imageio and pillow,
+# no DVC and no network: DVC is installed from the wheels in .whl/ (git-ignored; carry it), made
+# here with
+#   python3 scripts/dvc_wheels.py pins      # NAME==VERSION lines, then per line:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 ... -d .whl NAME==VERSION
+#   python3 scripts/dvc_wheels.py check .whl
+# Two pins had no CPython 3.12 wheel: antlr4-python3-runtime==4.9.3 (sdist only: built here with
+# `pip wheel --no-deps --no-binary antlr4-python3-runtime -w .whl antlr4-python3-runtime==4.9.3`)
+# and orjson==3.8.3 (replaced by orjson 3.13.0; dvc-data asks for orjson>=3,<4).
+# DVC runs in a copy of the working tree at $W (default /root/g2s-dvc), so that the next call's copy
+# of the tree cannot touch dvc.lock or the outputs while a run goes on; the machine keeps $W while
+# it stays warm, and a new `start` continues where the last one stopped (DVC skips finished stages).
+#
+# Usage: bash scripts/gpu_dvc_repro.sh start [S] | poll [S] | collect | run
+#   start [S]  copy the tree to $W (code, params, dvc.yaml; not results), install DVC, start
+#              `dvc repro $DVC_FILE` in the background, wait up to S seconds (default 540)
+#   poll [S]   wait up to S seconds more for it, printing progress
+#   collect    dvc.lock, the report (tables, metrics, plot data) and `dvc metrics show` into $OUT
+#   run        start, wait for the end however long it takes, then collect (one call, small runs)
+# Env: DVC_FILE (default dvc.yaml; bench-small/dvc.yaml for the CPU variant), REPORT (default
+# results/bench/report, or results/bench-small/report), W, OUT (default $W/out).
+# The gan stage is frozen in dvc.yaml: the shipped data/stylegan2_heads64.pt is used, not retrained.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 DVC_NO_ANALYTICS=1
+SRC=$PWD
+W=${W:-/root/g2s-dvc}
+OUT=${OUT:-$W/out}
+DVC_FILE=${DVC_FILE:-dvc.yaml}
+if [ "$DVC_FILE" = dvc.yaml ]; then REPORT=${REPORT:-results/bench/report}; else REPORT=${REPORT:-results/bench-small/report}; fi
+LOCK=$(dirname "$DVC_FILE")/dvc.lock; LOCK=${LOCK#./}
+LOG=$W/repro.log
+phase=${1:-run}
+wait_s=${2:-540}
+mkdir -p "$W" "$OUT"
+
+setup() {
+  # DVC: from the wheels when this python has none (the GPU machine); as installed otherwise
+  if ! python3 -c 'import dvc' 2>/dev/null; then
+    [ -d /tmp/site/dvc ] || {
+      python3 "$SRC/scripts/dvc_wheels.py" check "$SRC/.whl" &&
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$SRC"/.whl/*.whl
+    } || { echo "installing DVC from .whl/ failed (was .whl carried?)"; exit 1; }
+    export PYTHONPATH=/tmp/site
+  fi
+  export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$W
+  # `gan2shape` for the stages' commands: this python on the copied code
+  mkdir -p "$W/.bin"
+  printf '#!/bin/sh\nexec python3 -m gan2shape.cli "$@"\n' > "$W/.bin/gan2shape"
+  chmod +x "$W/.bin/gan2shape"
+  export PATH=$W/.bin:$PATH
+}
+
+copy_tree() {
+  # code, params and pipeline files; results/, the lock and the wheels stay as they are in $W
+  tar -C "$SRC" --exclude=./results --exclude=./.whl --exclude=./.git --exclude=./.dvc/tmp --exclude=./.dvc/cache \
+      --exclude="./$LOCK" --exclude='*/__pycache__' -cf - . | tar -C "$W" -xf -
+  if [ ! -e "$W/.git" ] && [ ! -e "$W/.dvc/config.local" ]; then
+    if command -v git >/dev/null; then git -C "$W" init -q; else printf '[core]\n    no_scm = true\n' > "$W/.dvc/config.local"; fi
+  fi
+}
+
+running() { [ -f "$W/repro.pid" ] && kill -0 "$(cat "$W/repro.pid")" 2>/dev/null; }
+
+progress() {
+  grep -a "Running stage\|Stage .* didn't change\|ERROR" "$LOG" 2>/dev/null | tail -4
+  tail -c 800 "$LOG" 2>/dev/null | tr '\r' '\n' | grep -av '^\s*$' | tail -3
+}
+
+wait_for() {  # $1 seconds at most (0: until the end)
+  local end=$((SECONDS + $1))
+  while running && { [ "$1" -eq 0 ] || [ $SECONDS -lt $end ]; }; do
+    sleep 30; echo "--- $(date +%T)"; progress
+  done
+  if running; then echo "dvc repro still running (pid $(cat "$W/repro.pid")): poll again"; return 2; fi
+  echo "dvc repro finished: exit $(cat "$W/repro.rc" 2>/dev/null || echo '?')"; tail -5 "$LOG"
+  [ "$(cat "$W/repro.rc" 2>/dev/null)" = 0 ]
+}
+
+start() {
+  if running; then echo "dvc repro already running"; return 0; fi
+  copy_tree
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  echo "dvc $(python3 -m dvc --version), $DVC_FILE in $W; disk: $(df -h "$W" | awk 'NR==2{print $4}') free"
+  rm -f "$W/repro.rc"
+  (cd "$W" && setsid nohup bash -c "python3 -m dvc repro '$DVC_FILE' > '$LOG' 2>&1; echo \$? > repro.rc" \
+      < /dev/null > /dev/null 2>&1 & echo $! > "$W/repro.pid")
+  sleep 2
+}
+
+collect() {
+  (cd "$W" && python3 -m dvc metrics show --md "$REPORT/metrics" > "$OUT/metrics.md" 2>&1)
+  cp "$W/$LOCK" "$OUT/dvc.lock" 2>/dev/null
+  for f in table1.md table2.md perceptual.md; do cp "$W/$REPORT/$f" "$OUT/" 2>/dev/null; done
+  tar -C "$W" -czf "$OUT/bench_report.tar.gz" "$LOCK" "$REPORT" 2>/dev/null
+  cp "$LOG" "$OUT/repro.log" 2>/dev/null
+  ls -la "$OUT"
+  cat "$OUT/metrics.md"
+}
+
+setup
+case "$phase" in
+start) start; wait_for "$wait_s" ;;
+poll) wait_for "$wait_s" ;;
+collect) collect ;;
+run) start; wait_for 0; rc=$?; collect; exit $rc ;;
+*) echo "usage: $0 start [S] | poll [S] | collect | run"; exit 2 ;;
+esac

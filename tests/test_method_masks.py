@@ -1,0 +1,156 @@
+"""User masks for the prior's 'mask' box source (gan2shape.method.masks, instances.h5 'mask').
+
+Checks: masks are read by instance id from an artifact or a PNG folder, resized with nearest
+sampling to a known box; missing ids and sizes are refused with clear messages; instances.h5
+round-trips the mask; the stage-0 prior sits exactly over each instance's mask box (centre and
+extent as numbers); box_source=mask without masks names the key and the fix; the CLI option works.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan2shape.artifacts import read_artifact, write_artifact
+from gan2shape.config import ConfigError, GanConfig, load_params
+from gan2shape.method.instances import read_instances, sample_instances, write_instances
+from gan2shape.method.masks import read_masks
+from gan2shape.method.prior import box_from_mask, prior_variant
+from gan2shape.method.steps import make_context, run_prior
+
+S = 32
+TINY_GAN = GanConfig(size=S, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, seed=5)
+PROFILE = "{stages: 1, prior_iters: 0, step1_iters: [1, 1], step2_iters: [1, 1], step3_iters: [1, 1], " \
+          "collect_batches: 1, batch_size: 1}"
+
+
+def _rect(size: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """(size, size) uint8 mask, 1 on columns x0..x1 and rows y0..y1 (inclusive)."""
+    m = np.zeros((size, size), np.uint8)
+    m[y0:y1 + 1, x0:x1 + 1] = 1
+    return m
+
+
+@pytest.fixture(scope="module")
+def gan_path(tmp_path_factory) -> Path:
+    from gan2shape.stylegan2.checkpoint import save_checkpoint
+    from gan2shape.stylegan2.train import build_networks
+
+    _, d, g_ema = build_networks(TINY_GAN)
+    path = tmp_path_factory.mktemp("gan") / "tiny.pt"
+    save_checkpoint(path, g_ema, d)
+    return path
+
+
+def _overrides(gan_path: Path, *extra: str) -> list[str]:
+    return [f"method.checkpoint={gan_path}", f"method.image_size={S}", "method.f1_d=1", "method.perceptual_blocks=2",
+            f"method.profiles.tiny={PROFILE}", "method.profile=tiny", *extra]
+
+
+def _context(gan_path: Path, *extra: str):
+    params, text = load_params("params.yaml", _overrides(gan_path, *extra))
+    return make_context(params, text, device="cpu", progress=False, nf=16, enc_nf=16)
+
+
+def test_masks_from_an_artifact_by_id_resized_nearest(tmp_path, caplog):
+    # 64 px masks; 'nearest-exact' to 32 px samples input pixel 2j+1 for output pixel j.
+    masks = np.stack([_rect(64, 16, 20, 47, 51), _rect(64, 2, 4, 9, 61), _rect(64, 30, 30, 33, 33)])
+    path = write_artifact(tmp_path / "heads.h5", "heads", {"mask": masks}, ids=["a", "b", "c"])
+    with caplog.at_level(logging.INFO, logger="gan2shape.method.masks"):
+        out = read_masks(path, ["c", "a"], S)
+    assert "resized to method.image_size 32 (nearest)" in caplog.text
+    assert out.shape == (2, S, S) and out.dtype == torch.uint8 and set(out.unique().tolist()) == {0, 1}
+    boxes = box_from_mask(out, raise_top_frac=0.0)
+    assert boxes[1].tolist() == [8.0, 10.0, 23.0, 25.0]  # 'a': columns 2j+1 in 16..47, rows 2j+1 in 20..51
+    assert boxes[0].tolist() == [15.0, 15.0, 16.0, 16.0]  # 'c': 30..33 -> 15..16
+    # Same size: no resize, values kept; a (N, 1, S, S) float mask works too.
+    soft = write_artifact(tmp_path / "soft.h5", "x", {"mask": masks[:, None, ::2, ::2].astype(np.float32)},
+                          ids=["a", "b", "c"])
+    np.testing.assert_array_equal(read_masks(soft, ["b"], S)[0].numpy(), masks[1, ::2, ::2])
+    with pytest.raises(ValueError, match=r"no mask for instance id\(s\) \['zz'\]"):
+        read_masks(path, ["a", "zz"], S)
+
+
+def test_masks_from_a_png_folder(tmp_path):
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    Image.fromarray(_rect(S, 3, 5, 20, 28) * 255).save(folder / "s2_00000.png")
+    Image.fromarray(np.repeat(_rect(S, 10, 1, 12, 30)[:, :, None] * 255, 3, axis=2)).save(folder / "s2_00001.png")
+    out = read_masks(folder, ["s2_00001", "s2_00000"], S)
+    assert box_from_mask(out, raise_top_frac=0.0).tolist() == [[10, 1, 12, 30], [3, 5, 20, 28]]
+    with pytest.raises(ValueError, match="s2_00002"):
+        read_masks(folder, ["s2_00002"], S)
+    Image.fromarray(_rect(16, 3, 5, 10, 12) * 255).save(folder / "s2_00002.png")
+    with pytest.raises(ValueError, match="different sizes"):
+        read_masks(folder, ["s2_00000", "s2_00002"], S)
+
+
+def test_prior_sits_over_the_mask_box(gan_path, tmp_path):
+    ctx = _context(gan_path, "method.prior.box_source=mask", "method.prior.raise_top_frac=0.0")
+    inst = sample_instances(ctx.generator, 2, seed=3, image_size=S)
+    # Box widths 15 and 17 (odd spans): half-integer centres (13.5, 17.5) and (20.5, 12.5).
+    inst.mask = torch.from_numpy(np.stack([_rect(S, 6, 9, 21, 26), _rect(S, 12, 4, 29, 21)]))
+    write_instances(tmp_path / "instances.h5", inst)
+    again = read_instances(tmp_path / "instances.h5", S)
+    assert torch.equal(again.mask, inst.mask)
+    path = run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
+    with read_artifact(path, "shape") as art:
+        prior = art.tensor("prior_depth")
+    far, near = ctx.config.prior.far, ctx.config.prior.near
+    boxes = [(6, 9, 21, 26), (12, 4, 29, 21)]
+    for depth, (x0, y0, x1, y1) in zip(prior, boxes):
+        rise = (far - depth).double()
+        inside = torch.nonzero(rise > 0)
+        # extent: the cap covers the box minus its rim pixels (the ellipse passes between pixel centres)
+        assert inside[:, 1].min() == x0 + 1 and inside[:, 1].max() == x1 - 1
+        assert inside[:, 0].min() == y0 + 1 and inside[:, 0].max() == y1 - 1
+        # centre: the rise-weighted centroid is the box centre (the cap is symmetric about it)
+        rows, cols = torch.meshgrid(torch.arange(S).double(), torch.arange(S).double(), indexing="ij")
+        cy, cx = float((rise * rows).sum() / rise.sum()), float((rise * cols).sum() / rise.sum())
+        assert cx == pytest.approx((x0 + x1) / 2, abs=1e-4) and cy == pytest.approx((y0 + y1) / 2, abs=1e-4)
+        # the lowest depth sits on the 2x2 pixels around the centre, close to near
+        lowest = torch.nonzero(depth == depth.min())
+        assert set(map(tuple, lowest.tolist())) <= {(r, c) for r in (y0 + y1) // 2 + np.arange(2)
+                                                    for c in (x0 + x1) // 2 + np.arange(2)}
+        assert near < float(depth.min()) < near + 0.01
+    # The default raise_top_frac (1/6, the synface rule) moves the box top up by 1/6 of its height.
+    ctx = _context(gan_path, "method.prior.box_source=mask")
+    path = run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape_raised.h5")
+    with read_artifact(path, "shape") as art:
+        raised = art.tensor("prior_depth")
+    box = torch.tensor([[6, 9 - 17 / 6, 21, 26], [12, 4 - 17 / 6, 29, 21]])
+    torch.testing.assert_close(raised, prior_variant("ellipsoid", box, S, near=near, far=far), rtol=0, atol=1e-6)
+
+
+def test_mask_source_without_masks_names_the_key(gan_path, tmp_path):
+    ctx = _context(gan_path, "method.prior.box_source=mask")
+    write_instances(tmp_path / "instances.h5", sample_instances(ctx.generator, 1, seed=3, image_size=S))
+    assert read_instances(tmp_path / "instances.h5", S).mask is None
+    with pytest.raises(ConfigError, match=r"method\.prior\.box_source.*--masks.*box_source=centered"):
+        run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
+
+
+def test_cli_sample_instances_with_masks(gan_path, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from gan2shape.cli import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    Image.fromarray(_rect(2 * S, 8, 10, 40, 50) * 255).save(folder / "s2_00000.png")
+    sets = [x for item in _overrides(gan_path) for x in ("--set", item)]
+    runner = CliRunner()
+    base = ["-q", "sample-instances", *sets, "--seed", "2", "--masks", str(folder), "--device", "cpu"]
+    res = runner.invoke(main, [*base, "--n", "1", "--out", str(tmp_path / "instances.h5")])
+    assert res.exit_code == 0, res.output
+    inst = read_instances(tmp_path / "instances.h5", S)
+    assert inst.mask is not None  # 64 px -> 32 px: columns 2j+1 in 8..40, rows 2j+1 in 10..50
+    assert box_from_mask(inst.mask, raise_top_frac=0.0).tolist() == [[4, 5, 19, 24]]
+    res = runner.invoke(main, [*base, "--n", "2", "--out", str(tmp_path / "two.h5")])
+    assert res.exit_code == 1 and "s2_00001" in res.output and not (tmp_path / "two.h5").exists()

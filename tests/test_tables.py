@@ -1,0 +1,148 @@
+"""The benchmark report (gan2shape.evaluate.report, ``gan2shape tables``) from known metrics files.
+
+Checks: Table 1 has the baselines (in their canonical order), one row per stage and the final row,
+with the numbers of the input files; Table 2 and the ablation follow the requested order and take
+each run's final stage (stage10 after stage2); the markdown rounds SIDE to 3 and MAD to 2 decimals
+and omits an undefined std; stages.csv lists the Table 1 run per stage; missing or incomplete
+evaluations fail with the folder's name; the CLI picks bench or bench.small rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gan2shape.cli import main
+from gan2shape.evaluate.report import perceptual_run, prior_run, read_run, run_tables, table1_rows
+from gan2shape.evaluate.tables import markdown_table, write_metrics_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _row(n: int, side: float, side_std: float | None, mad: float, mad_std: float | None) -> dict:
+    return {"n": n, "side_x1e2_mean": side, "side_x1e2_std": side_std, "mad_mean": mad, "mad_std": mad_std}
+
+
+BASELINES = {
+    "ellipsoid_prior": _row(3, 2.5, 0.25, 40.0, 4.0),
+    "average_gt_depth": _row(3, 1.25, 0.125, 30.0, 3.0),
+    "null_depth": _row(3, 1.5, 0.5, 35.0, 5.0),
+}
+
+
+def _write(eval_dir: Path, run: str, stage: int, prediction: dict, baselines: bool = True) -> None:
+    rows = dict(BASELINES) if baselines else {}
+    rows["prediction"] = prediction
+    write_metrics_json(eval_dir / run / f"stage{stage}" / "metrics.json", {"rows": rows, "erode_pixels": 1})
+
+
+def _metrics(out: Path, table: str) -> dict[str, dict]:
+    """The metrics files of one table: {row: content}."""
+    return {p.stem: json.loads(p.read_text()) for p in (out / "metrics" / table).glob("*.json")}
+
+
+@pytest.fixture
+def eval_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "eval"
+    _write(d, "test", 1, _row(3, 1.23456, 0.1, 12.3456, 1.0))
+    _write(d, "test", 2, _row(3, 0.98765, 0.05, 10.005, 0.5))
+    (d / "test" / "stage0").mkdir()  # no metrics at stage 0 (the prior has no reconstruction)
+    _write(d, prior_run("ellipsoid"), 1, _row(2, 1.0, 0.1, 11.0, 1.0))
+    _write(d, prior_run("flat"), 2, _row(2, 9.0, 0.9, 99.0, 9.0))
+    _write(d, prior_run("flat"), 10, _row(2, 3.0, None, 33.0, None))
+    _write(d, perceptual_run("discriminator"), 1, _row(2, 1.0, 0.1, 11.0, 1.0))
+    _write(d, perceptual_run("none"), 1, _row(2, 1.5, 0.2, 15.0, 2.0))
+    return d
+
+
+def test_table1_rows_order_and_values(eval_dir: Path) -> None:
+    stages = read_run(eval_dir, "test")
+    assert list(stages) == [1, 2]
+    rows = table1_rows(stages)
+    assert list(rows) == ["null_depth", "average_gt_depth", "ellipsoid_prior", "stage1", "stage2", "ours"]
+    assert rows["null_depth"] == BASELINES["null_depth"]
+    assert rows["stage1"]["side_x1e2_mean"] == 1.23456
+    assert rows["ours"] == rows["stage2"] == _row(3, 0.98765, 0.05, 10.005, 0.5)
+
+
+def test_run_tables_files(eval_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    written = run_tables(eval_dir, out, priors=["flat", "ellipsoid"], perceptual=["none", "discriminator"])
+    t1_rows = ["null_depth", "average_gt_depth", "ellipsoid_prior", "stage1", "stage2", "ours"]
+    assert sorted(written) == sorted(["table1.md", "table2.md", "perceptual.md", "stages.csv"]
+                                     + [f"metrics/table1/{r}.json" for r in t1_rows]
+                                     + ["metrics/table2/flat.json", "metrics/table2/ellipsoid.json",
+                                        "metrics/perceptual/none.json", "metrics/perceptual/discriminator.json"])
+    assert _metrics(out, "table1") == {r: table1_rows(read_run(eval_dir, "test"))[r] for r in t1_rows}
+    assert _metrics(out, "table1")["ours"]["mad_mean"] == 10.005
+
+    md1 = (out / "table1.md").read_text().splitlines()
+    assert md1[2] == "| Method | N | SIDE (x10^-2) | MAD (deg) |"
+    assert md1[4] == "| Constant null depth | 3 | 1.500 ± 0.500 | 35.00 ± 5.00 |"
+    assert "| GAN2Shape, after stage 1 | 3 | 1.235 ± 0.100 | 12.35 ± 1.00 |" in md1
+    assert md1[-1] == "| GAN2Shape (ours), final (stage 2) | 3 | 0.988 ± 0.050 | 10.01 ± 0.50 |"
+    assert len(md1) == 4 + 6  # caption, blank, header, rule, six rows
+
+    # Table 2: requested order; the final stage is stage10 (numeric, not text order); no std at n/a
+    t2 = _metrics(out, "table2")
+    assert t2["flat"] == _row(2, 3.0, None, 33.0, None) and t2["ellipsoid"]["mad_mean"] == 11.0
+    md2 = (out / "table2.md").read_text().splitlines()
+    assert md2[4:] == ["| GAN2Shape, flat prior | 2 | 3.000 | 33.00 |",
+                       "| GAN2Shape, ellipsoid prior | 2 | 1.000 ± 0.100 | 11.00 ± 1.00 |"]
+
+    tp = _metrics(out, "perceptual")
+    assert sorted(tp) == ["discriminator", "none"] and tp["none"]["side_x1e2_mean"] == 1.5
+    assert (out / "perceptual.md").read_text().splitlines()[4].startswith("| GAN2Shape, perceptual loss: none |")
+
+    # a second call with fewer rows leaves no metrics file of the first one behind
+    run_tables(eval_dir, out, priors=["ellipsoid"], perceptual=["none"])
+    assert sorted(_metrics(out, "table2")) == ["ellipsoid"] and sorted(_metrics(out, "perceptual")) == ["none"]
+
+    with open(out / "stages.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["stage"] for r in table] == ["1", "2"]
+    assert float(table[0]["side_x1e2_mean"]) == pytest.approx(1.23456)
+    assert float(table[1]["mad_std"]) == 0.5 and table[1]["n"] == "3"
+
+
+def test_missing_or_incomplete_runs(eval_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="prior-weaker"):
+        run_tables(eval_dir, tmp_path / "r", priors=["weaker"], perceptual=["none"])
+    _write(eval_dir, perceptual_run("lpips"), 1, _row(2, 1.0, 0.1, 1.0, 0.1))
+    path = eval_dir / perceptual_run("lpips") / "stage1" / "metrics.json"
+    data = json.loads(path.read_text())
+    del data["rows"]["prediction"]  # evaluated without --pred
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="no 'prediction' row"):
+        read_run(eval_dir, perceptual_run("lpips"))
+
+
+def test_markdown_labels_override() -> None:
+    rows = {"null_depth": _row(1, 1.0, None, 2.0, None), "x": _row(1, 1.0, None, 2.0, None)}
+    text = markdown_table(rows, {"x": "Row X"})
+    assert "| Constant null depth | 1 | 1.000 | 2.00 |" in text and "| Row X | 1 | 1.000 | 2.00 |" in text
+
+
+def test_cli_tables_full_and_small(eval_dir: Path, tmp_path: Path) -> None:
+    params = ROOT / "params.yaml"
+    result = CliRunner().invoke(main, ["tables", "--params", str(params), "--set", "bench.priors=[ellipsoid, flat]",
+                                       "--set", "bench.perceptual=[discriminator]", "--eval", str(eval_dir),
+                                       "--out", str(tmp_path / "full")])
+    assert result.exit_code == 0, result.output
+    assert sorted(_metrics(tmp_path / "full", "table2")) == ["ellipsoid", "flat"]
+    assert "Table 1" in result.output and "GAN2Shape, flat prior" in result.output
+
+    result = CliRunner().invoke(main, ["tables", "--params", str(params), "--small", "--set",
+                                       "bench.small.priors=[flat]", "--set", "bench.small.perceptual=[none]",
+                                       "--eval", str(eval_dir), "--out", str(tmp_path / "small")])
+    assert result.exit_code == 0, result.output
+    assert sorted(_metrics(tmp_path / "small", "perceptual")) == ["none"]
+
+    # the full benchmark's priors include ones not evaluated here: one clear line, exit 1
+    result = CliRunner().invoke(main, ["tables", "--params", str(params), "--eval", str(eval_dir),
+                                       "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "prior-asymmetric" in result.output

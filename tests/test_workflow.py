@@ -1,0 +1,345 @@
+"""The Snakemake workflow, run for real: `python -m snakemake --cores 2` in a temp copy of Snakefile,
+workflow/ and a tiny params.yaml, with a tiny StyleGAN2 (32 px) built and saved here by the
+project's own code, one stage of a few iterations per step, 2 instances.
+
+Checks:
+- end to end: the default target builds the benchmark, its baselines and the exports of every
+  instance (depth, normal, mesh preview, rotation/relighting GIFs); `snakemake --report` writes
+  an HTML report holding those figures;
+- user images (workflow.images): a folder of images is imported, projected into the GAN and
+  sampled as instances named after the files, then reconstructed; an HDF5 artifact is projected
+  directly;
+- params dependencies (dry runs): editing evaluate.erode_pixels reruns only the baseline
+  evaluation, editing method.lam_perc reruns the method steps (not the sampling, not the
+  benchmark); a workflow.profile with one more stage and the same iterations adds that stage and
+  keeps the finished one, and every method rule gets --set method.profile=<it>;
+- kill -9 mid-pipeline: the killed step leaves no file at its final path, every artifact there
+  reads back complete, the same command (after `snakemake --unlock`) finishes without redoing
+  finished steps, and every dataset and network of every artifact equals the uninterrupted run's
+  exactly (same seed, same thread count: each step is a fresh process with seeded generators);
+- bad inputs fail early, naming the file or key and what to do, and touch no finished artifact:
+  a missing checkpoint, an image of the wrong size (workflow.images), a truncated intermediate
+  artifact, an unknown params key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from gan2shape.artifacts import read_artifact
+
+pytestmark = pytest.mark.workflow
+
+ROOT = Path(__file__).resolve().parents[1]
+S = 32
+N = 2
+RUN = Path("results/default")
+TINY_PROFILE = {"stages": 1, "prior_iters": 1, "step1_iters": [1, 1], "step2_iters": [1, 1],
+                "step3_iters": [1, 1], "collect_batches": 1, "batch_size": 2}
+ARTIFACTS = ["instances.h5", "stage0/shape.h5", "stage1/albedo.h5", "stage1/pseudo.h5", "stage1/projected.h5",
+             "stage1/shape.h5"]
+FIGURES = ["depth.png", "normal.png", "mesh_preview.png", "rotate.gif", "relight.gif", "summary.png"]
+
+
+def _env() -> dict[str, str]:
+    """The package of this tree for the rules' `gan2shape` commands; no GPU pinning. Torch's thread
+    count is each rule's --threads (capped at --cores 2), the same in every run."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("GAN2SHAPE_GPU", None)
+    return env
+
+
+def _tiny_params(gan: str) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["heads"].update(image_size=S, n_train=8, n_test=4, batch_size=8)
+    params["method"].update(checkpoint=gan, image_size=S, f1_d=1, perceptual_blocks=2, nf=16, enc_nf=16)
+    params["method"]["profiles"]["tiny"] = dict(TINY_PROFILE)
+    params["project"].update(steps=2, batch_size=2, mean_latent_samples=100, feature_blocks=2)
+    params["workflow"].update(instances=N, seed=0, device="cpu", profile="tiny", images=None)
+    return params
+
+
+def _write_params(workdir: Path, params: dict) -> None:
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A workdir with Snakefile, workflow/, the tiny GAN and params.yaml; copied per test."""
+    from gan2shape.config import GanConfig
+    from gan2shape.stylegan2.checkpoint import save_checkpoint
+    from gan2shape.stylegan2.train import build_networks
+
+    work = tmp_path_factory.mktemp("template")
+    shutil.copy2(ROOT / "Snakefile", work / "Snakefile")
+    shutil.copytree(ROOT / "workflow", work / "workflow")
+    gan = GanConfig(size=S, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, seed=5)
+    _, d, g_ema = build_networks(gan)
+    (work / "data").mkdir()
+    save_checkpoint(work / "data" / "tiny.pt", g_ema, d)
+    _write_params(work, _tiny_params("data/tiny.pt"))
+    return work
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 240,
+              cores: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", *(["--cores", "2"] if cores else []), *args]
+    res = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        logs = "".join(f"\n--- {p}\n{p.read_text()[-2000:]}" for p in sorted(workdir.glob("results/**/logs/*.log")))
+        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}"
+                             f"{logs}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def finished(template, tmp_path_factory) -> Path:
+    """An uninterrupted run of the default target (the reference of the other tests)."""
+    work = _copy(template, tmp_path_factory.mktemp("run") / "work")
+    snakemake(work)
+    return work
+
+
+def test_end_to_end_exports_and_report(finished):
+    export = finished / RUN / "export"
+    ids = sorted(p.name for p in export.iterdir() if p.is_dir())
+    assert ids == [f"s0_{i:05d}" for i in range(N)]
+    for instance in ids:
+        for name in FIGURES:
+            assert (export / instance / name).stat().st_size > 0, f"{instance}/{name} missing"
+    assert (finished / f"results/heads{S}/contact_sheet.png").exists()
+    assert (finished / "results/baselines/table.md").exists()
+    with read_artifact(finished / RUN / "stage1/shape.h5", "shape") as art:
+        assert art.ids == ids and art.shape("canon_depth") == (N, S, S)
+        assert art.attrs["stage"] == 1
+    report = finished / "report.html"
+    snakemake(finished, "--report", str(report), cores=False)  # as README says: no --cores needed
+    html = report.read_text(errors="replace")
+    for instance in ids:
+        assert instance in html
+    for figure in ("mesh_preview", "depth", "normal", "rotate", "relight"):
+        assert figure in html
+
+
+def test_workflow_profile_is_checked_against_method_profiles():
+    from gan2shape.config import ConfigError, load_params
+
+    params, _ = load_params(ROOT / "params.yaml", ["workflow.profile=bench"])
+    assert params.workflow.profile == "bench" and params.workflow.images is None
+    with pytest.raises(ConfigError, match=r"workflow\.profile: unknown profile 'fast'; use auto or one of method\.profiles: \[.*'quick'"):
+        load_params(ROOT / "params.yaml", ["workflow.profile=fast"])
+    with pytest.raises(ConfigError, match=r"workflow\.images"):
+        load_params(ROOT / "params.yaml", ["workflow.images=''"])
+
+
+def _jobs(res: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's 'Job stats' table."""
+    text = res.stdout + res.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
+    work = _copy(finished, tmp_path / "work")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    assert _jobs(snakemake(work, "-n")) == {}
+
+    edited = yaml.safe_load(yaml.safe_dump(params))
+    edited["evaluate"]["erode_pixels"] = 2
+    _write_params(work, edited)
+    res = snakemake(work, "-n")
+    assert set(_jobs(res)) == {"evaluate_baselines", "all"}, res.stdout
+
+    edited = yaml.safe_load(yaml.safe_dump(params))
+    edited["method"]["lam_perc"] = 0.25
+    _write_params(work, edited)
+    jobs = _jobs(snakemake(work, "-n"))
+    assert set(jobs) == {"prior", "step1", "pseudo", "invert", "step3", "export", "all"}
+
+    # another profile with one more stage and the same iterations: the stage count decides the
+    # DAG, the finished stage is kept, and the method rules get the profile's name
+    edited = yaml.safe_load(yaml.safe_dump(params))
+    edited["method"]["profiles"]["two"] = {**TINY_PROFILE, "stages": 2}
+    edited["workflow"]["profile"] = "two"
+    _write_params(work, edited)
+    res = snakemake(work, "-n", "-p", "--forcerun", "prior")
+    jobs = _jobs(res)
+    assert jobs == {"prior": 1, "step1": 2, "pseudo": 2, "invert": 2, "step3": 2, "export": 1, "all": 1}
+    jobs = _jobs(snakemake(work, "-n"))
+    assert jobs == {"step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1, "all": 1}
+    calls = re.findall(r"Shell command: gan2shape .* (prior|step1|pseudo|invert|step3) (.*)", res.stdout + res.stderr)
+    assert sorted({step for step, _ in calls}) == ["invert", "prior", "pseudo", "step1", "step3"]
+    assert all("--set=method.profile=two" in line for _, line in calls)
+
+
+def test_user_images_are_imported_projected_and_reconstructed(finished, tmp_path):
+    from PIL import Image
+
+    work = _copy(finished, tmp_path / "work")
+    folder = work / "faces"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("b.png", "a face.jpg", "c.png"):
+        Image.fromarray(rng.integers(0, 256, (S, S, 3), dtype=np.uint8)).save(folder / name)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["workflow"]["images"] = "faces"
+    _write_params(work, params)
+    images_run = Path("results/images")
+    # the real import, projection and sampling; the method steps after them as a dry run
+    snakemake(work, str(images_run / "instances.h5"))
+    with read_artifact(work / images_run / "instances.h5", "instances") as art:
+        assert art.ids == ["a_face", "b"]  # the first workflow.instances files by name
+        assert art.attrs["source"] == str(images_run / "latents.h5")
+    jobs = _jobs(snakemake(work, "-n"))
+    assert jobs == {"prior": 1, "step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1, "all": 1}
+    # an HDF5 image artifact is projected as it is (no import step)
+    params["workflow"]["images"] = f"results/heads{S}/test.h5"
+    _write_params(work, params)
+    res = snakemake(work, "-n", "-p", "--forcerun", "project")
+    assert "import_images" not in _jobs(res) and f"--images results/heads{S}/test.h5" in res.stdout + res.stderr
+
+
+def _snapshot(workdir: Path) -> dict[str, tuple[int, str]]:
+    """Every file under results/: (mtime_ns, sha256)."""
+    out = {}
+    for path in sorted((workdir / "results").rglob("*")):
+        if path.is_file() and "logs" not in path.parts and "benchmarks" not in path.parts:
+            out[str(path.relative_to(workdir))] = (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+def _same_artifact(a: Path, b: Path) -> None:
+    with read_artifact(a) as x, read_artifact(b) as y:
+        assert x.kind == y.kind and x.ids == y.ids and x.names == y.names and x.network_names == y.network_names
+        for name in x.names:
+            assert np.array_equal(x.array(name), y.array(name)), f"{a}: dataset {name!r} differs"
+        for net in x.network_names:
+            wa, wb = x.network(net), y.network(net)
+            assert wa.keys() == wb.keys()
+            for key in wa:
+                assert np.array_equal(wa[key].numpy(), wb[key].numpy()), f"{a}: network {net}.{key} differs"
+
+
+def test_kill_mid_step_then_resume_gives_the_uninterrupted_result(finished, tmp_path):
+    # stage 1 and the exports from scratch (sampling and the prior are shared with the reference)
+    work = _copy(finished, tmp_path / "work")
+    for folder in ("stage1", "export", "logs"):
+        shutil.rmtree(work / RUN / folder)
+    target = str(RUN / "export")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", target]
+    proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    albedo, invert_log = work / RUN / "stage1/albedo.h5", work / RUN / "logs/invert_stage1.log"
+    deadline = time.monotonic() + 180
+    try:
+        # kill once step 1 is done and the inversion is training (its log shows the loaded GAN)
+        while not (albedo.exists() and invert_log.exists() and "perceptual loss" in invert_log.read_text()):
+            assert proc.poll() is None, "the workflow ended before it could be killed"
+            assert time.monotonic() < deadline, "the workflow did not reach step 2b in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (work / RUN / "stage1/projected.h5").exists(), "the killed step left a file at its final path"
+    done = [name for name in ARTIFACTS if (work / RUN / name).exists()]
+    assert "stage1/albedo.h5" in done and "stage1/shape.h5" not in done
+    for name in done:
+        read_artifact(work / RUN / name).close()  # complete and valid
+    before = {name: (work / RUN / name).stat().st_mtime_ns for name in done}
+
+    snakemake(work, "--unlock")
+    snakemake(work, target)
+    for name in done:  # finished steps are not redone
+        assert (work / RUN / name).stat().st_mtime_ns == before[name], name
+    for name in ARTIFACTS:
+        _same_artifact(work / RUN / name, finished / RUN / name)
+    from PIL import Image
+
+    for instance in sorted(p.name for p in (finished / RUN / "export").iterdir() if p.is_dir()):
+        a = np.asarray(Image.open(work / RUN / "export" / instance / "depth.png"))
+        b = np.asarray(Image.open(finished / RUN / "export" / instance / "depth.png"))
+        assert np.array_equal(a, b)
+
+
+def _fails(workdir: Path, *args: str) -> str:
+    before = _snapshot(workdir)
+    res = snakemake(workdir, *args, check=False)
+    assert res.returncode != 0, res.stdout[-2000:]
+    text = res.stdout + res.stderr
+    logs = "".join(p.read_text() for p in workdir.glob("results/**/logs/*.log"))
+    return text + logs, before
+
+
+def test_bad_inputs_fail_early_and_touch_nothing(finished, tmp_path):
+    work = _copy(finished, tmp_path / "work")
+    good = yaml.safe_load((work / "params.yaml").read_text())
+
+    # a missing checkpoint: fails while building the DAG, naming the key, the file and the fix
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    bad["method"]["checkpoint"] = "data/missing.pt"
+    _write_params(work, bad)
+    text, before = _fails(work)
+    assert "method.checkpoint" in text and "data/missing.pt" in text and "does not exist" in text
+    assert _snapshot(work) == before
+
+    # an unknown params key: fails at parse time with the key and a did-you-mean
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    bad["method"]["lam_prec"] = 0.5
+    _write_params(work, bad)
+    text, before = _fails(work)
+    assert "method.lam_prec" in text and "did you mean 'lam_perc'" in text
+    assert _snapshot(work) == before
+
+    # an image of the wrong size among the user's images: the import step names it
+    from PIL import Image
+
+    folder = work / "my_images"
+    folder.mkdir()
+    Image.new("RGB", (S, S), (200, 120, 90)).save(folder / "a.png")
+    Image.new("RGB", (S + 8, S), (90, 120, 200)).save(folder / "b_wide.png")
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    bad["workflow"]["images"] = "my_images"
+    _write_params(work, bad)
+    text, before = _fails(work)
+    assert "b_wide.png" in text and f"{S + 8}x{S}" in text and f"expected {S}x{S}" in text
+    assert "resize" in text
+    assert _snapshot(work) == before
+    assert not (work / "results/images/images.h5").exists()
+    _write_params(work, good)
+
+    # a truncated intermediate artifact: the step reading it fails naming it; only that step's
+    # own (stale) output is gone, removed by snakemake before the job started
+    albedo = work / RUN / "stage1/albedo.h5"
+    albedo.write_bytes(albedo.read_bytes()[: albedo.stat().st_size // 3])
+    text, before = _fails(work, "--forcerun", "pseudo")
+    assert "stage1/albedo.h5" in text and "truncated" in text and "rerun" in text
+    after = _snapshot(work)
+    assert str(RUN / "stage1/pseudo.h5") not in after
+    del before[str(RUN / "stage1/pseudo.h5")]
+    assert after == before
