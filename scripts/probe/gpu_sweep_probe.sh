@@ -13,6 +13,7 @@ run() { tag=$1; shift; mkdir -p $W/$tag; cp $W/base/inst.h5 $W/$tag/
   $G evaluate --test $W/heads/test.h5 --pred $W/$tag/stage1/shape.h5 --out $W/e_$tag >/dev/null 2>&1
   python3 -c "import json;m=json.load(open('$W/e_$tag/metrics.json'))['rows']['prediction'];print('RESULT $tag', round(m['side_x1e2_mean'],3), round(m['mad_mean'],2))"
   python3 scripts/probe/viz_stage.py $W/$tag $W/viz_$tag.png > /dev/null; }
+if [ "${SWEEP:-1}" = 1 ]; then
 run A --set method.perceptual=none &
 run B --set method.perceptual=none --set method.lam_smooth=0.5 &
 run C --set method.perceptual=none --set method.lam_smooth=0.1 --set method.flip3_stage1=false &
@@ -20,5 +21,10 @@ run D --set method.perceptual=none --set method.lam_smooth=0.1 --set method.view
 wait
 echo SWEEPDONE
 for n in 1 8 32; do python3 benchmarks/bench_method_steps.py --device cuda --n $n --profile quick; done
+else  # SWEEP=2: the latent offset's freedom
+run E --set method.perceptual=none --set method.lam_smooth=0.1 --set method.f1_d=2 &
+run F --set method.perceptual=none --set method.lam_smooth=0.1 --set method.lam_regular=0 &
+wait
+fi
 echo DONE
 } > $W/log 2>&1
