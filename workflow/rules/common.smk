@@ -71,10 +71,11 @@ _BOX_FROM_MASK = (config["method"].get("prior") or {}).get("box_source") == "mas
 MASKS = f" --masks {IMAGES}" if _BOX_FROM_MASK and IMAGES is not None and not Path(IMAGES).is_dir() else ""
 CHECKPOINT = config["method"]["checkpoint"]
 SOURCE_TEXT = f"{N_INSTANCES} sample(s) of {CHECKPOINT}" if IMAGES is None else f"the first {N_INSTANCES} image(s) of {IMAGES}"
-# Torch steps on a CPU use every core (one at a time beats several fighting for the cores); on a
-# GPU machine they need few, so that `--resources gpu=N` can run N of them side by side. Snakemake
-# caps a job's threads at --cores (and needs no --cores for --report or --lint).
-CPU_THREADS = 4 if HAS_CUDA else (os.cpu_count() or 1)
+# Torch steps on a CPU ask for all of --cores, so they run one at a time (two torch jobs on the
+# same cores run many times slower than one after the other) and the CLI caps torch's threads at
+# the machine's cores; on a GPU machine they need few, so that `--resources gpu=N` can run N of
+# them side by side. Snakemake caps a job's threads at --cores (and needs none for --report/--lint).
+CPU_THREADS = 4 if HAS_CUDA else max(os.cpu_count() or 1, workflow.cores or 1)
 
 # The params.yaml keys that the effective config (with --config/--configfile) changes.
 _file = dict(_leaves(yaml.safe_load(Path(PARAMS).read_text()) or {}))
