@@ -75,7 +75,11 @@ SOURCE_TEXT = f"{N_INSTANCES} sample(s) of {CHECKPOINT}" if IMAGES is None else 
 # same cores run many times slower than one after the other) and the CLI caps torch's threads at
 # the machine's cores; on a GPU machine they need few, so that `--resources gpu=N` can run N of
 # them side by side. Snakemake caps a job's threads at --cores (and needs none for --report/--lint).
-CPU_THREADS = 4 if HAS_CUDA else max(os.cpu_count() or 1, workflow.cores or 1)
+try:
+    _CORES = workflow.cores or 1
+except WorkflowError:  # --report, --lint: no --cores given, no job runs
+    _CORES = 1
+CPU_THREADS = 4 if HAS_CUDA else max(os.cpu_count() or 1, _CORES)
 
 # The params.yaml keys that the effective config (with --config/--configfile) changes.
 _file = dict(_leaves(yaml.safe_load(Path(PARAMS).read_text()) or {}))
