@@ -1,0 +1,49 @@
+"""Does the shipped GAN have a latent direction that turns heads? (issue 4 investigation)
+
+Regress the true yaw of projected test heads on their w (mean over w+ layers; ridge), report the
+held-out R^2, then move a few heads' w+ along the yaw direction and save the images.
+Usage: python3 scripts/probe/gpu_pose_direction.py LATENTS.h5 HEADS_TEST.h5 OUT_DIR
+(LATENTS.h5: `gan2shape project --images HEADS_TEST.h5`.)
+"""
+import sys
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+
+from gan2shape.stylegan2.checkpoint import load_checkpoint
+
+lat_path, heads_path, out = sys.argv[1:4]
+with h5py.File(lat_path) as f:
+    lat = torch.from_numpy(f["latent"][:]).float()
+    noise = [torch.from_numpy(f[f"noise_{i}"][:]).float() for i in range(len([k for k in f if k.startswith("noise_")]))]
+n = lat.shape[0]
+with h5py.File(heads_path) as f:
+    view = f["view"][:n]
+yaw = np.degrees(view[:, 1]) if np.abs(view[:, 1]).max() < 3.2 else view[:, 1]
+w = lat.mean(1).numpy()
+tr, te = slice(0, n * 4 // 5), slice(n * 4 // 5, n)
+mu = w[tr].mean(0)
+x = w - mu
+lam = 1.0
+a = x[tr]
+coef = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ (yaw[tr] - yaw[tr].mean()))
+pred = x[te] @ coef + yaw[tr].mean()
+r2 = 1 - ((pred - yaw[te]) ** 2).sum() / ((yaw[te] - yaw[te].mean()) ** 2).sum()
+print(f"yaw from w: held-out R^2 {r2:.3f} on {n - n * 4 // 5} heads (train {n * 4 // 5}); yaw std {yaw.std():.1f} deg")
+direction = torch.from_numpy(coef / (coef @ coef)).float()  # w step per degree of predicted yaw
+dev = "cuda" if torch.cuda.is_available() else "cpu"
+g = load_checkpoint("data/stylegan2_heads64.pt", device=dev).g_ema.eval()
+rows = []
+with torch.no_grad():
+    for i in range(min(6, n)):
+        frames = []
+        for dyaw in (-60, -30, 0, 30, 60):
+            wi = lat[i:i + 1].to(dev) + dyaw * direction.to(dev)[None, None]
+            img = g.synthesis(wi, noise=[z[i:i + 1].to(dev) for z in noise], randomize_noise=False).clamp(-1, 1)
+            frames.append(((img[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).astype(np.uint8))
+        rows.append(np.concatenate(frames, 1))
+Image.fromarray(np.concatenate(rows, 0)).save(f"{out}/pose_direction.png")
+print(f"rows: 6 test heads; columns: w + d * yaw_direction for d = -60, -30, 0, 30, 60 deg of predicted yaw "
+      f"(true yaw of the rows: {np.round(yaw[:6], 1).tolist()})")
