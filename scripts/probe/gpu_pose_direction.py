@@ -1,7 +1,9 @@
 """Does the shipped GAN have a latent direction that turns heads? (issue 4 investigation)
 
 Regress the true yaw of projected test heads on their w (mean over w+ layers; ridge), report the
-held-out R^2, then move a few heads' w+ along the yaw direction and save the images.
+held-out R^2, then move a few heads' w+ along two yaw directions and save the images:
+pose_direction.png (the regression's minimal-norm readout direction) and pose_direction_bins.png
+(mean w of heads turned > 25 deg right minus left, per degree).
 Usage: python3 scripts/probe/gpu_pose_direction.py LATENTS.h5 HEADS_TEST.h5 OUT_DIR
 (LATENTS.h5: `gan2shape project --images HEADS_TEST.h5`.)
 """
@@ -32,18 +34,29 @@ coef = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ (yaw[tr] - yaw[
 pred = x[te] @ coef + yaw[tr].mean()
 r2 = 1 - ((pred - yaw[te]) ** 2).sum() / ((yaw[te] - yaw[te].mean()) ** 2).sum()
 print(f"yaw from w: held-out R^2 {r2:.3f} on {n - n * 4 // 5} heads (train {n * 4 // 5}); yaw std {yaw.std():.1f} deg")
-direction = torch.from_numpy(coef / (coef @ coef)).float()  # w step per degree of predicted yaw
+readout = torch.from_numpy(coef / (coef @ coef)).float()  # minimal-norm w step per degree of predicted yaw
+# class-mean difference: mean w of heads turned > 25 deg one way minus the other way, per degree
+right, left = yaw > 25, yaw < -25
+if right.sum() and left.sum():
+    bins = torch.from_numpy((w[right].mean(0) - w[left].mean(0)) / (yaw[right].mean() - yaw[left].mean())).float()
+else:
+    bins = None
+    print("too few heads turned > 25 deg both ways for the class-mean direction")
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 g = load_checkpoint("data/stylegan2_heads64.pt", device=dev).g_ema.eval()
-rows = []
-with torch.no_grad():
-    for i in range(min(6, n)):
-        frames = []
-        for dyaw in (-60, -30, 0, 30, 60):
-            wi = lat[i:i + 1].to(dev) + dyaw * direction.to(dev)[None, None]
-            img = g.synthesis(wi, noise=[z[i:i + 1].to(dev) for z in noise], randomize_noise=False).clamp(-1, 1)
-            frames.append(((img[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).astype(np.uint8))
-        rows.append(np.concatenate(frames, 1))
-Image.fromarray(np.concatenate(rows, 0)).save(f"{out}/pose_direction.png")
+for name, direction in (("pose_direction", readout), ("pose_direction_bins", bins)):
+    if direction is None:
+        continue
+    rows = []
+    with torch.no_grad():
+        for i in range(min(6, n)):
+            frames = []
+            for dyaw in (-60, -30, 0, 30, 60):
+                wi = lat[i:i + 1].to(dev) + dyaw * direction.to(dev)[None, None]
+                img = g.synthesis(wi, noise=[z[i:i + 1].to(dev) for z in noise], randomize_noise=False).clamp(-1, 1)
+                frames.append(((img[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).astype(np.uint8))
+            rows.append(np.concatenate(frames, 1))
+    Image.fromarray(np.concatenate(rows, 0)).save(f"{out}/{name}.png")
+    print(f"{name}: |step per degree| = {float(direction.norm()):.4f}")
 print(f"rows: 6 test heads; columns: w + d * yaw_direction for d = -60, -30, 0, 30, 60 deg of predicted yaw "
       f"(true yaw of the rows: {np.round(yaw[:6], 1).tolist()})")
