@@ -45,7 +45,7 @@ def ray_cast(center, axes, view, camera):
     affine in s; the nearest root of |q|^2 = 1 is the depth. Returns (N, S, S) depth (nan on a
     miss) and the (N, S, S, 3) hit points in the view frame.
     """
-    n, s = view.shape[0], camera.image_size
+    s = camera.image_size
     rays = depth_to_points(torch.ones(1, s, s, dtype=torch.float64), camera)[0]  # (S, S, 3), z = 1
     rot = rotation_matrix(view[:, :3])  # (N, 3, 3)
     r = torch.tensor([0.0, 0.0, camera.rot_center_depth], dtype=torch.float64)
