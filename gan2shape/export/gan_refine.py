@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from gan2shape.artifacts import read_artifact
 from gan2shape.method.instances import Instances, read_instances
-from gan2shape.method.latents import center_hidden, check_w_target, latent_offset
+from gan2shape.method.latents import center_hidden, check_w_target, invert_grouped
 from gan2shape.model.decode import decode_light
 from gan2shape.model.networks import InstanceEnsemble, InversionEncoder
 from gan2shape.render import Camera, depth_to_normals, light_direction, render_view, shade
@@ -146,11 +146,8 @@ class GanRefiner:
         for start in range(0, t, b):
             bb = min(b, t - start)
             chunk = renders[:, start:start + bb].to(self.device, torch.float32).reshape(n * bb, 3, s, s)
-            anchor = e_target.repeat_interleave(bb, 0) if e_target is not None else None
-            offset = latent_offset(self.encoder(chunk), anchor, h0, g, self.f1_d, self.relative_enc)
-            w = self.latent.repeat_interleave(bb, 0) + offset[:, None, :]
-            noise = [x.repeat_interleave(bb, 0) for x in self.noise]
-            img = g.synthesis(w, noise=noise, randomize_noise=False).clamp(-1.0, 1.0)
+            img, _ = invert_grouped(g, self.encoder, chunk, e_target, self.latent, self.noise, h0, self.f1_d,
+                                    self.relative_enc)
             out[:, start:start + bb] = img.reshape(n, bb, 3, g.size, g.size)
         return out
 

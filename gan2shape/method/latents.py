@@ -43,6 +43,7 @@ __all__ = [
     "mapping_tail_from_hidden",
     "latent_offset",
     "offset_to_latent",
+    "invert_grouped",
     "w_target_from_z",
     "w_target_from_artifact",
     "check_w_target",
@@ -173,6 +174,34 @@ def offset_to_latent(
     step = offset if w_target.dim() == 2 else offset[:, None, :]
     w = w_target.to(offset.dtype) + step
     return (w, offset) if return_offset else w
+
+
+def invert_grouped(
+    generator: Generator,
+    encoder: torch.nn.Module,
+    images: torch.Tensor,
+    e_target: torch.Tensor | None,
+    latent: torch.Tensor,
+    noise: list[torch.Tensor],
+    h0: torch.Tensor,
+    f1_d: int,
+    relative: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Invert B images per instance through E and G (step 2's projection and the GAN-refined exports).
+
+    images: (N*B, 3, S, S) float in [-1, 1], rows i*B .. i*B+B-1 belonging to instance i;
+    e_target: (N, D) E(target image) of each instance (required when ``relative``, else None);
+    latent: (N, n_latent, D) w+ of the instances; noise: num_layers maps (N or 1, 1, r, r), the
+    instances' fixed noise; h0, f1_d, relative: as in ``latent_offset``.
+    Returns (images (N*B, 3, R, R) float in [-1, 1] at the GAN's size R, offsets (N*B, D)).
+    """
+    n = latent.shape[0]
+    b = images.shape[0] // n
+    anchor = e_target.repeat_interleave(b, 0) if relative else None
+    w, offset = offset_to_latent(latent.repeat_interleave(b, 0), encoder(images), anchor, h0, generator, f1_d,
+                                 relative, return_offset=True)
+    rows = [x.expand(n, *x.shape[1:]).repeat_interleave(b, 0) for x in noise]
+    return generator.synthesis(w, noise=rows, randomize_noise=False).clamp(-1.0, 1.0), offset
 
 
 def check_w_target(w: torch.Tensor, generator: Generator) -> None:

@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from gan2shape.artifacts import Artifact, read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
 from gan2shape.method.instances import Instances, read_instances, resize_images
-from gan2shape.method.latents import center_hidden, latent_offset
+from gan2shape.method.latents import center_hidden, invert_grouped
 from gan2shape.method.prior import prior_boxes, prior_variant
 from gan2shape.method.sampling import ViewDistribution, sample_lights
 from gan2shape.model.decode import decode_depth, decode_light, decode_view, reconstruct
@@ -525,14 +525,10 @@ def _gan_project(ctx: Context, encoder: nn.Module, inst: Instances, pseudo: torc
     pseudo: (N*B, 3, S, S) grouped by instance. Returns (projected (N*B, 3, S, S) in [-1, 1] at the
     method's size, offset (N*B, D) W-space offsets).
     """
-    cfg, g = ctx.config, ctx.generator
-    b = pseudo.shape[0] // inst.n
-    e_pseudo = encoder(pseudo)
-    e_target = encoder(inst.image).repeat_interleave(b, 0) if cfg.relative_enc else None
-    offset = latent_offset(e_pseudo, e_target, h0, g, cfg.f1_d, cfg.relative_enc)
-    w = inst.latent.repeat_interleave(b, 0) + offset[:, None, :]
-    noise = [x.expand(inst.n, *x.shape[1:]).repeat_interleave(b, 0) for x in inst.noise]
-    img = g.synthesis(w, noise=noise, randomize_noise=False).clamp(-1.0, 1.0)
+    cfg = ctx.config
+    e_target = encoder(inst.image) if cfg.relative_enc else None
+    img, offset = invert_grouped(ctx.generator, encoder, pseudo, e_target, inst.latent, inst.noise, h0, cfg.f1_d,
+                                 cfg.relative_enc)
     return resize_images(img, ctx.size), offset
 
 
