@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from gan2shape.artifacts import read_artifact, write_artifact
-from gan2shape.config import GanConfig, load_params
+from gan2shape.config import load_params
 from gan2shape.export import ExportOptions, GAN_OUTPUT_FILES, export_gan_refined, load_gan_refiner
 from gan2shape.export.gan_refine import render_relights, render_rotations, rotation_views
 from gan2shape.export.images import to_uint8
@@ -34,7 +34,6 @@ from gan2shape.render import depth_to_normals, light_direction, render_view, sha
 
 S = 32
 N = 2
-TINY_GAN = GanConfig(size=S, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, seed=5)
 PROFILE = "{stages: 1, prior_iters: 1, step1_iters: [1, 1], step2_iters: [2, 2], step3_iters: [1, 1], " \
           "collect_batches: 1, batch_size: 2}"
 OPTIONS = ExportOptions(n_frames=4, n_pitch=3, n_yaw=3, strip_frames=2)
@@ -46,20 +45,15 @@ def _overrides(gan_path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from gan2shape.stylegan2.checkpoint import save_checkpoint
-    from gan2shape.stylegan2.train import build_networks
-
+def run(tmp_path_factory, tiny_gan_path):
     root = tmp_path_factory.mktemp("gan_refine")
-    _, d, g_ema = build_networks(TINY_GAN)
-    save_checkpoint(root / "tiny.pt", g_ema, d)
-    params, text = load_params("params.yaml", _overrides(root / "tiny.pt"))
+    params, text = load_params("params.yaml", _overrides(tiny_gan_path))
     ctx = make_context(params, text, device="cpu", progress=False, nf=16, enc_nf=16)
     write_instances(root / "instances.h5", sample_instances(ctx.generator, N, seed=3, image_size=S))
     run_reconstruct(ctx, root / "instances.h5", root / "shard")
     p = stage_paths(root / "shard", 1)
     return {"ctx": ctx, "root": root, "instances": root / "instances.h5", "shape": p["shape"],
-            "projected": p["projected"], "gan": root / "tiny.pt"}
+            "projected": p["projected"], "gan": tiny_gan_path}
 
 
 def _refiner(run, **kw):

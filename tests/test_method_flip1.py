@@ -15,30 +15,24 @@ import pytest
 import torch
 
 from gan2shape.artifacts import read_artifact
-from gan2shape.config import GanConfig, MethodConfig, load_params
+from gan2shape.config import MethodConfig, load_params
 from gan2shape.method.instances import read_instances, sample_instances, write_instances
 from gan2shape.method.steps import load_nets, make_context, photo_loss, predict, run_prior, run_step1, stage_flips
 from gan2shape.model.losses import smoothness
 
 S = 32
 N = 2
-TINY_GAN = GanConfig(size=S, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, seed=5)
 PROFILE = "{stages: 1, prior_iters: 0, step1_iters: [1, 1], step2_iters: [1, 1], step3_iters: [1, 1], " \
           "collect_batches: 1, batch_size: 1}"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from gan2shape.stylegan2.checkpoint import save_checkpoint
-    from gan2shape.stylegan2.train import build_networks
-
+def setup(tmp_path_factory, tiny_gan_path):
     root = tmp_path_factory.mktemp("flip1")
-    _, d, g_ema = build_networks(TINY_GAN)
-    save_checkpoint(root / "tiny.pt", g_ema, d)
 
     def context(flip1: bool):
         params, text = load_params("params.yaml", [
-            f"method.checkpoint={root / 'tiny.pt'}", f"method.image_size={S}", "method.f1_d=1",
+            f"method.checkpoint={tiny_gan_path}", f"method.image_size={S}", "method.f1_d=1",
             "method.perceptual_blocks=2", f"method.profiles.tiny={PROFILE}", "method.profile=tiny",
             f"method.flip1_stage1={str(flip1).lower()}"])
         return make_context(params, text, device="cpu", progress=False, nf=16, enc_nf=16)

@@ -17,14 +17,13 @@ import torch
 from PIL import Image
 
 from gan2shape.artifacts import read_artifact, write_artifact
-from gan2shape.config import ConfigError, GanConfig, load_params
+from gan2shape.config import ConfigError, load_params
 from gan2shape.method.instances import read_instances, sample_instances, write_instances
 from gan2shape.method.masks import read_masks
 from gan2shape.method.prior import box_from_mask, prior_variant
 from gan2shape.method.steps import make_context, run_prior
 
 S = 32
-TINY_GAN = GanConfig(size=S, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, seed=5)
 PROFILE = "{stages: 1, prior_iters: 0, step1_iters: [1, 1], step2_iters: [1, 1], step3_iters: [1, 1], " \
           "collect_batches: 1, batch_size: 1}"
 
@@ -36,24 +35,13 @@ def _rect(size: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     return m
 
 
-@pytest.fixture(scope="module")
-def gan_path(tmp_path_factory) -> Path:
-    from gan2shape.stylegan2.checkpoint import save_checkpoint
-    from gan2shape.stylegan2.train import build_networks
-
-    _, d, g_ema = build_networks(TINY_GAN)
-    path = tmp_path_factory.mktemp("gan") / "tiny.pt"
-    save_checkpoint(path, g_ema, d)
-    return path
-
-
-def _overrides(gan_path: Path, *extra: str) -> list[str]:
-    return [f"method.checkpoint={gan_path}", f"method.image_size={S}", "method.f1_d=1", "method.perceptual_blocks=2",
+def _overrides(tiny_gan_path: Path, *extra: str) -> list[str]:
+    return [f"method.checkpoint={tiny_gan_path}", f"method.image_size={S}", "method.f1_d=1", "method.perceptual_blocks=2",
             f"method.profiles.tiny={PROFILE}", "method.profile=tiny", *extra]
 
 
-def _context(gan_path: Path, *extra: str):
-    params, text = load_params("params.yaml", _overrides(gan_path, *extra))
+def _context(tiny_gan_path: Path, *extra: str):
+    params, text = load_params("params.yaml", _overrides(tiny_gan_path, *extra))
     return make_context(params, text, device="cpu", progress=False, nf=16, enc_nf=16)
 
 
@@ -90,8 +78,8 @@ def test_masks_from_a_png_folder(tmp_path):
         read_masks(folder, ["s2_00000", "s2_00002"], S)
 
 
-def test_prior_sits_over_the_mask_box(gan_path, tmp_path):
-    ctx = _context(gan_path, "method.prior.box_source=mask", "method.prior.raise_top_frac=0.0")
+def test_prior_sits_over_the_mask_box(tiny_gan_path, tmp_path):
+    ctx = _context(tiny_gan_path, "method.prior.box_source=mask", "method.prior.raise_top_frac=0.0")
     inst = sample_instances(ctx.generator, 2, seed=3, image_size=S)
     # Box widths 15 and 17 (odd spans): half-integer centres (13.5, 17.5) and (20.5, 12.5).
     inst.mask = torch.from_numpy(np.stack([_rect(S, 6, 9, 21, 26), _rect(S, 12, 4, 29, 21)]))
@@ -119,7 +107,7 @@ def test_prior_sits_over_the_mask_box(gan_path, tmp_path):
                                                     for c in (x0 + x1) // 2 + np.arange(2)}
         assert near < float(depth.min()) < near + 0.01
     # The default raise_top_frac (1/6, the synface rule) moves the box top up by 1/6 of its height.
-    ctx = _context(gan_path, "method.prior.box_source=mask")
+    ctx = _context(tiny_gan_path, "method.prior.box_source=mask")
     path = run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape_raised.h5")
     with read_artifact(path, "shape") as art:
         raised = art.tensor("prior_depth")
@@ -127,15 +115,15 @@ def test_prior_sits_over_the_mask_box(gan_path, tmp_path):
     torch.testing.assert_close(raised, prior_variant("ellipsoid", box, S, near=near, far=far), rtol=0, atol=1e-6)
 
 
-def test_mask_source_without_masks_names_the_key(gan_path, tmp_path):
-    ctx = _context(gan_path, "method.prior.box_source=mask")
+def test_mask_source_without_masks_names_the_key(tiny_gan_path, tmp_path):
+    ctx = _context(tiny_gan_path, "method.prior.box_source=mask")
     write_instances(tmp_path / "instances.h5", sample_instances(ctx.generator, 1, seed=3, image_size=S))
     assert read_instances(tmp_path / "instances.h5", S).mask is None
     with pytest.raises(ConfigError, match=r"method\.prior\.box_source.*--masks.*box_source=centered"):
         run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
 
 
-def test_cli_sample_instances_with_masks(gan_path, tmp_path, monkeypatch):
+def test_cli_sample_instances_with_masks(tiny_gan_path, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from gan2shape.cli import main
@@ -144,7 +132,7 @@ def test_cli_sample_instances_with_masks(gan_path, tmp_path, monkeypatch):
     folder = tmp_path / "masks"
     folder.mkdir()
     Image.fromarray(_rect(2 * S, 8, 10, 40, 50) * 255).save(folder / "s2_00000.png")
-    sets = [x for item in _overrides(gan_path) for x in ("--set", item)]
+    sets = [x for item in _overrides(tiny_gan_path) for x in ("--set", item)]
     runner = CliRunner()
     base = ["-q", "sample-instances", *sets, "--seed", "2", "--masks", str(folder), "--device", "cpu"]
     res = runner.invoke(main, [*base, "--n", "1", "--out", str(tmp_path / "instances.h5")])

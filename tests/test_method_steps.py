@@ -17,42 +17,30 @@ import pytest
 import torch
 
 from gan2shape.artifacts import read_artifact, write_artifact
-from gan2shape.config import GanConfig, load_params
+from gan2shape.config import load_params
 from gan2shape.method.instances import instances_from_latents, read_instances, sample_instances, write_instances
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
 from gan2shape.method.steps import make_context, pseudo_count, run_prior, run_step1
 
 S = 32
 N = 2
-TINY_GAN = GanConfig(size=S, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, seed=5)
 PROFILE = "{stages: 2, prior_iters: 4, step1_iters: [3, 2], step2_iters: [3, 2], step3_iters: [3, 2], " \
           "collect_batches: 2, batch_size: 2}"
 
 
-@pytest.fixture(scope="module")
-def gan_path(tmp_path_factory) -> Path:
-    from gan2shape.stylegan2.checkpoint import save_checkpoint
-    from gan2shape.stylegan2.train import build_networks
-
-    _, d, g_ema = build_networks(TINY_GAN)
-    path = tmp_path_factory.mktemp("gan") / "tiny.pt"
-    save_checkpoint(path, g_ema, d)
-    return path
-
-
-def _overrides(gan_path: Path, *extra: str) -> list[str]:
-    return [f"method.checkpoint={gan_path}", f"method.image_size={S}", "method.f1_d=1",
+def _overrides(tiny_gan_path: Path, *extra: str) -> list[str]:
+    return [f"method.checkpoint={tiny_gan_path}", f"method.image_size={S}", "method.f1_d=1",
             "method.perceptual_blocks=2", f"method.profiles.tiny={PROFILE}", "method.profile=tiny", *extra]
 
 
-def _context(gan_path: Path, *extra: str):
-    params, text = load_params("params.yaml", _overrides(gan_path, *extra))
+def _context(tiny_gan_path: Path, *extra: str):
+    params, text = load_params("params.yaml", _overrides(tiny_gan_path, *extra))
     return make_context(params, text, device="cpu", progress=False, nf=16, enc_nf=16)
 
 
 @pytest.fixture(scope="module")
-def ctx(gan_path):
-    return _context(gan_path)
+def ctx(tiny_gan_path):
+    return _context(tiny_gan_path)
 
 
 @pytest.fixture(scope="module")
@@ -134,22 +122,22 @@ def test_run_is_deterministic_and_resumes(ctx, instances_path, run_a, tmp_path):
     assert np.array_equal(_final(out_b, "recon_depth"), reference)
 
 
-def test_seed_changes_the_result_and_changed_params_rebuild(gan_path, instances_path, run_a, tmp_path):
+def test_seed_changes_the_result_and_changed_params_rebuild(tiny_gan_path, instances_path, run_a, tmp_path):
     out_a, _ = run_a
     shutil.copytree(out_a, tmp_path / "run")
-    other = _context(gan_path, "method.seed=1")
+    other = _context(tiny_gan_path, "method.seed=1")
     summary = run_reconstruct(other, instances_path, tmp_path / "run")
     assert summary["skipped"] == [] and len(summary["ran"]) == 9  # other params: nothing is reused
     assert not np.array_equal(_final(out_a, "canon_depth"), _final(tmp_path / "run", "canon_depth"))
     # More stages with otherwise equal params: the first two stages are reused.
-    more = _context(gan_path, "method.seed=1", "method.profiles.tiny.stages=3")
+    more = _context(tiny_gan_path, "method.seed=1", "method.profiles.tiny.stages=3")
     summary = run_reconstruct(more, instances_path, tmp_path / "run")
     assert len(summary["skipped"]) == 9 and summary["ran"][0] == "stage3/albedo.h5"
 
 
-def test_step1_lowers_its_loss_on_a_fixed_target(gan_path, instances_path, run_a, tmp_path):
+def test_step1_lowers_its_loss_on_a_fixed_target(tiny_gan_path, instances_path, run_a, tmp_path):
     out_a, _ = run_a
-    ctx = _context(gan_path, "method.profiles.tiny.step1_iters=[25, 25]", "method.lr=0.001")
+    ctx = _context(tiny_gan_path, "method.profiles.tiny.step1_iters=[25, 25]", "method.lr=0.001")
     path = run_step1(ctx, instances_path, stage_paths(out_a, 0)["shape"], tmp_path / "albedo.h5")
     with read_artifact(path, "albedo") as art:
         history = art.attrs["loss_history"]
@@ -157,8 +145,8 @@ def test_step1_lowers_its_loss_on_a_fixed_target(gan_path, instances_path, run_a
     assert np.mean(history[-3:]) < 0.8 * np.mean(history[:3])
 
 
-def test_prior_step_fits_the_prior(gan_path, instances_path, tmp_path):
-    ctx = _context(gan_path, "method.profiles.tiny.prior_iters=30", "method.lr=0.001")
+def test_prior_step_fits_the_prior(tiny_gan_path, instances_path, tmp_path):
+    ctx = _context(tiny_gan_path, "method.profiles.tiny.prior_iters=30", "method.lr=0.001")
     path = run_prior(ctx, instances_path, tmp_path / "shape.h5")
     with read_artifact(path, "shape") as art:
         history = art.attrs["loss_history"]
@@ -179,8 +167,8 @@ def test_instances_from_latents_match_the_sampled_ones(ctx, instances_path, tmp_
     torch.testing.assert_close(first.image, inst.image[:1])  # batch 1 vs 2: equal up to rounding
 
 
-def test_joint_mode_runs_one_shared_set(gan_path, instances_path, tmp_path):
-    ctx = _context(gan_path, "method.mode=joint", "method.profiles.tiny.stages=1")
+def test_joint_mode_runs_one_shared_set(tiny_gan_path, instances_path, tmp_path):
+    ctx = _context(tiny_gan_path, "method.mode=joint", "method.profiles.tiny.stages=1")
     summary = run_reconstruct(ctx, instances_path, tmp_path)
     with read_artifact(summary["shape"], "shape") as art:
         assert art.attrs["mode"] == "joint"
@@ -189,7 +177,7 @@ def test_joint_mode_runs_one_shared_set(gan_path, instances_path, tmp_path):
         assert np.isfinite(art.array("canon_depth")).all()
         joint_depth = art.array("canon_depth")
     # An instance-mode run refuses to continue from joint-mode artifacts ...
-    inst_ctx = _context(gan_path, "method.profiles.tiny.stages=1")
+    inst_ctx = _context(tiny_gan_path, "method.profiles.tiny.stages=1")
     with pytest.raises(ValueError, match="mode"):
         run_step1(inst_ctx, instances_path, tmp_path / "stage0" / "shape.h5", tmp_path / "x.h5")
     # ... but starts every instance from the joint networks when asked (reset_weight).
@@ -208,11 +196,11 @@ def test_joint_mode_runs_one_shared_set(gan_path, instances_path, tmp_path):
         run_prior(inst_ctx, instances_path, tmp_path / "init2.h5", init_path=path)
 
 
-def test_encoder_persists_across_stages(gan_path, instances_path, run_a, tmp_path):
+def test_encoder_persists_across_stages(tiny_gan_path, instances_path, run_a, tmp_path):
     from gan2shape.method.steps import run_invert
 
     out_a, _ = run_a
-    ctx0 = _context(gan_path, "method.profiles.tiny.step2_iters=[3, 0]")
+    ctx0 = _context(tiny_gan_path, "method.profiles.tiny.step2_iters=[3, 0]")
     p1, p2 = stage_paths(out_a, 1), stage_paths(out_a, 2)
     path = run_invert(ctx0, instances_path, p2["pseudo"], tmp_path / "proj.h5", encoder_init=p1["projected"])
     with read_artifact(path, "projected") as a, read_artifact(p1["projected"], "projected") as b:
@@ -220,14 +208,14 @@ def test_encoder_persists_across_stages(gan_path, instances_path, run_a, tmp_pat
         assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in new)
 
 
-def test_cli_sample_and_reconstruct(gan_path, tmp_path, monkeypatch):
+def test_cli_sample_and_reconstruct(tiny_gan_path, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from gan2shape.cli import main
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     sets = []
-    for item in _overrides(gan_path, "method.profiles.tiny.stages=1", "method.profiles.tiny.prior_iters=1",
+    for item in _overrides(tiny_gan_path, "method.profiles.tiny.stages=1", "method.profiles.tiny.prior_iters=1",
                            "method.profiles.tiny.step1_iters=[1, 1]", "method.profiles.tiny.step2_iters=[1, 1]",
                            "method.profiles.tiny.step3_iters=[1, 1]", "method.profiles.tiny.collect_batches=1",
                            "method.profiles.tiny.batch_size=1"):
