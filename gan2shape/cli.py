@@ -386,17 +386,20 @@ def step1_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...],
 @_SET_OPTION
 @click.option("--albedo", "albedo_path", required=True, help="stage{k}/albedo.h5.", **_PATH_IN)
 @click.option("--out", "out_path", required=True, help="Output: stage{k}/pseudo.h5.", **_PATH_OUT)
+@click.option("--instances", "instances_path", default=None,
+              help="The shard's instances.h5: when it holds masks (sample-instances --masks), each pseudo-sample "
+                   "is masked by the object's mask in its view.", **_PATH_IN)
 @_VIEW_DIST_OPTION
 @_DEVICE_OPTION
 @click.pass_context
 def pseudo_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], albedo_path: Path,
-               out_path: Path, view_dist: Path | None, device: str) -> None:
+               out_path: Path, instances_path: Path | None, view_dist: Path | None, device: str) -> None:
     """Step 2a: render pseudo-samples under random views and lights."""
     from gan2shape.method.steps import run_pseudo
 
     start = time.perf_counter()
     mctx = _method_context(ctx, params_path, overrides, device)
-    _done(run_pseudo(mctx, albedo_path, out_path, views=_views(view_dist)), start)
+    _done(run_pseudo(mctx, albedo_path, out_path, views=_views(view_dist), instances_path=instances_path), start)
 
 
 @main.command("invert")

@@ -19,9 +19,11 @@ from PIL import Image
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import ConfigError, load_params
 from gan2shape.method.instances import read_instances, sample_instances, write_instances
-from gan2shape.method.masks import read_masks
+from gan2shape.method.masks import canonical_mask, read_masks
 from gan2shape.method.prior import box_from_mask, prior_variant
-from gan2shape.method.steps import make_context, run_prior
+from gan2shape.method.steps import make_context, run_prior, run_pseudo, run_step1
+from gan2shape.render import Camera, render_view
+from gan2shape.evaluate.metrics import erode_mask
 
 S = 32
 PROFILE = "{stages: 1, prior_iters: 0, step1_iters: [1, 1], step2_iters: [1, 1], step3_iters: [1, 1], " \
@@ -142,3 +144,68 @@ def test_cli_sample_instances_with_masks(tiny_gan_path, tmp_path, monkeypatch):
     assert box_from_mask(inst.mask, raise_top_frac=0.0).tolist() == [[4, 5, 19, 24]]
     res = runner.invoke(main, [*base, "--n", "2", "--out", str(tmp_path / "two.h5")])
     assert res.exit_code == 1 and "s2_00001" in res.output and not (tmp_path / "two.h5").exists()
+
+
+def _cap(size: int, near: float = 0.92, far: float = 1.02) -> torch.Tensor:
+    """(1, size, size) canonical depth: an ellipsoid cap of radius size/3 centred in the image."""
+    c = (size - 1) / 2
+    rows, cols = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    r2 = ((rows - c) ** 2 + (cols - c) ** 2) / (size / 3) ** 2
+    return (far - (far - near) * (1 - r2).clamp(min=0).sqrt())[None]
+
+
+def test_canonical_mask_identity_and_round_trip():
+    cam = Camera(S)
+    depth = _cap(S)
+    mask = torch.from_numpy(_rect(S, 9, 7, 22, 25))[None]
+    # Frontal view: every canonical pixel lands on itself, so the mask is unchanged.
+    same = canonical_mask(mask, depth, torch.zeros(1, 6), cam)
+    assert same.shape == (1, 1, S, S)
+    assert torch.allclose(same[:, 0], mask.float(), atol=1e-4)
+    # Turned view: carry the mask to the canonical frame, render it back from that view: the
+    # mask's interior comes back as 1 and the far outside as 0 (bilinear blur at the edge, and a
+    # little where the cap's steep rim stretches the warp).
+    view = torch.tensor([[0.15, 0.35, 0.05, 0.0, 0.0, 0.0]])
+    canon = canonical_mask(mask, depth, view, cam)
+    assert not torch.allclose(canon[:, 0], mask.float(), atol=0.1)  # the warp did move it
+    back = render_view(canon, depth, view, cam)
+    valid = back.mask[:, 0] > 0
+    inside = (erode_mask(mask, 2) > 0) & valid
+    outside = (erode_mask(1 - mask, 2) > 0) & valid
+    assert inside.sum() >= 140 and outside.sum() > 300
+    got_in, got_out = back.image[:, 0][inside], back.image[:, 0][outside]
+    assert float(got_in.min()) > 0.9 and float(got_in.mean()) > 0.995
+    assert float(got_out.max()) < 0.1 and float(got_out.mean()) < 0.005
+    with pytest.raises(ValueError, match="mask must have shape"):
+        canonical_mask(mask[:, :-1], depth, view, cam)
+
+
+def test_pseudo_samples_carry_the_object_mask(tiny_gan_path, tmp_path):
+    ctx = _context(tiny_gan_path, "method.prior.box_source=mask")
+    inst = sample_instances(ctx.generator, 2, seed=5, image_size=S)
+    inst.mask = torch.from_numpy(np.stack([_rect(S, 8, 6, 23, 27), _rect(S, 10, 10, 21, 21)]))
+    write_instances(tmp_path / "instances.h5", inst)
+    shape = run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
+    albedo = run_step1(ctx, tmp_path / "instances.h5", shape, tmp_path / "albedo.h5")
+    plain = run_pseudo(ctx, albedo, tmp_path / "pseudo_plain.h5")
+    masked = run_pseudo(ctx, albedo, tmp_path / "pseudo_masked.h5", instances_path=tmp_path / "instances.h5")
+    with read_artifact(plain, "pseudo") as a, read_artifact(masked, "pseudo") as b:
+        assert a.attrs["object_mask"] is False or a.attrs["object_mask"] == 0
+        assert bool(b.attrs["object_mask"])
+        m_plain, m_obj = a.tensor("mask"), b.tensor("mask")
+        views = b.tensor("view")
+        assert torch.equal(a.tensor("image"), b.tensor("image"))  # the mask changes nothing else
+    with read_artifact(albedo, "albedo") as art:
+        depth, target_view = art.tensor("canon_depth"), art.tensor("view")
+    assert set(m_plain.unique().tolist()) <= {0.0, 1.0}
+    assert bool((m_obj <= m_plain + 1e-6).all()) and float(m_obj.min()) >= 0.0
+    # The same mask, rebuilt from its definition: the canonical mask rendered from each sample's view.
+    n, m = views.shape[:2]
+    canon = canonical_mask(inst.mask, depth, target_view, ctx.camera)
+    again = render_view(canon.repeat_interleave(m, 0), depth.repeat_interleave(m, 0), views.reshape(n * m, 6),
+                        ctx.camera)
+    expected = (again.mask * again.image.clamp(0, 1)).reshape(n, m, 1, S, S)
+    assert torch.allclose(m_obj, expected, atol=1e-5)
+    # Views turn the object (foreshortening shrinks its area), they neither erase nor grow it.
+    area = m_obj.flatten(2).sum(2) / inst.mask.flatten(1).sum(1, keepdim=True).float()
+    assert 0.1 < float(area.min()) and float(area.max()) < 1.3 and 0.5 < float(area.mean()) < 1.1

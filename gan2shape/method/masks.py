@@ -1,4 +1,5 @@
-"""User-given foreground masks for a shard's instances (the prior's 'mask' box source).
+"""User-given foreground masks for a shard's instances (the prior's 'mask' box source, and the
+object mask of the pseudo-samples: ``canonical_mask``).
 
 METHOD.md section 3 places the ellipsoid prior over the object's mask bounding box; the reference
 code takes the mask from a parsing network (BiSeNet, PSPNet), whose weights are not available
@@ -29,7 +30,7 @@ from PIL import Image
 
 from gan2shape.artifacts import read_artifact
 
-__all__ = ["read_masks", "resize_masks"]
+__all__ = ["read_masks", "resize_masks", "canonical_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +127,26 @@ def read_masks(source: str | Path, ids: Sequence[str], image_size: int) -> torch
         log.warning("masks from %s: %d instance(s) have an empty mask (e.g. %s); the prior's 'mask' box source "
                     "cannot place a box on them", source, len(empty), empty[:3])
     return out
+
+
+def canonical_mask(mask: torch.Tensor, canon_depth: torch.Tensor, view: torch.Tensor, camera) -> torch.Tensor:
+    """Carry input-view foreground masks into the canonical frame (the reference's ``canon_mask``).
+
+    Each canonical pixel takes the mask value (bilinear) where the canonical surface lands in the
+    input view; pixels landing outside the image get 0. Rendering the result from another view
+    (as a texture channel) gives the object's mask in that view: step 2's pseudo-samples and
+    step 3's projected samples are masked by it, so that the background, which the canonical depth
+    map does not model as a separate surface, does not enter those losses.
+
+    mask: (N, S, S) bool/uint8/float in {0, 1} (or [0, 1]) in the input view; canon_depth: (N, S, S)
+    canonical depth; view: (N, 6) physical input view (decode_view); camera: its Camera.
+    Returns (N, 1, S, S) float32 in [0, 1] on canon_depth's device.
+    """
+    from gan2shape.render.warp import canon_to_view_grid
+
+    if mask.dim() != 3 or mask.shape != canon_depth.shape:
+        raise ValueError(f"canonical_mask: mask must have shape {tuple(canon_depth.shape)} like the canonical "
+                         f"depth, got {tuple(mask.shape)}")
+    grid = canon_to_view_grid(canon_depth, view, camera)
+    m = mask.to(device=canon_depth.device, dtype=torch.float32).unsqueeze(1)
+    return F.grid_sample(m, grid.to(torch.float32), mode="bilinear", padding_mode="zeros", align_corners=True)

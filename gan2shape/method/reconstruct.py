@@ -107,7 +107,8 @@ def run_reconstruct(ctx: Context, instances_path: str | Path, out_dir: str | Pat
         p = stage_paths(out_dir, k)
         step("step1", p["albedo"], ALBEDO_KIND, k,
              lambda prev=prev, p=p: run_step1(ctx, instances_path, prev, p["albedo"]))
-        step("pseudo", p["pseudo"], PSEUDO_KIND, k, lambda p=p: run_pseudo(ctx, p["albedo"], p["pseudo"], views))
+        step("pseudo", p["pseudo"], PSEUDO_KIND, k, lambda p=p: run_pseudo(ctx, p["albedo"], p["pseudo"], views,
+                                                      instances_path=instances_path))
         enc = stage_paths(out_dir, k - 1)["projected"] if k > 1 else None
         step("invert", p["projected"], PROJECTED_KIND, k,
              lambda p=p, enc=enc: run_invert(ctx, instances_path, p["pseudo"], p["projected"], encoder_init=enc))

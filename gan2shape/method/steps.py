@@ -51,6 +51,7 @@ from gan2shape.artifacts import Artifact, read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
 from gan2shape.method.instances import Instances, read_instances, resize_images
 from gan2shape.method.latents import center_hidden, invert_grouped
+from gan2shape.method.masks import canonical_mask
 from gan2shape.method.prior import prior_boxes, prior_variant
 from gan2shape.method.sampling import ViewDistribution, sample_lights
 from gan2shape.model.decode import decode_depth, decode_light, decode_view, reconstruct
@@ -474,21 +475,32 @@ def pseudo_count(cfg: MethodConfig) -> int:
 
 
 def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
-               views: ViewDistribution | None = None) -> Path:
+               views: ViewDistribution | None = None, instances_path: str | Path | None = None) -> Path:
     """Step 2a: render M pseudo-samples per instance from the current depth and albedo under random
     lights (``sample_lights`` with rand_light around each instance's light) and random views
     (``view_distribution``).
 
-    Writes kind 'pseudo': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) in {0, 1},
-    view (N, M, 6) physical, light (N, M, 4) raw.
+    instances_path: the shard's instances.h5; when it holds foreground masks ('mask', from
+    ``sample-instances --masks``), each pseudo-sample's mask is the object's mask in its view
+    (``canonical_mask`` rendered with the sample; the reference's use_mask), else only the render's
+    valid mask.
+    Writes kind 'pseudo': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) in [0, 1],
+    view (N, M, 6) physical, light (N, M, 4) raw; attrs object_mask (bool).
     """
     t0 = time.perf_counter()
     cfg = ctx.config
-    with read_artifact(albedo_path, ALBEDO_KIND, require=("canon_depth", "canon_albedo", "light")) as art:
+    with read_artifact(albedo_path, ALBEDO_KIND, require=("canon_depth", "canon_albedo", "light", "view")) as art:
         ids, stage = list(art.ids), int(art.attrs["stage"])
         depth = art.tensor("canon_depth", device=ctx.device)
         albedo = art.tensor("canon_albedo", device=ctx.device)
         base_light = art.tensor("light", device=ctx.device)
+        target_view = art.tensor("view", device=ctx.device)
+    canon_mask = None
+    if instances_path is not None:
+        inst = read_instances(instances_path, ctx.size, ctx.device)
+        _check_ids(ids, inst.ids, str(albedo_path))
+        if inst.mask is not None:
+            canon_mask = canonical_mask(inst.mask, depth, target_view, ctx.camera)
     n, s, m = len(ids), ctx.size, pseudo_count(cfg)
     rng = _rng(ctx, "pseudo", stage)
     lights = sample_lights(m, cfg.rand_light, base_light.cpu(), generator=rng).to(ctx.device).reshape(n, m, 4)
@@ -505,13 +517,17 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
             lt = lights[:, sl].reshape(n * b, 4)
             ka, kd, ld = decode_light(lt)
             tex, _ = shade(albedo.repeat_interleave(b, 0), normals.repeat_interleave(b, 0), ka, kd, ld)
+            if canon_mask is not None:  # the object mask rides along as a fourth texture channel
+                tex = torch.cat([tex, canon_mask.repeat_interleave(b, 0)], 1)
             out = render_view(tex, depth.repeat_interleave(b, 0), view[:, sl].reshape(n * b, 6), ctx.camera)
-            images[:, sl] = out.image.clamp(-1.0, 1.0).reshape(n, b, 3, s, s)
-            masks[:, sl] = out.mask.reshape(n, b, 1, s, s)
+            images[:, sl] = out.image[:, :3].clamp(-1.0, 1.0).reshape(n, b, 3, s, s)
+            valid = out.mask if canon_mask is None else out.mask * out.image[:, 3:].clamp(0.0, 1.0)
+            masks[:, sl] = valid.reshape(n, b, 1, s, s)
     arrays = {"image": images, "mask": masks, "view": view, "light": lights}
     return write_artifact(
         out_path, PSEUDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=ids, params_text=ctx.params_text,
-        attrs=_meta(ctx, stage, n, {"albedo": str(albedo_path), "seconds": time.perf_counter() - t0}),
+        attrs=_meta(ctx, stage, n, {"albedo": str(albedo_path), "object_mask": canon_mask is not None,
+                                    "seconds": time.perf_counter() - t0}),
     )
 
 

@@ -107,6 +107,7 @@ rule step1:
 
 rule pseudo:
     input:
+        instances=f"{RUN}/instances.h5",
         albedo=f"{RUN}/stage{{stage}}/albedo.h5",
         checkpoint=gan_checkpoint,
     output:
@@ -125,8 +126,8 @@ rule pseudo:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} pseudo --params params.yaml {params.set} --albedo {input.albedo} --out {output} "
-        "--device {params.device} > {log} 2>&1"
+        "gan2shape -q --threads {threads} pseudo --params params.yaml {params.set} --instances {input.instances} "
+        "--albedo {input.albedo} --out {output} --device {params.device} > {log} 2>&1"
 
 
 rule invert:
