@@ -324,6 +324,7 @@ class MethodConfig:
     rand_light: tuple[float, float, float, float, float, float, float] = (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)
     view_scale: float = 1.2
     view_source: Literal["ranges", "heads"] = "ranges"
+    view_origin: Literal["canonical", "target"] = "canonical"
     view_yaw_deg: tuple[float, float] = (-60.0, 60.0)
     view_pitch_deg: tuple[float, float] = (-30.0, 30.0)
     view_roll_deg: tuple[float, float] = (-5.0, 5.0)

@@ -4,6 +4,10 @@ Checks: masks are read by instance id from an artifact or a PNG folder, resized 
 sampling to a known box; missing ids and sizes are refused with clear messages; instances.h5
 round-trips the mask; the stage-0 prior sits exactly over each instance's mask box (centre and
 extent as numbers); box_source=mask without masks names the key and the fix; the CLI option works.
+Object masks of step 2: canonical_mask is the identity for a frontal view and round-trips a turned
+one; pseudo-samples carry the mask rendered in their own view. Pseudo-sample views: the canonical
+origin draws around the distribution's mean, the target origin the same deviations around each
+instance's own view.
 """
 
 from __future__ import annotations
@@ -209,3 +213,34 @@ def test_pseudo_samples_carry_the_object_mask(tiny_gan_path, tmp_path):
     # Views turn the object (foreshortening shrinks its area), they neither erase nor grow it.
     area = m_obj.flatten(2).sum(2) / inst.mask.flatten(1).sum(1, keepdim=True).float()
     assert 0.1 < float(area.min()) and float(area.max()) < 1.3 and 0.5 < float(area.mean()) < 1.1
+
+
+def test_pseudo_views_around_the_target(tiny_gan_path, tmp_path):
+    from gan2shape.method.sampling import ViewDistribution
+
+    given = ("method.view_source=heads", "method.view_scale=1.0")  # use the distributions below as they are
+    ctx = _context(tiny_gan_path, *given)
+    around = _context(tiny_gan_path, *given, "method.view_origin=target")
+    write_instances(tmp_path / "instances.h5", sample_instances(ctx.generator, 2, seed=6, image_size=S))
+    shape = run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
+    albedo = run_step1(ctx, tmp_path / "instances.h5", shape, tmp_path / "albedo.h5")
+    with read_artifact(albedo, "albedo") as art:
+        target = art.tensor("view")
+    assert not torch.allclose(target[0], target[1])  # distinct targets, so the origin test can bite
+    mean = torch.tensor([0.05, 0.3, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    cov = torch.diag(torch.tensor([0.01, 0.09, 0.0025, 0.0, 0.0, 0.0], dtype=torch.float64))
+    views = {}
+    for name, c in (("canonical", ctx), ("target", around)):
+        for spread, dist in (("fixed", ViewDistribution(mean, torch.zeros(6, 6))), ("wide", ViewDistribution(mean, cov))):
+            path = run_pseudo(c, albedo, tmp_path / f"pseudo_{name}_{spread}.h5", views=dist)
+            with read_artifact(path, "pseudo") as art:
+                views[name, spread] = art.tensor("view")
+    m = views["canonical", "fixed"].shape[1]
+    # No spread: the canonical origin gives the distribution's mean, the target origin the target's view.
+    assert torch.allclose(views["canonical", "fixed"], mean.float().expand(2, m, 6), atol=1e-6)
+    assert torch.allclose(views["target", "fixed"], target[:, None].expand(-1, m, -1), atol=1e-6)
+    # With spread: the same draws (same seed), only the origin moves from the mean to each target view.
+    dev_canon = views["canonical", "wide"] - mean.float()
+    dev_target = views["target", "wide"] - target[:, None]
+    assert float(dev_canon.abs().max()) > 0.05
+    assert torch.allclose(dev_canon, dev_target, atol=1e-5)

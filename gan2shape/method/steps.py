@@ -478,7 +478,11 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
                views: ViewDistribution | None = None, instances_path: str | Path | None = None) -> Path:
     """Step 2a: render M pseudo-samples per instance from the current depth and albedo under random
     lights (``sample_lights`` with rand_light around each instance's light) and random views
-    (``view_distribution``).
+    (``view_distribution``). With method.view_origin 'target' each sampled view's deviation from the
+    distribution's mean is added to the instance's own predicted view (angles and translations
+    added), so that the pseudo-samples turn the object around the pose it was seen in rather than
+    around the canonical frame (the reference's choice, 'canonical'), whose far side the albedo of a
+    turned target never saw.
 
     instances_path: the shard's instances.h5; when it holds foreground masks ('mask', from
     ``sample-instances --masks``), each pseudo-sample's mask is the object's mask in its view
@@ -506,6 +510,8 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
     lights = sample_lights(m, cfg.rand_light, base_light.cpu(), generator=rng).to(ctx.device).reshape(n, m, 4)
     dist = view_distribution(cfg, views)
     view = dist.sample(n * m, generator=rng, device=ctx.device).reshape(n, m, 6)
+    if cfg.view_origin == "target":
+        view = view - dist.mean.to(device=ctx.device, dtype=view.dtype) + target_view[:, None]
     normals = depth_to_normals(depth, ctx.camera)
     images = torch.empty(n, m, 3, s, s, device=ctx.device)
     masks = torch.empty(n, m, 1, s, s, device=ctx.device)
