@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gan2shape.artifacts import read_artifact
+from gan2shape.render import Camera
+from gan2shape.render.warp import canon_to_view_grid
 
 __all__ = ["read_masks", "resize_masks", "canonical_mask"]
 
@@ -129,7 +131,7 @@ def read_masks(source: str | Path, ids: Sequence[str], image_size: int) -> torch
     return out
 
 
-def canonical_mask(mask: torch.Tensor, canon_depth: torch.Tensor, view: torch.Tensor, camera) -> torch.Tensor:
+def canonical_mask(mask: torch.Tensor, canon_depth: torch.Tensor, view: torch.Tensor, camera: Camera) -> torch.Tensor:
     """Carry input-view foreground masks into the canonical frame (the reference's ``canon_mask``).
 
     Each canonical pixel takes the mask value (bilinear) where the canonical surface lands in the
@@ -142,8 +144,6 @@ def canonical_mask(mask: torch.Tensor, canon_depth: torch.Tensor, view: torch.Te
     canonical depth; view: (N, 6) physical input view (decode_view); camera: its Camera.
     Returns (N, 1, S, S) float32 in [0, 1] on canon_depth's device.
     """
-    from gan2shape.render.warp import canon_to_view_grid
-
     if mask.dim() != 3 or mask.shape != canon_depth.shape:
         raise ValueError(f"canonical_mask: mask must have shape {tuple(canon_depth.shape)} like the canonical "
                          f"depth, got {tuple(mask.shape)}")

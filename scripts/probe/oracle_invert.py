@@ -19,7 +19,6 @@ those numbers per |yaw change| bin.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -28,41 +27,21 @@ import torch
 
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import load_params
-from gan2shape.data.heads import render_heads, sample_heads
 from gan2shape.method.instances import read_instances
 from gan2shape.method.steps import PROJECTED_KIND, PSEUDO_KIND, make_context, run_invert
-
-
-def _uniform(n: int, bounds, gen: torch.Generator) -> torch.Tensor:
-    return bounds[0] + (bounds[1] - bounds[0]) * torch.rand(n, generator=gen)
+from oracle_step3 import random_lights, random_views, render_grouped, repeated_heads  # same folder
 
 
 def paired_renders(heads_cfg, n: int, p: int, seed: int, device: str) -> dict[str, torch.Tensor]:
     """Test heads 0..n-1, p new (view, light) pairs each. Returns (n, p, ...) tensors: image_a (new view,
     new light), image_b (target view, new light), mask_a (n, p, 1, S, S) float, yaw_change (n, p) degrees."""
-    base = sample_heads(heads_cfg, "test", 0, n)
-    rep = {f.name: getattr(base, f.name).repeat_interleave(p, 0) for f in dataclasses.fields(base)}
+    rep = repeated_heads(heads_cfg, "test", n, p)
     gen = torch.Generator().manual_seed(seed)
-    m = n * p
-    vs, ls = heads_cfg.view, heads_cfg.light
-    ang = torch.stack([_uniform(m, vs.pitch_deg, gen), _uniform(m, vs.yaw_deg, gen),
-                       _uniform(m, vs.roll_deg, gen)], 1) * (math.pi / 180.0)
-    new_view = torch.cat([ang, rep["view"][:, 3:]], 1)
-    rep["light"] = torch.stack([_uniform(m, ls.ambient, gen), _uniform(m, ls.diffuse, gen),
-                                _uniform(m, ls.dir_x, gen), _uniform(m, ls.dir_y, gen)], 1)
+    new_view = random_views(rep["view"], heads_cfg, gen)
+    rep["light"] = random_lights(n * p, heads_cfg, gen)
     out = {}
     for tag, view in (("a", new_view), ("b", rep["view"])):
-        sample = type(base)(**{**rep, "view": view}).to(device)
-        images, masks = [], []
-        with torch.no_grad():
-            for a in range(0, m, 500):
-                part = type(base)(**{k: v[a:a + 500] for k, v in dataclasses.asdict(sample).items()})
-                r = render_heads(part, heads_cfg)
-                images.append(r["image"])
-                masks.append(r["mask"].float()[:, None])
-        s = heads_cfg.image_size
-        out[f"image_{tag}"] = torch.cat(images).reshape(n, p, 3, s, s)
-        out[f"mask_{tag}"] = torch.cat(masks).reshape(n, p, 1, s, s)
+        out[f"image_{tag}"], out[f"mask_{tag}"] = render_grouped({**rep, "view": view}, heads_cfg, n, p, device)
     out["yaw_change"] = ((new_view[:, 1] - rep["view"][:, 1]) * (180.0 / math.pi)).reshape(n, p).to(device)
     return out
 

@@ -39,7 +39,7 @@ import torch
 
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import load_params
-from gan2shape.data.heads import load_heads, render_heads, sample_heads
+from gan2shape.data.heads import HeadSample, load_heads, render_heads, sample_heads
 from gan2shape.evaluate.run import run_evaluate
 from gan2shape.method.instances import Instances, write_instances
 from gan2shape.method.steps import PROJECTED_KIND, SHAPE_KIND, make_context, run_prior, run_step1, run_step3
@@ -49,31 +49,53 @@ def _uniform(n: int, bounds, gen: torch.Generator) -> torch.Tensor:
     return bounds[0] + (bounds[1] - bounds[0]) * torch.rand(n, generator=gen)
 
 
-def oracle_samples(heads_cfg, n: int, p: int, source: str, seed: int, device: str,
-                   split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """Heads 0..n-1 of ``split``, each rendered p times: images (n, p, 3, S, S) in [-1, 1], masks (n, p, 1, S, S)."""
+def repeated_heads(heads_cfg, split: str, n: int, p: int) -> dict[str, torch.Tensor]:
+    """HeadSample fields of heads 0..n-1 of ``split``, each repeated p times (rows grouped by head)."""
     base = sample_heads(heads_cfg, split, 0, n)
-    rep = {f.name: getattr(base, f.name).repeat_interleave(p, 0) for f in dataclasses.fields(base)}
-    gen = torch.Generator().manual_seed(seed)
-    m = n * p
-    vs, ls = heads_cfg.view, heads_cfg.light
-    if source in ("oracle", "views"):
-        ang = torch.stack([_uniform(m, vs.pitch_deg, gen), _uniform(m, vs.yaw_deg, gen),
-                           _uniform(m, vs.roll_deg, gen)], 1) * (math.pi / 180.0)
-        rep["view"] = torch.cat([ang, rep["view"][:, 3:]], 1)
-    if source in ("oracle", "relight"):
-        rep["light"] = torch.stack([_uniform(m, ls.ambient, gen), _uniform(m, ls.diffuse, gen),
-                                    _uniform(m, ls.dir_x, gen), _uniform(m, ls.dir_y, gen)], 1)
-    sample = type(base)(**rep).to(device)
+    return {f.name: getattr(base, f.name).repeat_interleave(p, 0) for f in dataclasses.fields(base)}
+
+
+def random_views(view: torch.Tensor, heads_cfg, gen: torch.Generator) -> torch.Tensor:
+    """(M, 6) views with angles drawn uniformly over the benchmark's ranges, translations of ``view`` kept."""
+    m, vs = view.shape[0], heads_cfg.view
+    ang = torch.stack([_uniform(m, vs.pitch_deg, gen), _uniform(m, vs.yaw_deg, gen),
+                       _uniform(m, vs.roll_deg, gen)], 1) * (math.pi / 180.0)
+    return torch.cat([ang, view[:, 3:]], 1)
+
+
+def random_lights(m: int, heads_cfg, gen: torch.Generator) -> torch.Tensor:
+    """(M, 4) lights drawn uniformly over the benchmark's ranges."""
+    ls = heads_cfg.light
+    return torch.stack([_uniform(m, ls.ambient, gen), _uniform(m, ls.diffuse, gen),
+                        _uniform(m, ls.dir_x, gen), _uniform(m, ls.dir_y, gen)], 1)
+
+
+def render_grouped(fields: dict[str, torch.Tensor], heads_cfg, n: int, p: int,
+                   device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render n*p heads (HeadSample fields, grouped by head) in chunks of 500: images (n, p, 3, S, S) in
+    [-1, 1], masks (n, p, 1, S, S) float {0, 1}."""
+    sample = HeadSample(**fields).to(device)
     images, masks = [], []
     with torch.no_grad():
-        for a in range(0, m, 500):
-            part = type(base)(**{k: v[a:a + 500] for k, v in dataclasses.asdict(sample).items()})
+        for a in range(0, n * p, 500):
+            part = HeadSample(**{k: v[a:a + 500] for k, v in dataclasses.asdict(sample).items()})
             r = render_heads(part, heads_cfg)
             images.append(r["image"])
             masks.append(r["mask"].float()[:, None])
     s = heads_cfg.image_size
     return torch.cat(images).reshape(n, p, 3, s, s), torch.cat(masks).reshape(n, p, 1, s, s)
+
+
+def oracle_samples(heads_cfg, n: int, p: int, source: str, seed: int, device: str,
+                   split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """Heads 0..n-1 of ``split``, each rendered p times: images (n, p, 3, S, S) in [-1, 1], masks (n, p, 1, S, S)."""
+    rep = repeated_heads(heads_cfg, split, n, p)
+    gen = torch.Generator().manual_seed(seed)
+    if source in ("oracle", "views"):
+        rep["view"] = random_views(rep["view"], heads_cfg, gen)
+    if source in ("oracle", "relight"):
+        rep["light"] = random_lights(n * p, heads_cfg, gen)
+    return render_grouped(rep, heads_cfg, n, p, device)
 
 
 def main() -> None:
