@@ -16,15 +16,21 @@
 #
 # Usage: bash scripts/gpu_dvc_repro.sh start [S] | poll [S] | collect | run
 #   start [S]  copy the tree to $W (code, params, dvc.yaml; not results), install DVC, start
-#              `dvc repro $DVC_FILE` in the background, wait up to S seconds (default 540)
+#              the pipeline in the background, wait up to S seconds (default 540): with PARALLEL=1
+#              (default) `python3 scripts/dvc_parallel.py $PAR_ARGS $DVC_FILE` (independent GPU
+#              stages side by side, each recorded in dvc.lock as it finishes, then `dvc status`
+#              must report the pipeline up to date); PARALLEL=0: plain `dvc repro $DVC_FILE`
 #   poll [S]   wait up to S seconds more for it, printing progress
 #   collect    dvc.lock, the report (tables, metrics, plot data) and `dvc metrics show` into $OUT
 #   run        start, wait for the end however long it takes, then collect (one call, small runs)
 # Env: DVC_FILE (default dvc.yaml; bench-small/dvc.yaml for the CPU variant), REPORT (default
-# results/bench/report, or results/bench-small/report), W, OUT (default $W/out).
+# results/bench/report, or results/bench-small/report), W, OUT (default $W/out), PARALLEL, PAR_ARGS
+# (default: 4 GPU slots, the 50-head test run takes 2, file-only stages none; joint and test first).
 # The gan stage is frozen in dvc.yaml: the shipped data/stylegan2_heads64.pt is used, not retrained.
 set -uo pipefail
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 DVC_NO_ANALYTICS=1
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 DVC_NO_ANALYTICS=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+PARALLEL=${PARALLEL:-1}
+PAR_ARGS=${PAR_ARGS:---slots 4 --weight test=2 --weight 'eval*=0' --weight tables=0 --weight heads=0 --first joint --first test --first 'prior@*'}
 SRC=$PWD
 W=${W:-/root/g2s-dvc}
 OUT=${OUT:-$W/out}
@@ -65,7 +71,8 @@ copy_tree() {
 running() { [ -f "$W/repro.pid" ] && kill -0 "$(cat "$W/repro.pid")" 2>/dev/null; }
 
 progress() {
-  grep -a "Running stage\|Stage .* didn't change\|ERROR" "$LOG" 2>/dev/null | tail -4
+  grep -a "Running stage\|Stage .* didn't change\|ERROR\|\] start\|\] done\|FAILED" "$LOG" 2>/dev/null | tail -6
+  df -h "$W" | awk 'NR==2{print "disk free: " $4}'
   tail -c 800 "$LOG" 2>/dev/null | tr '\r' '\n' | grep -av '^\s*$' | tail -3
 }
 
@@ -85,7 +92,13 @@ start() {
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   echo "dvc $(python3 -m dvc --version), $DVC_FILE in $W; disk: $(df -h "$W" | awk 'NR==2{print $4}') free"
   rm -f "$W/repro.rc"
-  (cd "$W" && setsid nohup bash -c "python3 -m dvc repro '$DVC_FILE' > '$LOG' 2>&1; echo \$? > repro.rc" \
+  if [ "$PARALLEL" = 1 ]; then
+    run_cmd="python3 scripts/dvc_parallel.py $PAR_ARGS '$DVC_FILE' && python3 -m dvc status '$DVC_FILE' | tee dvc_status.txt && grep -q 'up to date' dvc_status.txt"
+  else
+    run_cmd="python3 -m dvc repro '$DVC_FILE'"
+  fi
+  echo "running: $run_cmd"
+  (cd "$W" && setsid nohup bash -c "( $run_cmd ) > '$LOG' 2>&1; echo \$? > repro.rc" \
       < /dev/null > /dev/null 2>&1 & echo $! > "$W/repro.pid")
   sleep 2
 }
@@ -94,7 +107,7 @@ collect() {
   (cd "$W" && python3 -m dvc metrics show --md "$REPORT/metrics" > "$OUT/metrics.md" 2>&1)
   cp "$W/$LOCK" "$OUT/dvc.lock" 2>/dev/null
   for f in table1.md table2.md perceptual.md; do cp "$W/$REPORT/$f" "$OUT/" 2>/dev/null; done
-  tar -C "$W" -czf "$OUT/bench_report.tar.gz" "$LOCK" "$REPORT" 2>/dev/null
+  tar -C "$W" -czf "$OUT/bench_report.tar.gz" "$LOCK" "$REPORT" "$(dirname "$REPORT")/eval" logs/dvc 2>/dev/null
   cp "$LOG" "$OUT/repro.log" 2>/dev/null
   ls -la "$OUT"
   cat "$OUT/metrics.md"

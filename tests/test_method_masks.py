@@ -196,7 +196,7 @@ def test_pseudo_samples_carry_the_object_mask(tiny_gan_path, tmp_path):
     with read_artifact(plain, "pseudo") as a, read_artifact(masked, "pseudo") as b:
         assert not bool(a.attrs["object_mask"])
         assert bool(b.attrs["object_mask"])
-        m_plain, m_obj = a.tensor("mask"), b.tensor("mask")
+        m_plain, m_obj = a.tensor("mask").float(), b.tensor("mask").float()  # stored as float16
         views = b.tensor("view")
         assert torch.equal(a.tensor("image"), b.tensor("image"))  # the mask changes nothing else
     with read_artifact(albedo, "albedo") as art:
@@ -209,7 +209,7 @@ def test_pseudo_samples_carry_the_object_mask(tiny_gan_path, tmp_path):
     again = render_view(canon.repeat_interleave(m, 0), depth.repeat_interleave(m, 0), views.reshape(n * m, 6),
                         ctx.camera)
     expected = (again.mask * again.image.clamp(0, 1)).reshape(n, m, 1, S, S)
-    assert torch.allclose(m_obj, expected, atol=1e-5)
+    assert torch.allclose(m_obj, expected, atol=1e-3)  # float16 storage: 2^-11 relative
     # Views turn the object (foreshortening shrinks its area), they neither erase nor grow it.
     area = m_obj.flatten(2).sum(2) / inst.mask.flatten(1).sum(1, keepdim=True).float()
     assert 0.1 < float(area.min()) and float(area.max()) < 1.3 and 0.5 < float(area.mean()) < 1.1

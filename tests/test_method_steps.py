@@ -91,14 +91,19 @@ def test_every_step_writes_a_readable_artifact(ctx, instances_path, run_a):
             rd = art.array("recon_depth")
             assert lo - 1e-5 <= rd.min() and rd.max() <= hi + 1e-5
             assert len(art.attrs["loss_history"]) == (3 if k == 1 else 2)
-    # The networks stored in the last shape artifact reproduce its arrays.
-    from gan2shape.method.steps import load_nets, predict
+    # The networks stored in the last shape artifact (float16 weights) reproduce its arrays (computed
+    # with the float32 weights) to float16 rounding: depth in [0.9, 1.1], relief ~0.1.
+    from gan2shape.method.steps import STORE_DTYPE, load_nets, predict
 
     with read_artifact(stage_paths(out, 2)["shape"], "shape") as art:
         nets = load_nets(ctx, art, N)
         stored = art.array("canon_depth")
+        assert {art.network(name)[key].dtype for name in art.network_names for key in art.network(name)
+                if art.network(name)[key].is_floating_point()} == {STORE_DTYPE}
     with torch.no_grad():
-        np.testing.assert_allclose(predict(ctx, nets, inst.image)["depth"].numpy(), stored, atol=1e-6)
+        again = predict(ctx, nets, inst.image)["depth"].numpy()
+    np.testing.assert_allclose(again, stored, atol=2e-3)
+    assert np.abs(again - stored).mean() < 2e-4
 
 
 def test_run_is_deterministic_and_resumes(ctx, instances_path, run_a, tmp_path):
@@ -186,12 +191,14 @@ def test_joint_mode_runs_one_shared_set(tiny_gan_path, instances_path, tmp_path)
 
     with read_artifact(path, "shape") as art, read_artifact(summary["shape"], "shape") as joint:
         assert art.attrs["loss_history"] == []  # no prior pre-training on top of the joint weights
-        np.testing.assert_allclose(art.array("canon_depth"), joint_depth, atol=1e-5)
+        # the joint depth came from float32 weights, this one from their float16 copy in the artifact
+        np.testing.assert_allclose(art.array("canon_depth"), joint_depth, atol=2e-3)
         nets = load_nets(inst_ctx, art, N)
         shared = joint.network("albedo")
         for i in range(N):
             copy_i = nets["albedo"].copy_state_dict(i)
-            assert copy_i.keys() == shared.keys() and all(torch.equal(copy_i[k], v) for k, v in shared.items())
+            assert copy_i.keys() == shared.keys()
+            assert all(torch.equal(copy_i[k], v.to(copy_i[k].dtype)) for k, v in shared.items())
     with pytest.raises(ValueError, match="joint"):
         run_prior(inst_ctx, instances_path, tmp_path / "init2.h5", init_path=path)
 

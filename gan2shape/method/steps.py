@@ -212,8 +212,18 @@ def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_
     return nets
 
 
+# Artifacts store network weights and the pseudo/projected sample images in float16: per-instance
+# networks make a 20-instance 64 px artifact ~3 GB in float32, and a benchmark runs several shards
+# side by side on one disk. Every step reads what the previous one wrote (also in an uninterrupted
+# run), so resumed and uninterrupted runs stay identical; weights are rounded to ~1e-3 relative between
+# steps, images (in [-1, 1]) to <= 5e-4. Results (depth, view, light, renders) stay float32.
+STORE_DTYPE = torch.float16
+
+
 def _states(nets: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
-    return {name: {k: v.detach().cpu() for k, v in net.state_dict().items()} for name, net in nets.items()}
+    """State dicts on the CPU for an artifact, floating tensors in STORE_DTYPE."""
+    return {name: {k: (v.detach().to("cpu", STORE_DTYPE) if v.is_floating_point() else v.detach().cpu())
+                   for k, v in net.state_dict().items()} for name, net in nets.items()}
 
 
 def _optimizer(ctx: Context, net: nn.Module) -> torch.optim.Optimizer:
@@ -488,7 +498,7 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
     ``sample-instances --masks``), each pseudo-sample's mask is the object's mask in its view
     (``canonical_mask`` rendered with the sample; the reference's use_mask), else only the render's
     valid mask.
-    Writes kind 'pseudo': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) in [0, 1],
+    Writes kind 'pseudo': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) in [0, 1] (both float16),
     view (N, M, 6) physical, light (N, M, 4) raw; attrs object_mask (bool).
     """
     t0 = time.perf_counter()
@@ -529,7 +539,7 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
             images[:, sl] = out.image[:, :3].clamp(-1.0, 1.0).reshape(n, b, 3, s, s)
             valid = out.mask if canon_mask is None else out.mask * out.image[:, 3:].clamp(0.0, 1.0)
             masks[:, sl] = valid.reshape(n, b, 1, s, s)
-    arrays = {"image": images, "mask": masks, "view": view, "light": lights}
+    arrays = {"image": images.to(STORE_DTYPE), "mask": masks.to(STORE_DTYPE), "view": view, "light": lights}
     return write_artifact(
         out_path, PSEUDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=ids, params_text=ctx.params_text,
         attrs=_meta(ctx, stage, n, {"albedo": str(albedo_path), "object_mask": canon_mask is not None,
@@ -566,7 +576,7 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
     E starts from the 'encoder' network of ``encoder_init`` (the previous stage's projected.h5: the
     reference keeps E across stages) or, when None, fresh and seeded.
 
-    Writes kind 'projected': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) (the
+    Writes kind 'projected': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) (float16; the
     pseudo-samples' masks), network 'encoder'; attrs loss_history.
     """
     t0 = time.perf_counter()
@@ -575,8 +585,8 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
     with read_artifact(pseudo_path, PSEUDO_KIND, require=("image", "mask")) as art:
         _check_ids(art.ids, inst.ids, str(pseudo_path))
         stage = int(art.attrs["stage"])
-        pseudo = art.tensor("image", device=ctx.device)
-        pmask = art.tensor("mask", device=ctx.device)
+        pseudo = art.tensor("image", device=ctx.device).float()
+        pmask = art.tensor("mask", device=ctx.device).float()
     n, m, s = inst.n, pseudo.shape[1], ctx.size
     bsz = min(cfg.schedule.batch_size, m)
     rng = _rng(ctx, "invert", stage)
@@ -619,7 +629,8 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
             proj, _ = _gan_project(ctx, nets["encoder"], inst, img, h0)
             projected[:, a:b] = proj.reshape(n, b - a, 3, s, s)
     return write_artifact(
-        out_path, PROJECTED_KIND, {"image": projected.cpu(), "mask": pmask.cpu()}, ids=inst.ids,
+        out_path, PROJECTED_KIND, {"image": projected.to("cpu", STORE_DTYPE), "mask": pmask.to("cpu", STORE_DTYPE)},
+        ids=inst.ids,
         params_text=ctx.params_text, networks=_states(nets),
         attrs=_meta(ctx, stage, n, {"loss_history": history, "feature_blocks": ctx.feature_blocks,
                                     "seconds": time.perf_counter() - t0}),
@@ -649,8 +660,8 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
         nets = load_nets(ctx, art, inst.n)
     with read_artifact(projected_path, PROJECTED_KIND, require=("image", "mask")) as art:
         _check_ids(art.ids, inst.ids, str(projected_path))
-        proj = art.tensor("image", device=ctx.device)
-        pmask = art.tensor("mask", device=ctx.device)
+        proj = art.tensor("image", device=ctx.device).float()
+        pmask = art.tensor("mask", device=ctx.device).float()
     n, p, s = inst.n, proj.shape[1], ctx.size
     bsz = min(cfg.schedule.batch_size, p)
     rng = _rng(ctx, "step3", stage)
