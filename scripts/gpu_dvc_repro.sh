@@ -25,12 +25,15 @@
 #   run        start, wait for the end however long it takes, then collect (one call, small runs)
 # Env: DVC_FILE (default dvc.yaml; bench-small/dvc.yaml for the CPU variant), REPORT (default
 # results/bench/report, or results/bench-small/report), W, OUT (default $W/out), PARALLEL, PAR_ARGS
-# (default: 4 GPU slots, the 50-head test run takes 2, file-only stages none; joint and test first).
+# (default: 3 GPU slots, the 50-head test run takes 2, file-only stages none; joint and test first).
 # The gan stage is frozen in dvc.yaml: the shipped data/stylegan2_heads64.pt is used, not retrained.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 DVC_NO_ANALYTICS=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 PARALLEL=${PARALLEL:-1}
-PAR_ARGS=${PAR_ARGS:---slots 4 --weight test=2 --weight 'eval*=0' --weight tables=0 --weight heads=0 --first joint --first test --first 'prior@*'}
+# GPU slots by memory on one H200 (measured 2026-11-24, float16 artifacts): a 20-head run (prior,
+# perceptual) peaks at ~30-37 GB, the joint run over 200 train heads ~43 GB, the 50-head test run ~92 GB;
+# 4 slots (joint + three 20-head runs) ran out of memory, so 3 slots and the test run takes 2.
+PAR_ARGS=${PAR_ARGS:---slots 3 --weight test=2 --weight 'eval*=0' --weight tables=0 --weight heads=0 --first joint --first test --first 'prior@*'}
 SRC=$PWD
 W=${W:-/root/g2s-dvc}
 OUT=${OUT:-$W/out}

@@ -76,7 +76,8 @@ def test_stage_params_exist(dvc_file: str) -> None:
 
 
 def _copy_repo(dest: Path) -> None:
-    for name in ("params.yaml", "dvc.yaml", SMALL_DVC, ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"):
+    for name in ("params.yaml", "dvc.yaml", SMALL_DVC, ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
+                 "scripts/dvc_parallel.py"):
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
     shutil.copytree(ROOT / "gan2shape", dest / "gan2shape", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -88,10 +89,8 @@ def _finite_row(row: dict, n: int) -> None:
         assert isinstance(row[key], float) and math.isfinite(row[key]), (key, row)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not HAS_DVC, reason="dvc is not installed (pip install -e '.[workflow]')")
-def test_dvc_repro_small(tmp_path: Path) -> None:
-    params, small, _ = _small_params()
+def _small_repo(tmp_path: Path):
+    """A fresh copy of the pipeline in tmp_path/repo and a `dvc ARGS...` runner there (asserts exit 0)."""
     repo = tmp_path / "repo"
     _copy_repo(repo)
     # `gan2shape` runs this interpreter on the copied code, installed or not
@@ -112,16 +111,28 @@ def test_dvc_repro_small(tmp_path: Path) -> None:
         assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
         return proc.stdout
 
+    return repo, env, dvc
+
+
+def _shown_metrics(dvc) -> dict:
+    """{table: {row: metrics}} from `dvc metrics show` of the small variant's report."""
+    shown = json.loads(dvc("metrics", "show", "--json", "results/bench-small/report/metrics"))
+    metrics: dict = {}
+    for path, entry in shown[""]["data"].items():
+        assert "data" in entry, (path, entry)
+        metrics.setdefault(Path(path).parent.name, {})[Path(path).stem] = entry["data"]
+    return metrics
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_DVC, reason="dvc is not installed (pip install -e '.[workflow]')")
+def test_dvc_repro_small(tmp_path: Path) -> None:
+    params, small, _ = _small_params()
+    repo, env, dvc = _small_repo(tmp_path)
     dvc("repro", SMALL_DVC)
 
     report = repo / "results" / "bench-small" / "report"
-    shown = json.loads(dvc("metrics", "show", "--json", "results/bench-small/report/metrics"))
-    files = shown[""]["data"]
-    metrics = {}
-    for path, entry in files.items():
-        assert "data" in entry, (path, entry)
-        table, row = Path(path).parent.name, Path(path).stem
-        metrics.setdefault(table, {})[row] = entry["data"]
+    metrics = _shown_metrics(dvc)
 
     stages = params.method.profiles[small.profile].stages
     t1 = metrics["table1"]
@@ -150,3 +161,41 @@ def test_dvc_repro_small(tmp_path: Path) -> None:
     assert {"heads", "gan", "joint", "test", "tables"} <= set(listed)
     assert {f"prior@{v}" for v in params.bench.priors} <= set(listed)
     assert {f"eval_perceptual@{p}" for p in params.bench.perceptual} <= set(listed)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_DVC, reason="dvc is not installed (pip install -e '.[workflow]')")
+def test_dvc_parallel_small(tmp_path: Path) -> None:
+    """scripts/dvc_parallel.py (the GPU benchmark's runner): the same pipeline with stages side by side,
+    each recorded in dvc.lock, so that DVC then finds it up to date; a rerun redoes only what is missing."""
+    params, small, _ = _small_params()
+    repo, env, dvc = _small_repo(tmp_path)
+
+    def parallel(*args: str) -> str:
+        proc = subprocess.run([sys.executable, str(repo / "scripts" / "dvc_parallel.py"), "--slots", "2",
+                               "--weight", "eval*=0", *args, SMALL_DVC], cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=1800)
+        assert proc.returncode == 0, f"dvc_parallel failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+        return proc.stdout
+
+    n_stages = len(dvc("stage", "list", SMALL_DVC, "--name-only").split())
+    out = parallel()
+    assert f"all {n_stages} stages done" in out
+    starts = [line.split()[-1] for line in out.splitlines() if "] start" in line]
+    assert starts.index("heads") < starts.index("gan") < starts.index("project_train") < starts.index("joint")
+    assert starts.index("joint") < starts.index("test") and starts[-1] == "tables"
+    assert "up to date" in dvc("status", SMALL_DVC)
+    assert "Running stage" not in dvc("repro", SMALL_DVC)  # nothing left for DVC to do
+    metrics = _shown_metrics(dvc)
+    assert sorted(metrics["table2"]) == sorted(small.priors)
+    for row in [*metrics["table2"].values(), *metrics["perceptual"].values()]:
+        _finite_row(row, small.n_prior)
+    # Resume: a lost run folder reruns that run, its evaluation and the tables, nothing else, and
+    # (same seed, CPU) gives the same numbers.
+    prior = small.priors[-1]
+    shutil.rmtree(repo / "results" / "bench-small" / "runs" / f"prior-{prior}")
+    out = parallel()
+    assert f"3 of {n_stages} stages to run: prior@{prior}, eval_prior@{prior}, tables" in out
+    assert _shown_metrics(dvc) == metrics
+    assert "up to date" in dvc("status", SMALL_DVC)
+    assert "every stage is up to date" in parallel()

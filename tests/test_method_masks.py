@@ -219,7 +219,7 @@ def test_pseudo_views_around_the_target(tiny_gan_path, tmp_path):
     from gan2shape.method.sampling import ViewDistribution
 
     given = ("method.view_source=heads", "method.view_scale=1.0")  # use the distributions below as they are
-    ctx = _context(tiny_gan_path, *given)
+    ctx = _context(tiny_gan_path, *given, "method.view_origin=canonical")
     around = _context(tiny_gan_path, *given, "method.view_origin=target")
     write_instances(tmp_path / "instances.h5", sample_instances(ctx.generator, 2, seed=6, image_size=S))
     shape = run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
