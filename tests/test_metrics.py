@@ -25,6 +25,7 @@ from gan2shape.evaluate import (
     write_metrics_json,
 )
 from gan2shape.evaluate.baselines import ellipsoid_prior_prediction
+from gan2shape.evaluate.metrics import relief_ratio
 from gan2shape.render import Camera
 
 S = 32
@@ -83,6 +84,22 @@ def test_side_is_scale_invariant(c):
     assert values.shape == (4,)
     assert values.dtype == torch.float64
     assert float(values.abs().max()) < 1e-7
+
+
+@pytest.mark.parametrize("k", [0.5, 1.0, 1.6])
+def test_relief_ratio_of_a_scaled_relief_is_the_scale_and_explains_side(k):
+    g = torch.Generator().manual_seed(3)
+    gt = (0.9 + 0.2 * torch.rand(3, 12, 12, generator=g, dtype=torch.float64))
+    mask = (torch.rand(3, 12, 12, generator=g) > 0.3).double()
+    pred = 1.7 * gt**k  # relief k times the truth's in log depth, any global scale
+    np.testing.assert_allclose(relief_ratio(pred, gt, mask).numpy(), k, rtol=1e-9)
+    # SIDE of such a prediction is |k - 1| times the truth's own log-depth spread
+    lg, m = gt.log(), mask
+    mean = (lg * m).flatten(1).sum(1) / m.flatten(1).sum(1)
+    std = (((lg - mean.view(-1, 1, 1)) ** 2 * m).flatten(1).sum(1) / m.flatten(1).sum(1)).sqrt()
+    np.testing.assert_allclose(side(pred, gt, mask).numpy(), abs(k - 1) * std.numpy(), atol=1e-12)
+    # a constant prediction has no relief
+    assert float(relief_ratio(torch.full_like(gt, 1.05), gt, mask).abs().max()) < 1e-12
 
 
 def test_side_of_identical_maps_is_zero_and_matches_the_definition():
@@ -380,3 +397,32 @@ def test_run_evaluate_scores_the_methods_shape_artifact(tmp_path):
     write_artifact(tmp_path / "albedo.h5", "albedo", {"canon_depth": gt}, ids=test_ids)
     with pytest.raises(Exception, match="'albedo' artifact"):
         run_evaluate(tmp_path / "test.h5", tmp_path / "albedo.h5", tmp_path / "out3", baselines=False)
+
+
+def test_run_evaluate_reports_relief_and_view_error_of_a_shape_artifact(tmp_path):
+    gt = torch.stack([_sphere_depth(), _sphere_depth((0.01, 0.0), 0.05)])
+    test_ids = _write_split(tmp_path / "test.h5", gt, "te")
+    true_view = torch.tensor([[0.1, -0.5, 0.02, 0, 0, 0], [-0.2, 0.9, 0.0, 0, 0, 0]], dtype=torch.float32)
+    import h5py
+
+    with h5py.File(tmp_path / "test.h5", "r+") as f:  # the GT views make-heads writes
+        f.create_dataset("view", data=true_view.numpy())
+    # input views off by (+2, -10, 0) and (0, +5 via a full turn, -3) degrees
+    err = torch.tensor([[2.0, -10.0, 0.0], [0.0, 5.0 + 360.0, -3.0]]).deg2rad()
+    view = true_view.clone()
+    view[:, :3] += err
+    deeper = gt.double() ** 1.5  # relief 1.5 times the truth's in log depth
+    write_artifact(tmp_path / "shape.h5", "shape", {"recon_depth": deeper.float(), "recon_mask": torch.ones_like(gt),
+                                                    "view": view}, ids=test_ids)
+    out = run_evaluate(tmp_path / "test.h5", tmp_path / "shape.h5", tmp_path / "out", baselines=True)
+    diag = out["diagnostics"]
+    assert diag["prediction"]["relief_ratio_median"] == pytest.approx(1.5, rel=1e-3)
+    assert diag["null_depth"]["relief_ratio_mean"] == 0.0 and "view_abs_err_deg_mean" not in diag["null_depth"]
+    errs = diag["prediction"]["view_abs_err_deg_mean"]
+    assert errs["pitch"] == pytest.approx(1.0, abs=1e-3) and errs["yaw"] == pytest.approx(7.5, abs=1e-3)
+    assert errs["roll"] == pytest.approx(1.5, abs=1e-3)
+    per_image = json.loads((tmp_path / "out" / "per_image.json").read_text())
+    np.testing.assert_allclose(per_image["prediction"]["view_err_deg"], [[2, 10, 0], [0, 5, 3]], atol=1e-3)
+    assert len(per_image["prediction"]["relief_ratio"]) == 2
+    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(on_disk["rows"]["prediction"]) == {"n", "side_x1e2_mean", "side_x1e2_std", "mad_mean", "mad_std"}

@@ -32,6 +32,7 @@ __all__ = [
     "erode_mask",
     "evaluation_mask",
     "side",
+    "relief_ratio",
     "mad",
     "summarize",
     "evaluate_depth",
@@ -160,6 +161,32 @@ def side(pred_depth: torch.Tensor, gt_depth: torch.Tensor, mask: torch.Tensor) -
     return var.sqrt()
 
 
+def relief_ratio(pred_depth: torch.Tensor, gt_depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """How deep the predicted relief is against the truth, per image (a diagnostic of SIDE).
+
+    ratio = std_m(log pred) / std_m(log gt), std_m the standard deviation over the mask: 1 when the
+    relief has the true depth range, > 1 deeper, < 1 flatter; invariant to a global scale of either
+    map (as SIDE). A relief scaled by k in log depth (pred = c * gt^k) gives exactly k, and then
+    SIDE = |k - 1| * std_m(log gt): a wrong relief alone costs SIDE in proportion.
+
+    Args: as :func:`side` (maps (N, H, W) > 0, mask (N, H, W) with at least one pixel per image).
+    Returns: (N,) float64, >= 0 (inf where the GT is flat over the mask).
+    """
+    _check_maps("gt_depth", gt_depth)
+    _check_maps("pred_depth", pred_depth, gt_depth)
+    _check_positive_depth("pred_depth", pred_depth)
+    _check_positive_depth("gt_depth", gt_depth)
+    m = _check_mask(mask, gt_depth)
+    count = m.flatten(1).sum(dim=1)
+
+    def spread(x: torch.Tensor) -> torch.Tensor:
+        lx = x.to(torch.float64).log()
+        mean = (lx * m).flatten(1).sum(dim=1) / count
+        return (((lx - mean.view(-1, 1, 1)) ** 2 * m).flatten(1).sum(dim=1) / count).sqrt()
+
+    return spread(pred_depth) / spread(gt_depth)
+
+
 def mad(pred_depth: torch.Tensor, gt_depth: torch.Tensor, mask: torch.Tensor, camera: Camera) -> torch.Tensor:
     """Mean angle deviation (degrees) between predicted and GT normals, per image.
 
@@ -272,6 +299,7 @@ class ScoreAccumulator:
         self._ids: list[str] = []
         self._side: list[np.ndarray] = []
         self._mad: list[np.ndarray] = []
+        self._relief: list[np.ndarray] = []
 
     def add(
         self,
@@ -301,11 +329,14 @@ class ScoreAccumulator:
         self._ids.extend(str(i) for i in ids)
         self._side.append(side(pred_depth, gt_depth, mask).cpu().numpy())
         self._mad.append(mad(pred_depth, gt_depth, mask, camera).cpu().numpy())
+        self._relief.append(relief_ratio(pred_depth, gt_depth, mask).cpu().numpy())
 
     def result(self) -> dict[str, object]:
-        """{'ids': list, 'side': (N,) ndarray (raw), 'mad': (N,) ndarray (degrees), + summarize keys}."""
+        """{'ids': list, 'side': (N,) ndarray (raw), 'mad': (N,) ndarray (degrees), 'relief': (N,)
+        ndarray (``relief_ratio``), + summarize keys}."""
         if not self._ids:
             raise ValueError("ScoreAccumulator.result: no images were added")
         side_values = np.concatenate(self._side)
         mad_values = np.concatenate(self._mad)
-        return {"ids": list(self._ids), "side": side_values, "mad": mad_values, **summarize(side_values, mad_values)}
+        return {"ids": list(self._ids), "side": side_values, "mad": mad_values, "relief": np.concatenate(self._relief),
+                **summarize(side_values, mad_values)}

@@ -3,7 +3,12 @@
 Writes, in ``out_dir``:
 - ``metrics.json``: per row the summary (n, SIDE x10^-2 mean/std, MAD degrees mean/std), plus the
   camera and inputs used; small and flat enough for ``dvc metrics``.
-- ``per_image.json``: per row the test ids with raw SIDE and MAD (degrees) per image.
+- ``per_image.json``: per row the test ids with raw SIDE, MAD (degrees) and the relief ratio
+  (``metrics.relief_ratio``) per image; for the method's shape artifact also the absolute error of
+  its input view against the test split's GT view (pitch, yaw, roll; degrees).
+- in ``metrics.json`` under 'diagnostics' (not table rows): per row the median and mean relief
+  ratio, and for a shape artifact the mean and median view errors: why a SIDE is what it is (a wrong
+  relief depth or a turned input view both cost SIDE).
 - ``table.md``: the markdown table of :func:`gan2shape.evaluate.tables.markdown_table`.
 
 Prediction file: an artifact of kind 'prediction' with dataset 'depth' (N, S, S) float, > 0, in
@@ -19,6 +24,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from gan2shape.artifacts import Artifact, ArtifactError, read_artifact
@@ -79,7 +85,10 @@ def evaluate_prediction(
 ) -> dict[str, object]:
     """Score a prediction artifact against the test split ``test`` (see the module docstring).
 
-    Returns ScoreAccumulator.result(): per-image 'ids', 'side', 'mad' and the summary keys.
+    Returns ScoreAccumulator.result(): per-image 'ids', 'side', 'mad', 'relief' and the summary keys;
+    plus 'view_err' (N, 3) float64 degrees, |pitch, yaw, roll error| wrapped to [0, 180], when the
+    prediction is a shape artifact with 'view' and the test split has 'view' (both physical
+    [pitch, yaw, roll (radians), tx, ty, tz]).
     """
     size = camera.image_size
     # A 'shape' artifact (the method's stage{k}/shape.h5) is scored directly: its depth seen in the
@@ -94,6 +103,8 @@ def evaluate_prediction(
     with read_artifact(pred_path, kind=kind, require=(depth_name,), shapes={depth_name: (size, size)}) as pred:
         rows = select_rows(test, ids=pred.ids, max_images=max_images)
         has_valid = valid_name in pred.names
+        with_view = kind == "shape" and "view" in pred.names and "view" in test.names
+        view_err: list[np.ndarray] = []
         acc = ScoreAccumulator()
         for start in range(0, rows.size, batch_size):
             stop = min(rows.size, start + batch_size)
@@ -105,7 +116,24 @@ def evaluate_prediction(
                 acc.add(batch_ids, depth, gt, camera, pred_valid=valid, erode_pixels=erode_pixels)
             except ValueError as exc:
                 raise ValueError(f"{pred_path}: {exc}") from None
-    return acc.result()
+            if with_view:
+                diff = pred.array("view", slice(start, stop))[:, :3] - test.array("view", rows[start:stop])[:, :3]
+                view_err.append(np.degrees(np.abs(np.arctan2(np.sin(diff), np.cos(diff)))))
+    result = acc.result()
+    if with_view:
+        result["view_err"] = np.concatenate(view_err).astype(np.float64)
+    return result
+
+
+def _diagnostics(row: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json 'diagnostics' of one row: relief ratio and (shape artifacts) view error summaries."""
+    relief = np.asarray(row["relief"], dtype=np.float64)
+    out: dict[str, Any] = {"relief_ratio_median": float(np.median(relief)), "relief_ratio_mean": float(relief.mean())}
+    if "view_err" in row:
+        err = np.asarray(row["view_err"])
+        out["view_abs_err_deg_mean"] = {k: float(v) for k, v in zip(("pitch", "yaw", "roll"), err.mean(0))}
+        out["view_abs_err_deg_median"] = {k: float(v) for k, v in zip(("pitch", "yaw", "roll"), np.median(err, 0))}
+    return out
 
 
 def run_evaluate(
@@ -192,8 +220,11 @@ def run_evaluate(
         "pred_path": None if pred_path is None else str(pred_path),
         "train_path": None if train_path is None else str(train_path),
         "units": {"side_x1e2": "SIDE x 100 (table unit 10^-2)", "mad": "degrees"},
+        "diagnostics": {name: _diagnostics(row) for name, row in rows.items()},
     }
-    per_image = {name: {"ids": row["ids"], "side": row["side"], "mad_deg": row["mad"]} for name, row in rows.items()}
+    per_image = {name: {"ids": row["ids"], "side": row["side"], "mad_deg": row["mad"], "relief_ratio": row["relief"],
+                        **({"view_err_deg": row["view_err"]} if "view_err" in row else {})}
+                 for name, row in rows.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics_json(out_dir / "metrics.json", metrics)
     write_metrics_json(out_dir / "per_image.json", per_image)
