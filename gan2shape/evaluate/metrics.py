@@ -154,11 +154,15 @@ def side(pred_depth: torch.Tensor, gt_depth: torch.Tensor, mask: torch.Tensor) -
     _check_positive_depth("pred_depth", pred_depth)
     _check_positive_depth("gt_depth", gt_depth)
     m = _check_mask(mask, gt_depth)
-    delta = pred_depth.to(torch.float64).log() - gt_depth.to(torch.float64).log()
+    return _masked_std(pred_depth.to(torch.float64).log() - gt_depth.to(torch.float64).log(), m)
+
+
+def _masked_std(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Per-image standard deviation of x (N, H, W) over the mask m (N, H, W), in the centred form
+    sqrt(mean_m((x - mean_m(x))^2)) (never negative by round-off). Returns (N,)."""
     count = m.flatten(1).sum(dim=1)
-    mean = (delta * m).flatten(1).sum(dim=1) / count
-    var = ((delta - mean.view(-1, 1, 1)) ** 2 * m).flatten(1).sum(dim=1) / count
-    return var.sqrt()
+    mean = (x * m).flatten(1).sum(dim=1) / count
+    return (((x - mean.view(-1, 1, 1)) ** 2 * m).flatten(1).sum(dim=1) / count).sqrt()
 
 
 def relief_ratio(pred_depth: torch.Tensor, gt_depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -177,14 +181,7 @@ def relief_ratio(pred_depth: torch.Tensor, gt_depth: torch.Tensor, mask: torch.T
     _check_positive_depth("pred_depth", pred_depth)
     _check_positive_depth("gt_depth", gt_depth)
     m = _check_mask(mask, gt_depth)
-    count = m.flatten(1).sum(dim=1)
-
-    def spread(x: torch.Tensor) -> torch.Tensor:
-        lx = x.to(torch.float64).log()
-        mean = (lx * m).flatten(1).sum(dim=1) / count
-        return (((lx - mean.view(-1, 1, 1)) ** 2 * m).flatten(1).sum(dim=1) / count).sqrt()
-
-    return spread(pred_depth) / spread(gt_depth)
+    return _masked_std(pred_depth.to(torch.float64).log(), m) / _masked_std(gt_depth.to(torch.float64).log(), m)
 
 
 def mad(pred_depth: torch.Tensor, gt_depth: torch.Tensor, mask: torch.Tensor, camera: Camera) -> torch.Tensor:
