@@ -62,11 +62,13 @@ def _name(stage) -> str:
     return stage.addressing.split(":", 1)[-1]
 
 
-def _matches(name: str, globs: list[str]) -> int | None:
-    for i, g in enumerate(globs):
-        if fnmatch.fnmatchcase(name, g):
-            return i
-    return None
+def _rank(name: str, globs: list[str]) -> int:
+    """Index of the first glob matching name; len(globs) when none does."""
+    return next((i for i, g in enumerate(globs) if fnmatch.fnmatchcase(name, g)), len(globs))
+
+
+def _log_path(logs: Path, stage) -> Path:
+    return logs / f"{_name(stage).replace('@', '-')}.log"
 
 
 def load_pipeline(dvc_file: str):
@@ -178,27 +180,25 @@ def main(argv: list[str] | None = None) -> int:
     def ready(s) -> bool:
         return all(d in finished or d not in todo for d in needs[s])
 
-    def blocked(s) -> bool:
-        return any(d in failed or (d in todo and blocked(d)) for d in needs[s] if d not in finished)
-
     try:
         while pending or running:
             used = sum(weight_of(_name(s), args.weight) for s in running)
             cands = [s for s in pending if ready(s)]
-            cands.sort(key=lambda s: (_matches(_name(s), args.first) if _matches(_name(s), args.first) is not None
-                                      else len(args.first), todo.index(s)))
+            cands.sort(key=lambda s: (_rank(_name(s), args.first), todo.index(s)))
             for s in cands:
                 w = weight_of(_name(s), args.weight)
                 if len(running) >= args.jobs or used + w > args.slots:
                     continue
-                running[s] = (start_stage(s, logs / f"{_name(s).replace('@', '-')}.log"), time.perf_counter())
+                running[s] = (start_stage(s, _log_path(logs, s)), time.perf_counter())
                 pending.remove(s)
                 used += w
                 print(f"[{time.perf_counter() - t_start:7.0f} s] start  {_name(s)}", flush=True)
-            for s in [x for x in pending if blocked(x)]:
-                pending.remove(s)
-                failed.add(s)
-                print(f"[{time.perf_counter() - t_start:7.0f} s] skip   {_name(s)} (an upstream stage failed)", flush=True)
+            for s in list(pending):  # topological order: a skip reaches everything downstream in one pass
+                if any(d in failed for d in needs[s]):
+                    pending.remove(s)
+                    failed.add(s)
+                    print(f"[{time.perf_counter() - t_start:7.0f} s] skip   {_name(s)} (an upstream stage failed)",
+                          flush=True)
             time.sleep(1.0)
             for s, (proc, t0) in list(running.items()):
                 rc = proc.poll()
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     failed.add(s)
                     print(f"[{time.perf_counter() - t_start:7.0f} s] FAILED {_name(s)} (exit {rc} after {took:.0f} s; "
-                          f"see {logs / (_name(s).replace('@', '-') + '.log')})", flush=True)
+                          f"see {_log_path(logs, s)})", flush=True)
     except KeyboardInterrupt:
         for proc, _ in running.values():
             os.killpg(proc.pid, 15)
