@@ -17,9 +17,14 @@ stage's command list runs in order in its wdir and stops at the first failure, f
 not run (their outputs must exist), and a failed stage stops its dependents (other branches go on).
 Each stage's output goes to LOGDIR/<stage>.log.
 
+--only GLOB (repeatable) limits the run to the matching stages: the others are taken as they are,
+not run even when DVC calls them changed (their outputs that a chosen stage reads must be present).
+This continues a pipeline on another machine from what the first one recorded: e.g. the Table 2
+runs on a second GPU machine, given dvc.lock, heads/test.h5 and latents/test.h5 of the first.
+
 Usage (repository root):
   python3 scripts/dvc_parallel.py [--jobs 8] [--slots 4] [--weight 'test=2'] [--first 'joint'] \
-      [--logs logs/dvc] [--dry] [DVC_FILE]
+      [--only 'prior@*'] [--logs logs/dvc] [--dry] [DVC_FILE]
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "0 for stages that only read/write files")
     p.add_argument("--first", action="append", default=[], metavar="GLOB",
                    help="start matching stages first when several are ready (in the order given)")
+    p.add_argument("--only", action="append", default=[], metavar="GLOB",
+                   help="run only matching stages; the others stay as they are even when changed")
     p.add_argument("--logs", default="logs/dvc", help="folder of the per-stage logs (default logs/dvc)")
     p.add_argument("--dry", action="store_true", help="print what would run, in order, and stop")
     args = p.parse_args(argv)
@@ -86,12 +93,15 @@ def load_pipeline(dvc_file: str):
     return repo, stages, needs
 
 
-def plan(stages, needs) -> list:
+def plan(stages, needs, only: list[str] | None = None) -> list:
     """Stages to run: changed ones (DVC's own check) and everything downstream of them; frozen
-    stages never run (a frozen stage with missing outputs is an error)."""
+    stages never run (a frozen stage with missing outputs is an error). With ``only`` (globs), just
+    the matching stages among those."""
     run: set = set()
     order = topo(stages, needs)  # file order need not be topological
     for s in order:
+        if only and _rank(_name(s), only) == len(only):
+            continue
         if s.frozen:
             missing = [str(o) for o in s.outs if not o.exists]
             if missing:
@@ -159,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     repo, stages, needs = load_pipeline(args.dvc_file)
     with repo.lock:  # DVC's status checks need the repository lock; released before any stage runs
-        todo = plan(stages, needs)
+        todo = plan(stages, needs, args.only)
     repo.close()
     if not todo:
         print(f"dvc_parallel: {args.dvc_file}: every stage is up to date")

@@ -109,6 +109,25 @@ def test_run_tables_files(eval_dir: Path, tmp_path: Path) -> None:
     assert float(table[1]["mad_std"]) == 0.5 and table[1]["n"] == "3"
 
 
+def test_default_perceptual_row_from_the_prior_run(eval_dir: Path, tmp_path: Path) -> None:
+    """The ablation's default row is the Table 2 run of the default prior (no separate run), first;
+    listed in perceptual, the default's own run is used instead; neither present is an error."""
+    out = tmp_path / "report"
+    run_tables(eval_dir, out, priors=["flat", "ellipsoid"], perceptual=["none"],
+               default_row=("discriminator", "ellipsoid"))
+    tp = _metrics(out, "perceptual")
+    assert tp == {"discriminator": _metrics(out, "table2")["ellipsoid"], "none": _row(2, 1.5, 0.2, 15.0, 2.0)}
+    md = (out / "perceptual.md").read_text().splitlines()
+    assert md[4].startswith("| GAN2Shape, perceptual loss: discriminator (default; the Table 2 ellipsoid run) |")
+    assert md[5].startswith("| GAN2Shape, perceptual loss: none |")
+    _write(eval_dir, perceptual_run("discriminator"), 1, _row(2, 7.0, 0.1, 77.0, 1.0))
+    run_tables(eval_dir, out, priors=["ellipsoid"], perceptual=["none", "discriminator"],
+               default_row=("discriminator", "ellipsoid"))
+    assert _metrics(out, "perceptual")["discriminator"]["mad_mean"] == 77.0
+    with pytest.raises(ValueError, match="bench.priors.*'flat'"):
+        run_tables(eval_dir, out, priors=["ellipsoid"], perceptual=["none"], default_row=("discriminator", "flat"))
+
+
 def test_missing_or_incomplete_runs(eval_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="prior-weaker"):
         run_tables(eval_dir, tmp_path / "r", priors=["weaker"], perceptual=["none"])
@@ -137,10 +156,19 @@ def test_cli_tables_full_and_small(eval_dir: Path, tmp_path: Path) -> None:
     assert "Table 1" in result.output and "GAN2Shape, flat prior" in result.output
 
     result = CliRunner().invoke(main, ["tables", "--params", str(params), "--small", "--set",
-                                       "bench.small.priors=[flat]", "--set", "bench.small.perceptual=[none]",
+                                       "bench.small.priors=[flat, ellipsoid]", "--set", "bench.small.perceptual=[none]",
                                        "--eval", str(eval_dir), "--out", str(tmp_path / "small")])
     assert result.exit_code == 0, result.output
-    assert sorted(_metrics(tmp_path / "small", "perceptual")) == ["none"]
+    small = _metrics(tmp_path / "small", "perceptual")
+    assert sorted(small) == ["discriminator", "none"]  # method.perceptual's row: the ellipsoid (default) prior run
+    assert small["discriminator"] == _metrics(tmp_path / "small", "table2")["ellipsoid"]
+
+    # neither list makes the default perceptual row: refused when the params are read, before any run
+    result = CliRunner().invoke(main, ["tables", "--params", str(params), "--small", "--set",
+                                       "bench.small.priors=[flat]", "--set", "bench.small.perceptual=[none]",
+                                       "--eval", str(eval_dir), "--out", str(tmp_path / "bad")])
+    assert result.exit_code != 0 and "bench.small.priors" in result.output and "method.prior.variant" in result.output
+    assert not (tmp_path / "bad").exists()
 
     # the full benchmark's priors include ones not evaluated here: one clear line, exit 1
     result = CliRunner().invoke(main, ["tables", "--params", str(params), "--eval", str(eval_dir),

@@ -7,7 +7,9 @@ Read, under ``eval_dir`` (each ``metrics.json`` written by ``gan2shape evaluate`
 - ``test/stage{k}/metrics.json``: the Table 1 run (test heads started from the joint weights);
   its rows hold the prediction and the baselines, scored on the same images;
 - ``prior-{variant}/stage{k}/metrics.json``: one Table 2 run per shape prior;
-- ``perceptual-{name}/stage{k}/metrics.json``: one ablation run per perceptual-loss source.
+- ``perceptual-{name}/stage{k}/metrics.json``: one ablation run per perceptual-loss source other than
+  the method's default; the default's row is the Table 2 run of the default prior (``default_row``:
+  the same configuration and seed, so a separate run would repeat it number for number).
 
 Written, under ``out_dir``: ``table1.md`` (the baselines, ours after every stage, ours final),
 ``table2.md`` (one row per prior, final stage), ``perceptual.md`` (one row per source, final
@@ -135,16 +137,31 @@ def run_tables(
     out_dir: str | Path,
     priors: Sequence[str],
     perceptual: Sequence[str],
+    default_row: tuple[str, str] | None = None,
 ) -> dict[str, Path]:
     """Read the benchmark's evaluation folders and write the report files (module docstring).
 
     priors / perceptual: the Table 2 and ablation rows, in order (bench.priors, bench.perceptual);
-    every one must have been evaluated. Returns ``{file name: path}`` of what was written.
+    every one must have been evaluated. default_row: (method.perceptual, method.prior.variant): the
+    ablation's first row, the default perceptual loss, is read from the Table 2 run of that prior
+    (which must be in priors) unless perceptual lists the default itself. Returns ``{file name:
+    path}`` of what was written.
     """
     out_dir = Path(out_dir)
     test = read_run(eval_dir, TABLE1_RUN)
     prior_runs = {variant: read_run(eval_dir, prior_run(variant)) for variant in priors}
     perceptual_runs = {name: read_run(eval_dir, perceptual_run(name)) for name in perceptual}
+    tp_labels = {name: f"GAN2Shape, perceptual loss: {name}" for name in perceptual}
+    if default_row is not None and default_row[0] not in perceptual:
+        name, variant = default_row
+        if variant not in prior_runs:
+            raise ValueError(
+                f"the perceptual ablation takes its '{name}' row (method.perceptual) from the Table 2 run of the "
+                f"'{variant}' prior (method.prior.variant), but bench.priors {list(priors)} does not have it: "
+                f"add '{variant}' to bench.priors or '{name}' to bench.perceptual"
+            )
+        perceptual_runs = {name: prior_runs[variant], **perceptual_runs}
+        tp_labels = {name: f"GAN2Shape, perceptual loss: {name} (default; the Table 2 {variant} run)", **tp_labels}
 
     final_k = max(test)
     t1 = table1_rows(test)
@@ -153,7 +170,6 @@ def run_tables(
     t2 = final_rows(prior_runs)
     t2_labels = {variant: f"GAN2Shape, {variant} prior" for variant in priors}
     tp = final_rows(perceptual_runs)
-    tp_labels = {name: f"GAN2Shape, perceptual loss: {name}" for name in perceptual}
 
     texts = {
         "table1.md": "Table 1: depth of the synthetic test heads, baselines and ours (joint pre-training, then "
