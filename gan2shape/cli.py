@@ -148,8 +148,11 @@ def tables_cmd(params_path: Path, overrides: tuple[str, ...], eval_dir: Path, ou
 
     params, _ = _load(params_path, overrides)
     bench = params.bench.variant(small)
-    written = run_tables(eval_dir, out_dir, priors=bench.priors, perceptual=bench.perceptual,
-                         default_row=(params.method.perceptual, params.method.prior.variant))
+    try:
+        written = run_tables(eval_dir, out_dir, priors=bench.priors, perceptual=bench.perceptual,
+                             default_row=(params.method.perceptual, params.method.prior.variant))
+    except ValueError as exc:  # the lists of params.yaml do not make every row
+        raise click.ClickException(str(exc)) from None
     for name in ("table1.md", "table2.md", "perceptual.md"):
         click.echo(written[name].read_text(encoding="utf-8"))
 

@@ -480,14 +480,7 @@ class Params:
         profiles = sorted(self.method.profiles)
         _check(self.workflow.profile == "auto" or self.workflow.profile in profiles, "workflow.profile",
                f"unknown profile {self.workflow.profile!r}; use auto or one of method.profiles: {profiles}")
-        # The ablation's row of the default perceptual loss is the Table 2 run of the default prior
-        # (same configuration): one of the two lists must make it, or the tables would fail at the end.
-        for key, bench in (("bench", self.bench), ("bench.small", self.bench.small)):
-            _check(self.method.perceptual in bench.perceptual or self.method.prior.variant in bench.priors,
-                   f"{key}.priors",
-                   f"must list method.prior.variant ({self.method.prior.variant!r}), whose run gives the perceptual "
-                   f"ablation its method.perceptual ({self.method.perceptual!r}) row, or {key}.perceptual must "
-                   f"list {self.method.perceptual!r}")
+
 
 
 # --------------------------------------------------------------------------------------------

@@ -94,7 +94,8 @@ copy_tree() {
   fi
 }
 
-running() { [ -f "$W/repro.pid" ] && kill -0 "$(cat "$W/repro.pid")" 2>/dev/null; }
+# running until the wrapper writes repro.rc (the pid of `setsid` need not be the pipeline's: setsid forks)
+running() { [ -f "$W/repro.pid" ] && [ ! -f "$W/repro.rc" ] && pgrep -f '[d]vc_parallel.py|[d]vc repro' > /dev/null; }
 
 progress() {
   grep -a "Running stage\|Stage .* didn't change\|ERROR\|\] start\|\] done\|FAILED" "$LOG" 2>/dev/null | tail -6
