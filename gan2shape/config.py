@@ -482,7 +482,6 @@ class Params:
                f"unknown profile {self.workflow.profile!r}; use auto or one of method.profiles: {profiles}")
 
 
-
 # --------------------------------------------------------------------------------------------
 # Generic parsing
 # --------------------------------------------------------------------------------------------
