@@ -25,7 +25,8 @@ from gan2shape.evaluate import (
     write_metrics_json,
 )
 from gan2shape.evaluate.baselines import ellipsoid_prior_prediction
-from gan2shape.evaluate.metrics import relief_ratio
+from gan2shape.evaluate.metrics import evaluation_mask, relief_ratio
+from gan2shape.evaluate.sheet import depth_sheet
 from gan2shape.render import Camera
 
 S = 32
@@ -426,3 +427,49 @@ def test_run_evaluate_reports_relief_and_view_error_of_a_shape_artifact(tmp_path
     assert len(per_image["prediction"]["relief_ratio"]) == 2
     on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(on_disk["rows"]["prediction"]) == {"n", "side_x1e2_mean", "side_x1e2_std", "mad_mean", "mad_std"}
+
+
+def test_depth_sheet_scale_free_and_worst_first():
+    """The depth sheet shows GT and prediction on one grey scale after removing the global scale SIDE
+    ignores: a scaled copy of the GT draws exactly the GT tile, a doubled relief saturates, and the
+    heads come worst SIDE first."""
+    gt = torch.stack([_sphere_depth(), _sphere_depth((0.01, 0.0), 0.05), _sphere_depth((0.0, 0.012), 0.055)]).numpy()
+    mask = evaluation_mask(torch.from_numpy(gt)).numpy() > 0.5
+    images = np.stack([np.full((3, S, S), 40 * (i + 1), dtype=np.uint8) for i in range(3)])
+    fg = mask[1]
+    centre = gt[1][fg].mean()
+    pred = np.stack([1.3 * gt[0], np.where(fg, centre + 2.0 * (gt[1] - centre), gt[1]), 0.9 * gt[2]])
+    side_values = np.array([0.001, 0.9, 0.002])
+    sheet = depth_sheet(images, gt, pred, mask, side_values, heads_per_row=3, scale=1, max_heads=3)
+    # 2 px border, 1 px padding, 9 tiles of S in one row: tile k starts at column 2 + k * (S + 1)
+    assert sheet.shape == (2 * 2 + S, 2 * 2 + 9 * S + 8, 3)
+
+    def tile(k):
+        c = 2 + k * (S + 1)
+        return sheet[2:2 + S, c:c + S]
+
+    # worst first: head 1 (SIDE 0.9), then head 2, then head 0; the image tile tells which head it is
+    assert [int(tile(3 * j)[0, 0, 0]) for j in range(3)] == [80, 120, 40]
+    # head 2 (tiles 3-5): 0.9 x GT draws the GT tile; head 0 (tiles 6-8): 1.3 x GT likewise (to one grey
+    # level of round-off)
+    assert np.abs(tile(4).astype(int) - tile(5)).max() <= 1 and np.abs(tile(7).astype(int) - tile(8)).max() <= 1
+    gt_tile, pred_tile = tile(1)[..., 0][fg], tile(2)[..., 0][fg]
+    assert (pred_tile == 255).sum() > (gt_tile == 255).sum() and (pred_tile == 38).sum() > (gt_tile == 38).sum()
+    np.testing.assert_array_equal(tile(1)[~fg], np.broadcast_to([20, 20, 60], tile(1)[~fg].shape))
+    with pytest.raises(ValueError, match="side must be"):
+        depth_sheet(images, gt, pred, mask, side_values[:2])
+
+
+def test_run_evaluate_writes_the_depth_sheet(tmp_path):
+    gt = torch.stack([_sphere_depth(), _sphere_depth((0.01, 0.0), 0.05)])
+    ids = [f"te{i:03d}" for i in range(2)]
+    mask = (gt < gt.flatten(1).amax(1).view(-1, 1, 1)).to(torch.uint8)
+    image = torch.randint(0, 256, (2, 3, S, S), dtype=torch.uint8)
+    write_artifact(tmp_path / "test.h5", "heads", {"depth": gt, "mask": mask, "image": image}, ids=ids,
+                   attrs={"image_size": S, "camera_fov_deg": FOV, "split": "test"})
+    write_artifact(tmp_path / "pred.h5", "prediction", {"depth": gt * 1.1}, ids=ids)
+    run_evaluate(tmp_path / "test.h5", tmp_path / "pred.h5", tmp_path / "out", baselines=False)
+    from PIL import Image
+
+    sheet = np.asarray(Image.open(tmp_path / "out" / "depth_sheet.png"))
+    assert sheet.shape[2] == 3 and sheet.shape[0] > 2 * S and not list(tmp_path.glob("out/*.tmp"))

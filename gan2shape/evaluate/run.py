@@ -10,6 +10,9 @@ Writes, in ``out_dir``:
   ratio, and for a shape artifact the mean and median view errors: why a SIDE is what it is (a wrong
   relief depth or a turned input view both cost SIDE).
 - ``table.md``: the markdown table of :func:`gan2shape.evaluate.tables.markdown_table`.
+- ``depth_sheet.png`` (with a prediction, when the test split has its images): input image | GT
+  depth | predicted depth of the worst-SIDE heads, on one grey scale per head
+  (:func:`gan2shape.evaluate.sheet.depth_sheet`): the depth maps behind the numbers.
 
 Prediction file: an artifact of kind 'prediction' with dataset 'depth' (N, S, S) float, > 0, in
 the input view, and optionally 'valid' (N, S, S) {0, 1} (pixels where the predicted surface was
@@ -26,11 +29,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from gan2shape.artifacts import Artifact, ArtifactError, read_artifact
 from gan2shape.config import EvaluateConfig
 from gan2shape.evaluate.baselines import evaluate_baselines, select_rows
-from gan2shape.evaluate.metrics import ScoreAccumulator
+from gan2shape.evaluate.metrics import ScoreAccumulator, evaluation_mask
+from gan2shape.evaluate.sheet import depth_sheet
 from gan2shape.evaluate.tables import markdown_table, write_metrics_json
 from gan2shape.render import Camera
 
@@ -88,7 +93,9 @@ def evaluate_prediction(
     Returns ScoreAccumulator.result(): per-image 'ids', 'side', 'mad', 'relief' and the summary keys;
     plus 'view_err' (N, 3) float64 degrees, |pitch, yaw, roll error| wrapped to [0, 180], when the
     prediction is a shape artifact with 'view' and the test split has 'view' (both physical
-    [pitch, yaw, roll (radians), tx, ty, tz]).
+    [pitch, yaw, roll (radians), tx, ty, tz]); plus 'sheet' (images (N, 3, S, S) uint8, gt (N, S, S),
+    pred (N, S, S), mask (N, S, S) bool: the inputs of :func:`depth_sheet`) when the test split has
+    'image'.
     """
     size = camera.image_size
     # A 'shape' artifact (the method's stage{k}/shape.h5) is scored directly: its depth seen in the
@@ -104,7 +111,9 @@ def evaluate_prediction(
         rows = select_rows(test, ids=pred.ids, max_images=max_images)
         has_valid = valid_name in pred.names
         with_view = kind == "shape" and "view" in pred.names and "view" in test.names
+        with_images = "image" in test.names
         view_err: list[np.ndarray] = []
+        sheet: dict[str, list[np.ndarray]] = {"images": [], "gt": [], "pred": [], "mask": []}
         acc = ScoreAccumulator()
         for start in range(0, rows.size, batch_size):
             stop = min(rows.size, start + batch_size)
@@ -116,12 +125,21 @@ def evaluate_prediction(
                 acc.add(batch_ids, depth, gt, camera, pred_valid=valid, erode_pixels=erode_pixels)
             except ValueError as exc:
                 raise ValueError(f"{pred_path}: {exc}") from None
+            if with_images:
+                sheet["images"].append(test.array("image", rows[start:stop]))
+                sheet["gt"].append(gt.numpy())
+                sheet["pred"].append(depth.numpy())
+                sheet["mask"].append(evaluation_mask(gt, valid, erode_pixels).numpy() > 0.5)
             if with_view:
                 diff = pred.array("view", slice(start, stop))[:, :3] - test.array("view", rows[start:stop])[:, :3]
                 view_err.append(np.degrees(np.abs(np.arctan2(np.sin(diff), np.cos(diff)))))
     result = acc.result()
     if with_view:
         result["view_err"] = np.concatenate(view_err).astype(np.float64)
+    if with_images and sheet["images"][0].dtype != np.uint8:
+        log.warning("no depth sheet: the test split's images are %s, not uint8", sheet["images"][0].dtype)
+    elif with_images:
+        result["sheet"] = {k: np.concatenate(v) for k, v in sheet.items()}
     return result
 
 
@@ -232,4 +250,10 @@ def run_evaluate(
     tmp = out_dir / "table.md.tmp"
     tmp.write_text(table, encoding="utf-8")
     tmp.replace(out_dir / "table.md")
+    if prediction is not None and "sheet" in prediction:
+        d = prediction["sheet"]
+        sheet = depth_sheet(d["images"], d["gt"], d["pred"], d["mask"], np.asarray(prediction["side"]))
+        tmp = out_dir / "depth_sheet.png.tmp"
+        Image.fromarray(sheet).save(tmp, format="PNG")
+        tmp.replace(out_dir / "depth_sheet.png")
     return metrics
