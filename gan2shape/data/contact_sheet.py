@@ -9,7 +9,7 @@ import numpy as np
 from gan2shape.export.images import tile_images as export_tiles
 from PIL import Image
 
-__all__ = ["tile_images", "depth_to_rgb", "normal_to_rgb", "save_contact_sheets"]
+__all__ = ["tile_images", "depth_grey", "depth_to_rgb", "normal_to_rgb", "save_contact_sheets"]
 
 
 def tile_images(images: np.ndarray, columns: int, scale: int = 1, pad: int = 2, pad_value: int = 0) -> np.ndarray:
@@ -25,6 +25,16 @@ def tile_images(images: np.ndarray, columns: int, scale: int = 1, pad: int = 2, 
     return export_tiles(list(images), n_cols=columns, pad=pad, fill=pad_value, scale=scale, border=pad)
 
 
+def depth_grey(depth: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Depth as grey levels over a given range: near = 255 down to 38 at far (a floor of 0.15 keeps
+    the far end apart from a black background); depths outside [near, far] clip to the ends.
+
+    depth: any shape, float. Returns the same shape, uint8.
+    """
+    level = 0.15 + 0.85 * (far - depth) / max(far - near, 1e-6)
+    return (np.clip(level, 0.15, 1.0) * 255).round().astype(np.uint8)
+
+
 def depth_to_rgb(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Grey depth maps, near = bright, each stretched over its own foreground range.
 
@@ -33,13 +43,11 @@ def depth_to_rgb(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """
     if depth.shape != mask.shape or depth.ndim != 3:
         raise ValueError(f"depth and mask must both be (N, H, W), got {depth.shape} and {mask.shape}")
-    out = np.zeros(depth.shape, dtype=np.float32)
+    grey = np.zeros(depth.shape, dtype=np.uint8)
     for i in range(depth.shape[0]):
         fg = mask[i]
         if fg.any():
-            near, far = float(depth[i][fg].min()), float(depth[i][fg].max())
-            out[i] = np.where(fg, 0.15 + 0.85 * (far - depth[i]) / max(far - near, 1e-6), 0.0)
-    grey = (out * 255).round().clip(0, 255).astype(np.uint8)
+            grey[i] = np.where(fg, depth_grey(depth[i], float(depth[i][fg].min()), float(depth[i][fg].max())), 0)
     return np.repeat(grey[..., None], 3, axis=-1)
 
 

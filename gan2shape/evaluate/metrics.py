@@ -306,10 +306,11 @@ class ScoreAccumulator:
         camera: Camera,
         pred_valid: torch.Tensor | None = None,
         erode_pixels: int = 1,
-    ) -> None:
+    ) -> torch.Tensor:
         """Score one batch: ``ids`` (B,) names, maps (B, S, S) as in :func:`evaluate_depth`.
 
-        Raises ValueError naming the ids of images with an empty evaluation mask.
+        Returns the evaluation mask the batch was scored over, (B, S, S) float32 {0, 1}. Raises
+        ValueError naming the ids of images with an empty evaluation mask.
         """
         _check_maps("gt_depth", gt_depth)
         _check_maps("pred_depth", pred_depth, gt_depth)
@@ -327,6 +328,7 @@ class ScoreAccumulator:
         self._side.append(side(pred_depth, gt_depth, mask).cpu().numpy())
         self._mad.append(mad(pred_depth, gt_depth, mask, camera).cpu().numpy())
         self._relief.append(relief_ratio(pred_depth, gt_depth, mask).cpu().numpy())
+        return mask
 
     def result(self) -> dict[str, object]:
         """{'ids': list, 'side': (N,) ndarray (raw), 'mad': (N,) ndarray (degrees), 'relief': (N,)

@@ -29,12 +29,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from gan2shape.artifacts import Artifact, ArtifactError, read_artifact
+from gan2shape.atomic import write_png, write_text_atomic
 from gan2shape.config import EvaluateConfig
 from gan2shape.evaluate.baselines import evaluate_baselines, select_rows
-from gan2shape.evaluate.metrics import ScoreAccumulator, evaluation_mask
+from gan2shape.evaluate.metrics import ScoreAccumulator
 from gan2shape.evaluate.sheet import depth_sheet
 from gan2shape.evaluate.tables import markdown_table, write_metrics_json
 from gan2shape.render import Camera
@@ -122,14 +122,14 @@ def evaluate_prediction(
             depth = torch.from_numpy(pred.array(depth_name, slice(start, stop))).to(torch.float32)
             valid = torch.from_numpy(pred.array(valid_name, slice(start, stop))) if has_valid else None
             try:
-                acc.add(batch_ids, depth, gt, camera, pred_valid=valid, erode_pixels=erode_pixels)
+                mask = acc.add(batch_ids, depth, gt, camera, pred_valid=valid, erode_pixels=erode_pixels)
             except ValueError as exc:
                 raise ValueError(f"{pred_path}: {exc}") from None
             if with_images:
                 sheet["images"].append(test.array("image", rows[start:stop]))
                 sheet["gt"].append(gt.numpy())
                 sheet["pred"].append(depth.numpy())
-                sheet["mask"].append(evaluation_mask(gt, valid, erode_pixels).numpy() > 0.5)
+                sheet["mask"].append(mask.numpy() > 0.5)
             if with_view:
                 diff = pred.array("view", slice(start, stop))[:, :3] - test.array("view", rows[start:stop])[:, :3]
                 view_err.append(np.degrees(np.abs(np.arctan2(np.sin(diff), np.cos(diff)))))
@@ -246,14 +246,9 @@ def run_evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics_json(out_dir / "metrics.json", metrics)
     write_metrics_json(out_dir / "per_image.json", per_image)
-    table = markdown_table(summary)
-    tmp = out_dir / "table.md.tmp"
-    tmp.write_text(table, encoding="utf-8")
-    tmp.replace(out_dir / "table.md")
+    write_text_atomic(out_dir / "table.md", markdown_table(summary))
     if prediction is not None and "sheet" in prediction:
         d = prediction["sheet"]
-        sheet = depth_sheet(d["images"], d["gt"], d["pred"], d["mask"], np.asarray(prediction["side"]))
-        tmp = out_dir / "depth_sheet.png.tmp"
-        Image.fromarray(sheet).save(tmp, format="PNG")
-        tmp.replace(out_dir / "depth_sheet.png")
+        write_png(out_dir / "depth_sheet.png",
+                  depth_sheet(d["images"], d["gt"], d["pred"], d["mask"], np.asarray(prediction["side"])))
     return metrics

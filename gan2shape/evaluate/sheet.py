@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gan2shape.data.contact_sheet import depth_grey
 from gan2shape.export.images import tile_images
 
 __all__ = ["depth_sheet"]
@@ -20,10 +21,8 @@ _OUTSIDE = np.array([20, 20, 60], dtype=np.uint8)
 
 
 def _grey(depth: np.ndarray, mask: np.ndarray, near: float, far: float) -> np.ndarray:
-    """(H, W) depth -> (H, W, 3) uint8, near = 255, far = 38; outside mask the _OUTSIDE colour."""
-    t = np.clip((far - depth) / max(far - near, 1e-9), 0.0, 1.0)
-    grey = np.round((0.15 + 0.85 * t) * 255).astype(np.uint8)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    """(H, W) depth -> (H, W, 3) uint8, near = 255, far = 38 (depth_grey); outside mask the _OUTSIDE colour."""
+    rgb = np.repeat(depth_grey(depth, near, far)[..., None], 3, axis=-1)
     rgb[~mask] = _OUTSIDE
     return rgb
 
