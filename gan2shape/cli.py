@@ -129,7 +129,7 @@ def evaluate_cmd(params_path: Path, overrides: tuple[str, ...], test_path: Path,
 
     params, _ = _load(params_path, overrides)
     result = run_evaluate(test_path, pred_path, out_dir, train_path=train_path, baselines=baselines,
-                          config=params.evaluate)
+                          config=params.evaluate, prior=params.method.prior)
     click.echo((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else json.dumps(result))
 
 

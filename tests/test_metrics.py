@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gan2shape.artifacts import ArtifactError, write_artifact
-from gan2shape.config import EvaluateConfig
+from gan2shape.config import EvaluateConfig, PriorConfig
 from gan2shape.evaluate import (
     average_gt_depth,
     erode_mask,
@@ -365,6 +365,21 @@ def test_run_evaluate_scores_a_prediction_file_and_writes_reports(tmp_path):
                                out["rows"]["ellipsoid_prior"]["side_x1e2_mean"], rtol=1e-9)
     np.testing.assert_allclose(out["rows"]["prediction"]["mad_mean"], out["rows"]["ellipsoid_prior"]["mad_mean"],
                                rtol=1e-9)
+    assert out["ellipsoid_prior"] == {"near": 0.91, "far": 1.02, "raise_top_frac": pytest.approx(1.0 / 6.0)}
+    # the row follows the method's prior (method.prior near / far): a shallower cap scores as a
+    # prediction file of that cap, and differently from the default one
+    shallow = PriorConfig(near=0.965, far=1.02)
+    write_artifact(tmp_path / "shallow.h5", "prediction",
+                   {"depth": ellipsoid_prior_prediction(gt, near=0.965, far=1.02)}, ids=test_ids)
+    out3 = run_evaluate(tmp_path / "test.h5", tmp_path / "shallow.h5", tmp_path / "out3", prior=shallow)
+    assert out3["ellipsoid_prior"]["near"] == 0.965
+    np.testing.assert_allclose(out3["rows"]["prediction"]["side_x1e2_mean"],
+                               out3["rows"]["ellipsoid_prior"]["side_x1e2_mean"], rtol=1e-9)
+    shallow_side = out3["rows"]["ellipsoid_prior"]["side_x1e2_mean"]
+    assert abs(shallow_side - out["rows"]["ellipsoid_prior"]["side_x1e2_mean"]) > 1e-3
+    with pytest.raises(ValueError, match="prior_near < prior_far"):
+        evaluate_baselines(None, str(tmp_path / "test.h5"), Camera(S, fov_deg=FOV), names=("ellipsoid_prior",),
+                           prior_near=1.05, prior_far=1.02)
 
 
 def test_run_evaluate_rejects_mismatched_predictions(tmp_path):

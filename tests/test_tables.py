@@ -157,7 +157,8 @@ def test_cli_tables_full_and_small(eval_dir: Path, tmp_path: Path) -> None:
 
     result = CliRunner().invoke(main, ["tables", "--params", str(params), "--small", "--set",
                                        "bench.small.priors=[flat, ellipsoid]", "--set", "bench.small.perceptual=[none]",
-                                       "--eval", str(eval_dir), "--out", str(tmp_path / "small")])
+                                       "--set", "method.perceptual=discriminator", "--eval", str(eval_dir),
+                                       "--out", str(tmp_path / "small")])
     assert result.exit_code == 0, result.output
     small = _metrics(tmp_path / "small", "perceptual")
     assert sorted(small) == ["discriminator", "none"]  # method.perceptual's row: the ellipsoid (default) prior run
@@ -166,7 +167,8 @@ def test_cli_tables_full_and_small(eval_dir: Path, tmp_path: Path) -> None:
     # neither list makes the default perceptual row: one clear message naming both keys, nothing written
     result = CliRunner().invoke(main, ["tables", "--params", str(params), "--small", "--set",
                                        "bench.small.priors=[flat]", "--set", "bench.small.perceptual=[none]",
-                                       "--eval", str(eval_dir), "--out", str(tmp_path / "bad")])
+                                       "--set", "method.perceptual=discriminator", "--eval", str(eval_dir),
+                                       "--out", str(tmp_path / "bad")])
     assert result.exit_code == 1 and "bench.priors" in result.output and "method.prior.variant" in result.output
     assert not (tmp_path / "bad").exists()
 

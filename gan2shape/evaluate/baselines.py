@@ -19,7 +19,9 @@ Each baseline makes a depth prediction for every test image without looking at t
   split never sits in memory.
 - ``ellipsoid_prior``: the shape prior of METHOD.md section 3 over the box of the GT foreground
   mask (depth < the image's max) with the synthetic-face rule (top raised by 1/6 of the box
-  height). The GT mask stands in for the reference's parsing-model (BiSeNet) mask, which does not
+  height), its apex and background depth those the method uses (``gan2shape evaluate`` passes
+  params.yaml's method.prior near / far / raise_top_frac), so that the row is the prior the
+  reconstructions start from. The GT mask stands in for the reference's parsing-model (BiSeNet) mask, which does not
   exist here. The prior lives in the canonical (frontal) frame and is compared directly with the
   input-view GT, as the reference's prior baseline is.
 
@@ -160,6 +162,9 @@ def evaluate_baselines(
     erode_pixels: int = 1,
     batch_size: int = 128,
     progress: bool = False,
+    prior_near: float = 0.91,
+    prior_far: float = 1.02,
+    prior_raise_top_frac: float = 1.0 / 6.0,
 ) -> dict[str, dict[str, object]]:
     """SIDE and MAD of each baseline on the test split.
 
@@ -173,6 +178,9 @@ def evaluate_baselines(
         erode_pixels: erosion of the evaluation mask (1 in the protocol).
         batch_size: test images per step.
         progress: show a tqdm bar.
+        prior_near, prior_far, prior_raise_top_frac: the 'ellipsoid_prior' row's cap (apex and
+            background depth, 0 < near < far) and box rule: pass the method's prior settings
+            (method.prior) so that the row is the prior the method starts from.
 
     Returns:
         {name: ScoreAccumulator.result()} = per-image 'ids', 'side', 'mad' and the summary keys
@@ -189,7 +197,11 @@ def evaluate_baselines(
         if name == "null_depth":
             predictors[name] = null_depth_prediction
         elif name == "ellipsoid_prior":
-            predictors[name] = ellipsoid_prior_prediction
+            if not 0.0 < prior_near < prior_far:
+                raise ValueError(f"the ellipsoid_prior baseline needs 0 < prior_near < prior_far, got {prior_near}, {prior_far}")
+            predictors[name] = lambda gt: ellipsoid_prior_prediction(
+                gt, raise_top_frac=prior_raise_top_frac, near=prior_near, far=prior_far
+            )
         elif name == "average_gt_depth":
             if train_path is None:
                 raise ValueError("the 'average_gt_depth' baseline needs the train split: pass train_path")

@@ -32,7 +32,7 @@ import torch
 
 from gan2shape.artifacts import Artifact, ArtifactError, read_artifact
 from gan2shape.atomic import write_png, write_text_atomic
-from gan2shape.config import EvaluateConfig
+from gan2shape.config import EvaluateConfig, PriorConfig
 from gan2shape.evaluate.baselines import evaluate_baselines, select_rows
 from gan2shape.evaluate.metrics import ScoreAccumulator
 from gan2shape.evaluate.sheet import depth_sheet
@@ -164,6 +164,7 @@ def run_evaluate(
     camera: Camera | None = None,
     max_images: int | None = None,
     progress: bool = False,
+    prior: PriorConfig | None = None,
 ) -> dict[str, Any]:
     """Evaluate a prediction and/or the baselines; write metrics.json, per_image.json, table.md.
 
@@ -178,12 +179,16 @@ def run_evaluate(
         camera: the test images' camera; None = read from the test file's attributes.
         max_images: score only the first this many test images (or prediction rows).
         progress: progress bars.
+        prior: the method's prior settings (method.prior: near, far, raise_top_frac) for the
+            'ellipsoid_prior' row, over each GT foreground box; None = PriorConfig's defaults (the
+            reference's 0.91 / 1.02). Recorded in metrics.json under 'ellipsoid_prior'.
 
     Returns:
         The content of metrics.json: {'rows': {name: summary}, 'skipped': {name: reason},
         'camera': {...}, 'test_path', 'pred_path', 'train_path', 'erode_pixels'}.
     """
     config = config or EvaluateConfig()
+    prior = prior or PriorConfig()
     if pred_path is None and not baselines:
         raise ValueError("nothing to evaluate: give a prediction file or enable the baselines")
     out_dir = Path(out_dir)
@@ -223,6 +228,9 @@ def run_evaluate(
                     ids=ids,
                     erode_pixels=config.erode_pixels,
                     progress=progress,
+                    prior_near=prior.near,
+                    prior_far=prior.far,
+                    prior_raise_top_frac=prior.raise_top_frac,
                 )
             )
     if prediction is not None:
@@ -234,6 +242,7 @@ def run_evaluate(
         "skipped": skipped,
         "camera": {"image_size": camera.image_size, "fov_deg": camera.fov_deg},
         "erode_pixels": config.erode_pixels,
+        "ellipsoid_prior": {"near": prior.near, "far": prior.far, "raise_top_frac": prior.raise_top_frac},
         "test_path": str(test_path),
         "pred_path": None if pred_path is None else str(pred_path),
         "train_path": None if train_path is None else str(train_path),
