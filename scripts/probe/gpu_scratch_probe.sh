@@ -12,8 +12,7 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 W=${W:-/root/sp}; N=${N:-20}; G="python3 -m gan2shape.cli -q"; OUT=${OUT:-$W/out}
 VARIANTS=${VARIANTS:-"near098_none=--set method.prior.near=0.98 --set method.perceptual=none"}
-names() { echo "$VARIANTS" | tr ';' '\n' | cut -d= -f1; }
-opts() { echo "$VARIANTS" | tr ';' '\n' | grep "^$1=" | cut -d= -f2-; }
+source "$(dirname "$0")/variants.sh"
 summary() {
   for v in $(names); do
     [ -f $W/$v/eval/metrics.json ] && python3 - $W/$v/eval/metrics.json $v <<'PY'
@@ -29,11 +28,7 @@ collect() {
   (cd $W && tar czf $OUT/probe_evals.tar.gz $(for v in $(names); do ls -d $v/eval $v.log 2>/dev/null; done))
 }
 case ${1:-poll} in
-start)
-  mkdir -p $W
-  for v in $(names); do echo "$v: $(opts $v)"; done
-  setsid nohup bash "$0" _run > $W/log 2>&1 < /dev/null &
-  echo started;;
+start) start_detached "$0";;
 _run)
   $G sample-instances --latents results/bench/latents/test.h5 --masks results/bench/heads/test.h5 --limit $N \
     --out $W/inst.h5 --device cuda

@@ -11,14 +11,9 @@ W=${W:-/root/w}; N=${N:-20}; NJ=${NJ:-100}; G="python3 -m gan2shape.cli -q"
 VARIANTS=${VARIANTS:-"canon=;canon_flip1=--set method.flip1_stage1=true;\
 target06=--set method.view_origin=target --set method.view_scale=0.6;\
 target06_flip1=--set method.view_origin=target --set method.view_scale=0.6 --set method.flip1_stage1=true"}
-names() { echo "$VARIANTS" | tr ';' '\n' | cut -d= -f1; }
-opts() { echo "$VARIANTS" | tr ';' '\n' | grep "^$1=" | cut -d= -f2-; }
+source "$(dirname "$0")/variants.sh"
 case ${1:-poll} in
-start)
-  mkdir -p $W
-  for v in $(names); do echo "$v: $(opts $v)"; done
-  setsid nohup bash "$0" _run > $W/log 2>&1 < /dev/null &
-  echo started;;
+start) start_detached "$0";;
 _run)
     [ -f $W/heads/test.h5 ] || $G make-heads --out $W/heads --device cuda > /dev/null
     $G project --checkpoint data/stylegan2_heads64.pt --images $W/heads/test.h5 --out $W/lat_test.h5 --limit $N --device cuda &
