@@ -319,6 +319,8 @@ class MethodConfig:
     lam_perc: float = 0.5
     lam_smooth: float = 0.01
     lam_regular: float = 0.01
+    lam_view: float = 0.0             # step-3 view anchor (not in the reference; 0 = off), see run_step3
+    lam_view_joint: float = 0.0       # the same in joint pre-training (mode joint)
     lr: float = 1e-4
     weight_decay: float = 5e-4
     rand_light: tuple[float, float, float, float, float, float, float] = (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)
@@ -352,7 +354,7 @@ class MethodConfig:
         )
         _check(1 <= self.f1_d <= 8, "f1_d", f"must be in [1, 8] (mapping layers the offset passes), got {self.f1_d}")
         _check(self.perceptual_blocks >= 1, "perceptual_blocks", f"must be >= 1, got {self.perceptual_blocks}")
-        for name in ("lam_perc", "lam_smooth", "lam_regular", "weight_decay"):
+        for name in ("lam_perc", "lam_smooth", "lam_regular", "lam_view", "lam_view_joint", "weight_decay"):
             _check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _check(self.view_scale > 0, "view_scale", f"must be > 0, got {self.view_scale}")
@@ -362,6 +364,11 @@ class MethodConfig:
     def schedule(self) -> StepSchedule:
         """The active profile's iteration schedule."""
         return self.profiles[self.profile]
+
+    @property
+    def view_anchor(self) -> float:
+        """Step 3's view-anchor weight in this mode: lam_view_joint in joint pre-training, else lam_view."""
+        return self.lam_view_joint if self.mode == "joint" else self.lam_view
 
 
 @dataclass(frozen=True)

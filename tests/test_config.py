@@ -40,6 +40,7 @@ def test_override_changes_one_key(tmp_path):
         ("render.max_depth=0.5", "render.max_depth", "must be > min_depth"),
         ("evaluate.baselines=[foo]", "evaluate.baselines", "unknown baseline"),
         ("nosection.key=1", "nosection", "unknown key"),
+        ("method.lam_view_joint=-1", "method.lam_view_joint", "must be >= 0"),
     ],
 )
 def test_bad_values_name_their_key(override, key, words):
@@ -67,3 +68,10 @@ def test_parse_section_optional_and_nested():
     with pytest.raises(ConfigError) as info:
         parse_section(HeadsConfig, {"light": {"ambient": "bright"}}, "heads")
     assert info.value.key == "heads.light.ambient"
+
+
+def test_view_anchor_weight_follows_the_mode():
+    params, _ = load_params(ROOT / "params.yaml", ["method.lam_view=3", "method.lam_view_joint=0.5"])
+    assert params.method.view_anchor == 3
+    params, _ = load_params(ROOT / "params.yaml", ["method.lam_view=3", "method.lam_view_joint=0.5", "method.mode=joint"])
+    assert params.method.view_anchor == 0.5

@@ -270,3 +270,50 @@ def test_flip_term_doubles_the_loss_of_a_mirror_symmetric_shape(ctx):
     plain, _ = photo_loss(ctx, f_asym, target, smooth=False)
     both, _ = photo_loss(ctx, f_asym, target, smooth=False, flip=True)
     assert not torch.allclose(both, 2 * plain, rtol=1e-3)
+
+
+def test_view_anchor_carries_the_pseudo_views_and_pulls_the_predicted_ones(tiny_gan_path, instances_path, run_a,
+                                                                         tmp_path):
+    """pseudo.h5 and projected.h5 carry view_delta = requested view - the instance's predicted view;
+    step 3 with lam_view > 0 brings each sample's predicted rotation relative to its target's closer
+    to that offset than the same run without the anchor (samples: the pseudo-samples themselves, which
+    do show their views; the tiny GAN's projections barely differ); a projected artifact without
+    view_delta is refused with a message when the anchor is on."""
+    from gan2shape.config import ConfigError
+    from gan2shape.method.steps import load_nets, predict_view_light, run_step3
+
+    out_a, _ = run_a
+    p = stage_paths(out_a, 1)
+    with read_artifact(p["albedo"], "albedo") as a:
+        target_view = a.array("view")
+    with read_artifact(p["pseudo"], "pseudo") as ps, read_artifact(p["projected"], "projected") as pr:
+        delta = ps.array("view_delta")
+        np.testing.assert_allclose(delta, ps.array("view") - target_view[:, None], atol=1e-6)
+        np.testing.assert_array_equal(pr.array("view_delta"), delta)
+        samples = {"image": ps.tensor("image"), "mask": ps.tensor("mask"), "view_delta": ps.tensor("view_delta")}
+    inst = read_instances(instances_path, S)
+    m = samples["image"].shape[1]
+    shown = tmp_path / "shown.h5"
+    write_artifact(shown, "projected", samples, ids=inst.ids, attrs={"stage": 1})
+
+    def anchor_error(lam: float) -> float:
+        ctx = _context(tiny_gan_path, f"method.lam_view={lam}", "method.lr=0.002",
+                       "method.profiles.tiny.step3_iters=[60, 2]")
+        path = run_step3(ctx, instances_path, p["albedo"], shown, tmp_path / f"shape_{lam}.h5")
+        with read_artifact(path, "shape") as art:
+            nets = load_nets(ctx, art, N)
+        with torch.no_grad():
+            v_t = predict_view_light(ctx, nets, inst.image)["view"][:, :3]
+            v_p = predict_view_light(ctx, nets, samples["image"].float().reshape(N * m, 3, S, S))["view"]
+        rel = v_p[:, :3].reshape(N, m, 3) - v_t[:, None]
+        return float((rel - torch.from_numpy(delta[..., :3])).pow(2).sum(-1).mean())
+
+    free, anchored = anchor_error(0.0), anchor_error(50.0)
+    assert anchored < 0.5 * free, (anchored, free)
+
+    bare = tmp_path / "bare.h5"
+    write_artifact(bare, "projected", {"image": samples["image"], "mask": samples["mask"]}, ids=inst.ids,
+                   attrs={"stage": 1})
+    ctx = _context(tiny_gan_path, "method.lam_view=1")
+    with pytest.raises(ConfigError, match="view_delta"):
+        run_step3(ctx, instances_path, p["albedo"], bare, tmp_path / "never.h5")

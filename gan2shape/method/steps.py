@@ -499,7 +499,8 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
     (``canonical_mask`` rendered with the sample; the reference's use_mask), else only the render's
     valid mask.
     Writes kind 'pseudo': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) in [0, 1] (both float16),
-    view (N, M, 6) physical, light (N, M, 4) raw; attrs object_mask (bool).
+    view (N, M, 6) physical, view_delta (N, M, 6) = view minus the instance's predicted view (what
+    step 3's view anchor compares with), light (N, M, 4) raw; attrs object_mask (bool).
     """
     t0 = time.perf_counter()
     cfg = ctx.config
@@ -539,7 +540,8 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
             images[:, sl] = out.image[:, :3].clamp(-1.0, 1.0).reshape(n, b, 3, s, s)
             valid = out.mask if canon_mask is None else out.mask * out.image[:, 3:].clamp(0.0, 1.0)
             masks[:, sl] = valid.reshape(n, b, 1, s, s)
-    arrays = {"image": images.to(STORE_DTYPE), "mask": masks.to(STORE_DTYPE), "view": view, "light": lights}
+    arrays = {"image": images.to(STORE_DTYPE), "mask": masks.to(STORE_DTYPE), "view": view,
+              "view_delta": view - target_view[:, None], "light": lights}
     return write_artifact(
         out_path, PSEUDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=ids, params_text=ctx.params_text,
         attrs=_meta(ctx, stage, n, {"albedo": str(albedo_path), "object_mask": canon_mask is not None,
@@ -577,7 +579,8 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
     reference keeps E across stages) or, when None, fresh and seeded.
 
     Writes kind 'projected': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) (float16; the
-    pseudo-samples' masks), network 'encoder'; attrs loss_history.
+    pseudo-samples' masks), view_delta (N, M, 6) (the pseudo-samples', when pseudo.h5 has it),
+    network 'encoder'; attrs loss_history.
     """
     t0 = time.perf_counter()
     cfg = ctx.config
@@ -587,6 +590,7 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
         stage = int(art.attrs["stage"])
         pseudo = art.tensor("image", device=ctx.device).float()
         pmask = art.tensor("mask", device=ctx.device).float()
+        extra = {"view_delta": art.tensor("view_delta")} if "view_delta" in art.names else {}
     n, m, s = inst.n, pseudo.shape[1], ctx.size
     bsz = min(cfg.schedule.batch_size, m)
     rng = _rng(ctx, "invert", stage)
@@ -629,7 +633,8 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
             proj, _ = _gan_project(ctx, nets["encoder"], inst, img, h0)
             projected[:, a:b] = proj.reshape(n, b - a, 3, s, s)
     return write_artifact(
-        out_path, PROJECTED_KIND, {"image": projected.to("cpu", STORE_DTYPE), "mask": pmask.to("cpu", STORE_DTYPE)},
+        out_path, PROJECTED_KIND,
+        {"image": projected.to("cpu", STORE_DTYPE), "mask": pmask.to("cpu", STORE_DTYPE), **extra},
         ids=inst.ids,
         params_text=ctx.params_text, networks=_states(nets),
         attrs=_meta(ctx, stage, n, {"loss_history": history, "feature_blocks": ctx.feature_blocks,
@@ -646,6 +651,14 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
     plus, on a batch of B projected samples per instance, the masked L1 + lam_perc * perceptual
     reconstruction of each sample from the instance's shared depth/albedo (predicted from the target)
     with the view/light predicted from the sample itself.
+    With a view anchor (``MethodConfig.view_anchor``: method.lam_view, or lam_view_joint in joint
+    mode; not in the reference) each sample's loss also has that weight times the squared error
+    (radians^2, summed over pitch, yaw, roll) between its predicted rotation minus its target's and
+    the rotation offset its pseudo-sample was rendered with (projected.h5 'view_delta'):
+    the photometric terms alone fix only the product of relief and rotation (a head twice as deep
+    turned half as far re-renders about the same), and the anchor ties the rotation scale to the
+    pseudo-samples' views. Where the projected samples do not follow those views (the shipped
+    generator's barely do: benchmarks/results/bench_h200_anchor), it mostly makes the depth shallower.
 
     Writes kind 'shape': the four networks and canon_depth (N, S, S), canon_albedo (N, 3, S, S),
     view (N, 6) physical, light (N, 4) raw, recon_depth (N, S, S) (depth seen in the input view),
@@ -662,6 +675,11 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
         _check_ids(art.ids, inst.ids, str(projected_path))
         proj = art.tensor("image", device=ctx.device).float()
         pmask = art.tensor("mask", device=ctx.device).float()
+        key = "method.lam_view_joint" if cfg.mode == "joint" else "method.lam_view"
+        if cfg.view_anchor > 0 and "view_delta" not in art.names:
+            raise ConfigError(key, f"is {cfg.view_anchor} but {projected_path} has no 'view_delta' (written by an "
+                              f"older run_pseudo / run_invert): rerun steps 2a and 2b, or set {key}=0")
+        pdelta = art.tensor("view_delta", device=ctx.device).float() if cfg.view_anchor > 0 else None
     n, p, s = inst.n, proj.shape[1], ctx.size
     bsz = min(cfg.schedule.batch_size, p)
     rng = _rng(ctx, "step3", stage)
@@ -679,6 +697,11 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
         msk = torch.gather(pool_mask, 1, rows[:, :, None, None, None].expand(-1, -1, 1, s, s)).reshape(-1, 1, s, s)
         f = with_shape(f_target, predict_view_light(ctx, nets, img), bsz)
         sample_loss, _ = photo_loss(ctx, f, img, mask=msk, smooth=False, flip=flip)
+        if pdelta is not None:
+            pool_delta = pdelta if len(which) == n else pdelta[which]
+            delta = torch.gather(pool_delta, 1, rows[:, :, None].expand(-1, -1, 6)).reshape(-1, 6)
+            rel = f["view"][:, :3] - f_target["view"][:, :3].repeat_interleave(bsz, 0)
+            sample_loss = sample_loss + cfg.view_anchor * (rel - delta[:, :3]).pow(2).sum(1)
         return target_loss + sample_loss.reshape(len(which), bsz).mean(1)
 
     history = _train(ctx, nets, NET_NAMES, _iters(ctx, "step3", stage), f"stage {stage} step 3", loss_fn)

@@ -8,6 +8,8 @@
 #   collect    $OUT/probe_evals.tar.gz: per variant eval/ (metrics.json, per_image.json, table.md,
 #              depth_sheet.png) and its log; $OUT/summary.txt: SIDE / MAD / relief per variant
 # Variants: VARIANTS="name=--set k=v --set k=v;name2=..." (every name runs `reconstruct` with these options).
+# FOLLOW=1: also scripts/probe/pose_follow.py on each run (how far its projected samples turn, and how far
+# its step-3 view net thinks they do), $W/<variant>/pose_follow.json, in the summary and the tarball.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 W=${W:-/root/sp}; N=${N:-20}; G="python3 -m gan2shape.cli -q"; OUT=${OUT:-$W/out}
@@ -25,7 +27,8 @@ PY
 }
 collect() {
   mkdir -p $OUT; summary > $OUT/summary.txt; cat $OUT/summary.txt
-  (cd $W && tar czf $OUT/probe_evals.tar.gz $(for v in $(names); do ls -d $v/eval $v.log 2>/dev/null; done))
+  for v in $(names); do [ -f $W/$v/pose_follow.json ] && echo "$v $(cat $W/$v/pose_follow.json)"; done >> $OUT/summary.txt
+  (cd $W && tar czf $OUT/probe_evals.tar.gz $(for v in $(names); do ls -d $v/eval $v/pose_follow.json $v.log 2>/dev/null; done))
 }
 case ${1:-poll} in
 start) start_detached "$0";;
@@ -36,6 +39,9 @@ _run)
     ( set -x; t0=$SECONDS; mkdir -p $W/$v
       $G reconstruct --set method.profile=bench $(opts $v) --instances $W/inst.h5 --out $W/$v --device cuda
       $G evaluate --test results/bench/heads/test.h5 --pred $W/$v/stage1/shape.h5 --out $W/$v/eval
+      [ "${FOLLOW:-0}" = 1 ] && python3 scripts/probe/pose_follow.py $(opts $v) --run $W/$v --instances $W/inst.h5 \
+        --heads results/bench/heads --latents results/bench/latents/test.h5 --eval $W/$v/eval \
+        --out $W/$v/pose_follow.json
       echo "$v DONE $((SECONDS - t0)) s" ) > $W/$v.log 2>&1 &
   done
   wait;;

@@ -4,7 +4,8 @@
 # projected train heads, then instance runs of N projected test heads started from it (bench profile),
 # all instances carrying the heads' GT masks; then `gan2shape evaluate` and a picture.
 # On the GPU machine: bash scripts/probe/gpu_variant_probe.sh start | poll | collect
-# Variants: VARIANTS="name=--set k=v --set k=v;name2=..." (default: the four below).
+# Variants: VARIANTS="name=--set k=v --set k=v;name2=..." (default: the four below). JOINT_EXTRA: options
+# added after the variant's for the joint pre-training only (e.g. "--set method.lam_view=0").
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 W=${W:-/root/w}; N=${N:-20}; NJ=${NJ:-100}; G="python3 -m gan2shape.cli -q"
@@ -25,7 +26,7 @@ _run)
       o=$(opts $v)
       ( set -x; t0=$SECONDS
         mkdir -p $W/$v/joint $W/$v/test && cp $W/train_inst.h5 $W/$v/joint/inst.h5 && cp $W/test_inst.h5 $W/$v/test/inst.h5
-        $G reconstruct --set method.mode=joint --set method.profile=joint $o \
+        $G reconstruct --set method.mode=joint --set method.profile=joint $o ${JOINT_EXTRA:-} \
           --instances $W/$v/joint/inst.h5 --out $W/$v/joint --device cuda
         echo "joint $((SECONDS - t0)) s"
         $G reconstruct --set method.profile=bench $o --init $W/$v/joint/stage2/shape.h5 \
@@ -47,6 +48,7 @@ poll)
 collect)
   for v in $(names); do
     cp $W/$v/eval/metrics.json $OUT/metrics_$v.json 2>/dev/null; cp $W/$v/viz.png $OUT/viz_$v.png 2>/dev/null
+    cp $W/$v/eval/per_image.json $OUT/per_image_$v.json 2>/dev/null; cp $W/$v.log $OUT/$v.log 2>/dev/null
     [ -f $OUT/metrics_$v.json ] && python3 -c "
 import json;m=json.load(open('$OUT/metrics_$v.json'))
 print('$v', {k: (round(r['side_x1e2_mean'],3), round(r['mad_mean'],2), r.get('n')) for k,r in m['rows'].items()})"
