@@ -181,8 +181,8 @@ def main() -> None:
     result["regressor_target_yaw_vs_gt"] = fit(gt[:, 1] * DEG, reg_t[:, 1])
     if args.dump:
         np.savez_compressed(args.dump, regressor_target=reg_t, regressor_projected=reg_p, requested=req_deg,
-                            view_net_target=vt.cpu().numpy() * DEG, view_net_projected=vp.cpu().numpy() * DEG,
-                            gt_target=gt * DEG)
+                            view_net_target=vt[:, :3].cpu().numpy() * DEG,
+                            view_net_projected=vp[..., :3].cpu().numpy() * DEG, gt_target=gt[:, :3] * DEG)
     if args.eval:
         metrics = json.loads((Path(args.eval) / "metrics.json").read_text())
         pred = metrics.get("diagnostics", {}).get("prediction", {})
