@@ -9,7 +9,8 @@
 #              depth_sheet.png) and its log; $OUT/summary.txt: SIDE / MAD / relief per variant
 # Variants: VARIANTS="name=--set k=v --set k=v;name2=..." (every name runs `reconstruct` with these options).
 # FOLLOW=1: also scripts/probe/pose_follow.py on each run (how far its projected samples turn, and how far
-# its step-3 view net thinks they do), $W/<variant>/pose_follow.json, in the summary and the tarball.
+# its step-3 view net thinks they do), $W/<variant>/pose_follow.json, in the summary and the tarball;
+# FOLLOW_ARGS: more options for pose_follow.py (e.g. "--train-steps 2000").
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 W=${W:-/root/sp}; N=${N:-20}; G="python3 -m gan2shape.cli -q"; OUT=${OUT:-$W/out}
@@ -41,7 +42,7 @@ _run)
       $G evaluate --test results/bench/heads/test.h5 --pred $W/$v/stage1/shape.h5 --out $W/$v/eval
       [ "${FOLLOW:-0}" = 1 ] && python3 scripts/probe/pose_follow.py $(opts $v) --run $W/$v --instances $W/inst.h5 \
         --heads results/bench/heads --latents results/bench/latents/test.h5 --eval $W/$v/eval \
-        --out $W/$v/pose_follow.json
+        --out $W/$v/pose_follow.json ${FOLLOW_ARGS:-}
       echo "$v DONE $((SECONDS - t0)) s" ) > $W/$v.log 2>&1 &
   done
   wait;;
