@@ -131,9 +131,9 @@ def main() -> None:
     pred_held = apply(pose, held[0]).cpu().numpy() * DEG
     with h5py.File(args.latents) as f:
         gan_img = torch.from_numpy(f["image_recon"][:]).float().div(127.5).sub(1).to(dev)
-    n_gan = gan_img.shape[0]
-    with h5py.File(Path(args.heads) / "test.h5") as f:
-        gt_view = f["view"][:n_gan]
+    with read_artifact(Path(args.heads) / "test.h5", "heads") as art:  # the GT views, read once
+        test_view, test_ids = art.array("view"), art.ids
+    gt_view = test_view[:gan_img.shape[0]]
     pred_gan = apply(pose, gan_img).cpu().numpy() * DEG
     result["regressor"] = {
         "train_images": args.train_images, "train_steps": args.train_steps,
@@ -167,8 +167,7 @@ def main() -> None:
         vp = _grouped_views(ctx, nets, proj)                                   # (N, M, 6)
     belief = (vp[..., :2] - vt[:, None, :2]).cpu().numpy() * DEG             # (N, M, 2) [pitch, yaw]
     req_deg = req[..., :2] * DEG
-    with read_artifact(Path(args.heads) / "test.h5", "heads") as art:
-        gt = art.array("view")[[art.ids.index(i) for i in inst.ids]]
+    gt = test_view[[test_ids.index(i) for i in inst.ids]]
     result["follow"] = {"yaw": fit(req_deg[..., 1], measured[..., 1]), "pitch": fit(req_deg[..., 0], measured[..., 0])}
     result["step3_view_net"] = {
         "vs_requested_yaw": fit(req_deg[..., 1], belief[..., 1]),
