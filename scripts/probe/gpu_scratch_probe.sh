@@ -11,6 +11,9 @@
 # FOLLOW=1: also scripts/probe/pose_follow.py on each run (how far its projected samples turn, and how far
 # its step-3 view net thinks they do), $W/<variant>/pose_follow.json, in the summary and the tarball;
 # FOLLOW_ARGS: more options for pose_follow.py (e.g. "--train-steps 2000").
+# PROJECT="options": first project the N test heads anew (`gan2shape project` with these options, e.g.
+# "--set project.w_plus=false") into $W/latents.h5 and run every variant on those instead of
+# results/bench/latents/test.h5.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 W=${W:-/root/sp}; N=${N:-20}; G="python3 -m gan2shape.cli -q"; OUT=${OUT:-$W/out}
@@ -27,21 +30,28 @@ PY
   done
 }
 collect() {
-  mkdir -p $OUT; summary > $OUT/summary.txt; cat $OUT/summary.txt
+  mkdir -p $OUT; summary > $OUT/summary.txt
+  [ -f $W/latents.h5 ] && python3 -c "import h5py, sys; p = h5py.File(sys.argv[1])['psnr'][:]; print('projected with', sys.argv[2], 'PSNR mean', round(float(p.mean()), 2), 'min', round(float(p.min()), 2))" $W/latents.h5 "$PROJECT" >> $OUT/summary.txt
+  cat $OUT/summary.txt
   for v in $(names); do [ -f $W/$v/pose_follow.json ] && echo "$v $(cat $W/$v/pose_follow.json)"; done >> $OUT/summary.txt
   (cd $W && tar czf $OUT/probe_evals.tar.gz $(for v in $(names); do ls -d $v/eval $v/pose_follow.json $v.log 2>/dev/null; done))
 }
 case ${1:-poll} in
 start) start_detached "$0";;
 _run)
-  $G sample-instances --latents results/bench/latents/test.h5 --masks results/bench/heads/test.h5 --limit $N \
+  LAT=results/bench/latents/test.h5
+  if [ -n "${PROJECT:-}" ]; then
+    $G project $PROJECT --checkpoint data/stylegan2_heads64.pt --images results/bench/heads/test.h5 --limit $N \
+      --out $W/latents.h5 --device cuda && LAT=$W/latents.h5
+  fi
+  $G sample-instances --latents $LAT --masks results/bench/heads/test.h5 --limit $N \
     --out $W/inst.h5 --device cuda
   for v in $(names); do
     ( set -x; t0=$SECONDS; mkdir -p $W/$v
       $G reconstruct --set method.profile=bench $(opts $v) --instances $W/inst.h5 --out $W/$v --device cuda
       $G evaluate --test results/bench/heads/test.h5 --pred $W/$v/stage1/shape.h5 --out $W/$v/eval
       [ "${FOLLOW:-0}" = 1 ] && python3 scripts/probe/pose_follow.py $(opts $v) --run $W/$v --instances $W/inst.h5 \
-        --heads results/bench/heads --latents results/bench/latents/test.h5 --eval $W/$v/eval \
+        --heads results/bench/heads --latents $LAT --eval $W/$v/eval \
         --out $W/$v/pose_follow.json ${FOLLOW_ARGS:-}
       echo "$v DONE $((SECONDS - t0)) s" ) > $W/$v.log 2>&1 &
   done
