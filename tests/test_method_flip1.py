@@ -105,3 +105,24 @@ def test_flipped_term_equals_unflipped_for_a_symmetric_shape(setup):
         off, rec = photo_loss(ctx, f_asym, target)
         on, _ = photo_loss(ctx, f_asym, target, flip=True)
     assert not torch.allclose(on - off, off - smooth, rtol=1e-3)
+
+
+def test_step1_view_light_trains_view_and_light_nets(setup, tiny_gan_path):
+    """method.step1_view_light: step 1 updates the view and light nets as well as the albedo net; off
+    (the reference), they leave step 1 exactly as they came in."""
+    params, text = load_params("params.yaml", [
+        f"method.checkpoint={tiny_gan_path}", f"method.image_size={S}", "method.f1_d=1",
+        "method.perceptual_blocks=2", f"method.profiles.tiny={PROFILE}", "method.profile=tiny",
+        "method.step1_view_light=true"])
+    vl = make_context(params, text, device="cpu", progress=False, nf=16, enc_nf=16)
+    changed = {}
+    for name, ctx in (("off", setup["off"]), ("on", vl)):
+        out = run_step1(ctx, setup["instances"], setup["stage0"], setup["root"] / f"vl_{name}.h5")
+        with read_artifact(setup["stage0"], "shape") as a0, read_artifact(out, "albedo") as a1:
+            before, after = load_nets(ctx, a0, N), load_nets(ctx, a1, N)
+        changed[name] = {
+            net: max(float((p0 - p1).abs().max()) for p0, p1 in zip(before[net].parameters(), after[net].parameters()))
+            for net in ("albedo", "view", "light", "depth")}
+    assert changed["off"]["view"] == 0.0 and changed["off"]["light"] == 0.0 and changed["off"]["albedo"] > 0
+    assert changed["on"]["view"] > 0 and changed["on"]["light"] > 0 and changed["on"]["albedo"] > 0
+    assert changed["on"]["depth"] == 0.0 and changed["off"]["depth"] == 0.0

@@ -430,8 +430,9 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
 
 
 def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, out_path: str | Path) -> Path:
-    """Step 1 of stage k = shape.stage + 1: train the albedo net only, re-rendering each target with
-    the current depth and the view/light its nets predict (``photo_loss``).
+    """Step 1 of stage k = shape.stage + 1: train the albedo net (and, with method.step1_view_light,
+    the view and light nets too; the reference trains the albedo net only), re-rendering each target
+    with the current depth and the view/light its nets predict (``photo_loss``).
 
     Writes kind 'albedo': the four networks and canon_depth (N, S, S), canon_albedo (N, 3, S, S),
     view (N, 6) physical, light (N, 4) raw, recon_image (N, 3, S, S); attrs loss_history.
@@ -450,7 +451,8 @@ def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, 
         image = inst.image[_instance_rows(ctx, inst.n, rng).to(ctx.device)]
         return photo_loss(ctx, predict(ctx, nets, image), image, flip=flip1)[0]
 
-    history = _train(ctx, nets, ("albedo",), _iters(ctx, "step1", stage), f"stage {stage} step 1", loss_fn)
+    train = ("albedo", "view", "light") if ctx.config.step1_view_light else ("albedo",)
+    history = _train(ctx, nets, train, _iters(ctx, "step1", stage), f"stage {stage} step 1", loss_fn)
     with torch.no_grad():
         f = predict(ctx, nets, inst.image)
         _, rec = photo_loss(ctx, f, inst.image)
