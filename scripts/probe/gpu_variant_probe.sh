@@ -6,6 +6,9 @@
 # On the GPU machine: bash scripts/probe/gpu_variant_probe.sh start | poll | collect
 # Variants: VARIANTS="name=--set k=v --set k=v;name2=..." (default: the four below). JOINT_EXTRA: options
 # added after the variant's for the joint pre-training only (e.g. "--set method.lam_view=0").
+# FOLLOW=1: also scripts/probe/step1_pose.py (step-1 views of joint stage 2 and of the test run against the
+# GT poses, $W/<v>/step1_pose.jsonl) and scripts/probe/pose_follow.py on the test run (FOLLOW_ARGS: its
+# options), both collected.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 W=${W:-/root/w}; N=${N:-20}; NJ=${NJ:-100}; G="python3 -m gan2shape.cli -q"
@@ -34,6 +37,12 @@ _run)
         echo "test $((SECONDS - t0)) s"
         $G evaluate --test $W/heads/test.h5 --train $W/heads/train.h5 --pred $W/$v/test/stage1/shape.h5 --out $W/$v/eval
         python3 scripts/probe/viz_stage.py $W/$v/test $W/$v/viz.png
+        if [ "${FOLLOW:-0}" = 1 ]; then
+          python3 scripts/probe/step1_pose.py $W/heads/train.h5 $W/$v/joint/stage2/albedo.h5 > $W/$v/step1_pose.jsonl
+          python3 scripts/probe/step1_pose.py $W/heads/test.h5 $W/$v/test >> $W/$v/step1_pose.jsonl
+          python3 scripts/probe/pose_follow.py $o --run $W/$v/test --instances $W/$v/test/inst.h5 --heads $W/heads \
+            --latents $W/lat_test.h5 --eval $W/$v/eval --out $W/$v/pose_follow.json ${FOLLOW_ARGS:-}
+        fi
         rm -f $W/$v/test/stage1/pseudo.h5 $W/$v/test/stage1/albedo.h5
         echo "$v DONE $((SECONDS - t0)) s" ) > $W/$v.log 2>&1 &
       # stage0 networks are read only by step 1: drop them once step 1 wrote its artifact (disk)
@@ -49,6 +58,7 @@ collect)
   for v in $(names); do
     cp $W/$v/eval/metrics.json $OUT/metrics_$v.json 2>/dev/null; cp $W/$v/viz.png $OUT/viz_$v.png 2>/dev/null
     cp $W/$v/eval/per_image.json $OUT/per_image_$v.json 2>/dev/null; cp $W/$v.log $OUT/$v.log 2>/dev/null
+    cat $W/$v/step1_pose.jsonl $W/$v/pose_follow.json > $OUT/pose_$v.jsonl 2>/dev/null
     [ -f $OUT/metrics_$v.json ] && python3 -c "
 import json;m=json.load(open('$OUT/metrics_$v.json'))
 print('$v', {k: (round(r['side_x1e2_mean'],3), round(r['mad_mean'],2), r.get('n')) for k,r in m['rows'].items()})"

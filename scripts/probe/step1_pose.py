@@ -1,8 +1,8 @@
 """How well does each run's step-1 view match the targets' true pose? (issue 4 investigation)
 
 Usage: python3 scripts/probe/step1_pose.py HEADS_TEST.h5 RUN [RUN ...]
-(RUN: a `gan2shape reconstruct` output folder; its stage1/albedo.h5 'view' is compared with the heads'
-GT views by instance id.) Prints one JSON line per run: least-squares slope of predicted on GT, Pearson r
+(RUN: a `gan2shape reconstruct` output folder, whose stage1/albedo.h5 is read, or an albedo.h5 itself; its
+'view' is compared with the heads' GT views by instance id.) Prints one JSON line per run: least-squares slope of predicted on GT, Pearson r
 and mean |difference| (degrees) for yaw and pitch, and the spread of the predictions.
 """
 
@@ -33,7 +33,8 @@ def main() -> None:
     with read_artifact(heads, "heads") as art:
         gt_view, gt_ids = art.array("view"), list(art.ids)
     for run in runs:
-        with read_artifact(Path(run) / "stage1" / "albedo.h5", "albedo") as art:
+        path = Path(run) if Path(run).is_file() else Path(run) / "stage1" / "albedo.h5"
+        with read_artifact(path, "albedo") as art:
             view, ids = art.array("view"), list(art.ids)
         gt = gt_view[[gt_ids.index(i) for i in ids]]
         print(json.dumps({"run": run, "yaw": compare(gt[:, 1] * DEG, view[:, 1] * DEG),
