@@ -168,17 +168,23 @@ def tables_cmd(params_path: Path, overrides: tuple[str, ...], eval_dir: Path, ou
               help="Train at most this many thousand images in this call (chunked runs); rerun to continue.")
 @click.option("--half-final/--full-final", default=True, show_default=True,
               help="Store final.pt weights in float16.")
+@click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Warm start: begin from this generator file's g_ema and d (e.g. the shipped generator) with "
+                   "fresh optimisers, counting on from its images; ignored once OUT/checkpoint.pt exists.")
 @_DEVICE_OPTION
 @click.pass_context
 def train_gan_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], data_path: Path,
-                  out_dir: Path, max_kimg: float | None, half_final: bool, device: str) -> None:
-    """Train a StyleGAN2 (resumes from OUT/checkpoint.pt when present)."""
+                  out_dir: Path, max_kimg: float | None, half_final: bool, init_path: Path | None, device: str) -> None:
+    """Train a StyleGAN2 (resumes from OUT/checkpoint.pt when present, else from --init if given)."""
     from gan2shape.device import resolve_device
     from gan2shape.stylegan2.train import train_gan
 
     params, text = _load(params_path, overrides)
-    summary = train_gan(params.gan, data_path, out_dir, device=resolve_device(device), max_kimg=max_kimg,
-                        progress=ctx.obj["progress"], params_text=text, half_final=half_final)
+    try:
+        summary = train_gan(params.gan, data_path, out_dir, device=resolve_device(device), max_kimg=max_kimg,
+                            progress=ctx.obj["progress"], params_text=text, half_final=half_final, init=init_path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(summary, default=str))
 
 

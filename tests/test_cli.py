@@ -40,3 +40,17 @@ def test_missing_checkpoint_and_bad_artifact_fail_with_one_clear_line(tmp_path):
                                   "--out", str(tmp_path / "ev")])
     assert result.exit_code == 1 and "junk.h5" in result.output and "cannot be opened as HDF5" in result.output
     assert not (tmp_path / "ev" / "metrics.json").exists()
+
+
+def test_train_gan_init_of_another_architecture_fails_with_one_clear_line(tmp_path):
+    runner = CliRunner()
+    params = ["--params", str(ROOT / "params.yaml")]
+    made = runner.invoke(main, ["make-heads", *params, "--out", str(tmp_path / "heads"), "--set", "heads.n_train=4",
+                                "--set", "heads.n_test=1", "--set", "heads.batch_size=4"])
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(main, ["train-gan", *params, "--data", str(tmp_path / "heads" / "train.h5"),
+                                  "--out", str(tmp_path / "gan"), "--init", str(ROOT / "data" / "stylegan2_heads64.pt"),
+                                  "--set", "gan.channel_max=64", "--device", "cpu"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot warm-start" in result.output and "channel_max: file 128 vs config 64" in result.output
+    assert not (tmp_path / "gan" / "checkpoint.pt").exists()

@@ -262,6 +262,45 @@ def test_resume_refuses_other_architecture(heads_h5, tmp_path):
         train_gan(tiny_config(steps=2, channel_max=16), heads_h5, tmp_path, device="cpu", progress=False)
 
 
+def test_warm_start_continues_from_a_finished_generator(heads_h5, tmp_path):
+    """--init: networks start as the file's g_ema / d, the image count goes on from the file's,
+    fresh optimisers; once checkpoint.pt exists a rerun resumes from it instead."""
+    from gan2shape.stylegan2.checkpoint import load_checkpoint
+
+    first = tmp_path / "first"
+    train_gan(tiny_config(steps=2), heads_h5, first, device="cpu", progress=False)
+    final = load_checkpoint(first / "final.pt", device="cpu")
+    cfg = tiny_config(steps=5)
+    from gan2shape.stylegan2.train import GanTrainer, load_training_images
+
+    trainer = GanTrainer(cfg, load_training_images(heads_h5, cfg.size, "cpu"), "cpu")
+    assert trainer.warm_start(first / "final.pt") == 2 * BATCH
+    assert_states_equal(trainer.g.state_dict(), final.g_ema.state_dict())
+    assert_states_equal(trainer.g_ema.state_dict(), final.g_ema.state_dict())
+    assert_states_equal(trainer.d.state_dict(), final.d.state_dict())
+    assert not trainer.g_optim.state and trainer.step == 0
+
+    second = tmp_path / "second"
+    out = train_gan(cfg, heads_h5, second, device="cpu", progress=False, init=first / "final.pt",
+                    max_kimg=2 * BATCH / 1000)
+    assert out["images_seen"] == 4 * BATCH and out["steps"] == 2 and not out["finished"]
+    state = train_state(raw(second / "checkpoint.pt"))
+    assert state["images_seen"] == 4 * BATCH
+    moved = raw(second / "checkpoint.pt")["g"]
+    assert any(not torch.equal(moved[k], v) for k, v in final.g_ema.state_dict().items())  # it trained
+    # A rerun resumes from checkpoint.pt (the warm start is ignored) and finishes at total_kimg.
+    again = train_gan(cfg, heads_h5, second, device="cpu", progress=False, init=first / "final.pt")
+    assert again["resumed_from_kimg"] == pytest.approx(4 * BATCH / 1000)
+    assert again["images_seen"] == 5 * BATCH and again["finished"]
+
+
+def test_warm_start_refuses_other_architecture(heads_h5, tmp_path):
+    train_gan(tiny_config(steps=1), heads_h5, tmp_path / "a", device="cpu", progress=False)
+    with pytest.raises(ValueError, match="warm-start.*channel_max"):
+        train_gan(tiny_config(steps=2, channel_max=16), heads_h5, tmp_path / "b", device="cpu", progress=False,
+                  init=tmp_path / "a" / "final.pt")
+
+
 def test_data_of_wrong_size_is_rejected(heads_h5, tmp_path):
     with pytest.raises(ValueError, match="gan.size"):
         train_gan(tiny_config(size=64), heads_h5, tmp_path, device="cpu", progress=False)

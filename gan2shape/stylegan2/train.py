@@ -518,6 +518,39 @@ class GanTrainer:
         self.images_seen = int(state["images_seen"])
         return state
 
+    def warm_start(self, path: str | Path) -> int:
+        """Start from the networks of a finished generator file (e.g. the shipped ``final.pt``):
+        g and g_ema both take its g_ema, d its d; the optimisers and the RNG stay fresh (the file
+        has no optimiser state). ``images_seen`` continues from the file's count (extra
+        'images_seen' or our training state; 0 when it has none), so total_kimg keeps meaning
+        "images seen in all". Raises ValueError when the file has no discriminator or another
+        architecture. Returns the images_seen it continues from.
+        """
+        from gan2shape.stylegan2.checkpoint import CheckpointError, load_checkpoint
+
+        path = Path(path)
+        try:
+            loaded = load_checkpoint(path, device=self.device)
+        except CheckpointError as exc:
+            raise ValueError(f"cannot warm-start from {path}: {exc}") from None
+        if loaded.d is None:
+            raise ValueError(f"cannot warm-start from {path}: it has no discriminator ('d'); training needs one")
+        theirs = dataclasses.asdict(loaded.config)
+        mismatch = {k: (theirs.get(k), getattr(self.config, k)) for k in ARCH_KEYS if theirs.get(k) != getattr(self.config, k)}
+        if mismatch:
+            diff = ", ".join(f"{k}: file {a!r} vs config {b!r}" for k, (a, b) in mismatch.items())
+            raise ValueError(f"cannot warm-start from {path}: another architecture ({diff}); set gan.* to match it")
+        with torch.no_grad():
+            for mine, src in ((self.g, loaded.g_ema), (self.g_ema, loaded.g_ema), (self.d, loaded.d)):
+                for dst, value in zip(mine.state_dict().values(), src.state_dict().values()):
+                    dst.copy_(value)
+        extra = loaded.extra or {}
+        state = extra.get(_STATE_KEY, {})
+        seen = extra.get("images_seen", state.get("images_seen", 0) if isinstance(state, dict) else 0)
+        self.images_seen = int(seen)
+        self.step = 0
+        return self.images_seen
+
     @torch.no_grad()
     def samples(self, z: Tensor) -> Tensor:
         """EMA generator images for fixed z (N, style_dim), fixed noise: (N, 3, S, S) float32."""
@@ -574,6 +607,7 @@ def train_gan(
     params_text: str | None = None,
     log_every: int = 100,
     half_final: bool = False,
+    init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train (or continue training) a StyleGAN2 on the ``image`` dataset of ``data_path``.
 
@@ -584,6 +618,9 @@ def train_gan(
     line every ``log_every`` steps: losses, img/s) and, once total_kimg is reached, ``final.pt``
     (g_ema + d + latent_avg, float16 tensors if ``half_final``).
     If ``out_dir/checkpoint.pt`` exists, training continues from it (same architecture required).
+    Otherwise, with ``init`` (a generator file with g_ema and d, such as a final.pt or the shipped
+    generator), the networks start from that file with fresh optimisers and the image count
+    continues from its own (:meth:`GanTrainer.warm_start`); later calls resume from checkpoint.pt.
     ``max_kimg`` caps the thousands of images trained in THIS call (for chunked runs); training
     never goes past total_kimg.
     On SIGTERM/SIGINT the checkpoint is written and SystemExit(128 + signal) is raised.
@@ -611,6 +648,12 @@ def train_gan(
         trainer.load(ckpt_path)
         resumed_from = trainer.images_seen / 1000
         log.info("resumed from %s at %.3f kimg (step %d)", ckpt_path, resumed_from, trainer.step)
+        if init is not None:
+            log.info("%s exists, so the warm start from %s is not used", ckpt_path, init)
+    elif init is not None:
+        seen = trainer.warm_start(init)
+        log.info("warm start from %s (%.3f kimg seen; fresh optimisers): %d images of %dpx, %s",
+                 init, seen / 1000, data.shape[0], config.size, device)
     else:
         log.info("training from scratch: %d images of %dpx, %s", data.shape[0], config.size, device)
 

@@ -13,7 +13,8 @@
 # FOLLOW_ARGS: more options for pose_follow.py (e.g. "--train-steps 2000").
 # PROJECT="options": first project the N test heads anew (`gan2shape project` with these options, e.g.
 # "--set project.w_plus=false") into $W/latents.h5 and run every variant on those instead of
-# results/bench/latents/test.h5.
+# results/bench/latents/test.h5. CKPT: the generator of that projection (default the shipped one; give the
+# variants `--set method.checkpoint=$CKPT` too).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 W=${W:-/root/sp}; N=${N:-20}; G="python3 -m gan2shape.cli -q"; OUT=${OUT:-$W/out}
@@ -41,7 +42,7 @@ start) start_detached "$0";;
 _run)
   LAT=results/bench/latents/test.h5
   if [ -n "${PROJECT:-}" ]; then
-    $G project $PROJECT --checkpoint data/stylegan2_heads64.pt --images results/bench/heads/test.h5 --limit $N \
+    $G project $PROJECT --checkpoint ${CKPT:-data/stylegan2_heads64.pt} --images results/bench/heads/test.h5 --limit $N \
       --out $W/latents.h5 --device cuda && LAT=$W/latents.h5
   fi
   $G sample-instances --latents $LAT --masks results/bench/heads/test.h5 --limit $N \
