@@ -252,6 +252,15 @@ def discriminate_pair(disc: Callable[[Tensor], Tensor], a: Tensor, b: Tensor, gr
     return pred[:, 0].reshape(n, -1), pred[:, 1].reshape(n, -1)
 
 
+def _arch_diff(stored: dict[str, Any], config: GanConfig, label: str) -> str:
+    """'' when ``stored`` (a GanConfig or StyleGAN2Config as a dict) has config's ARCH_KEYS values,
+    else "key: <label> a vs config b, ..." for each that differs."""
+    return ", ".join(
+        f"{k}: {label} {stored.get(k)!r} vs config {getattr(config, k)!r}"
+        for k in ARCH_KEYS if stored.get(k) != getattr(config, k)
+    )
+
+
 class GanTrainer:
     """One StyleGAN2 training state on in-memory images; :meth:`train_step` runs one iteration.
 
@@ -488,9 +497,8 @@ class GanTrainer:
                 "g/d/g_optim/d_optim entries); move it away or use another out_dir"
             )
         stored = state["config"]
-        mismatch = {k: (stored.get(k), getattr(self.config, k)) for k in ARCH_KEYS if stored.get(k) != getattr(self.config, k)}
-        if mismatch:
-            diff = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in mismatch.items())
+        diff = _arch_diff(stored, self.config, "checkpoint")
+        if diff:
             raise ValueError(
                 f"{path} holds a different architecture ({diff}); use another out_dir or delete the checkpoint"
             )
@@ -535,10 +543,8 @@ class GanTrainer:
             raise ValueError(f"cannot warm-start from {path}: {exc}") from None
         if loaded.d is None:
             raise ValueError(f"cannot warm-start from {path}: it has no discriminator ('d'); training needs one")
-        theirs = dataclasses.asdict(loaded.config)
-        mismatch = {k: (theirs.get(k), getattr(self.config, k)) for k in ARCH_KEYS if theirs.get(k) != getattr(self.config, k)}
-        if mismatch:
-            diff = ", ".join(f"{k}: file {a!r} vs config {b!r}" for k, (a, b) in mismatch.items())
+        diff = _arch_diff(dataclasses.asdict(loaded.config), self.config, "file")
+        if diff:
             raise ValueError(f"cannot warm-start from {path}: another architecture ({diff}); set gan.* to match it")
         with torch.no_grad():
             for mine, src in ((self.g, loaded.g_ema), (self.g_ema, loaded.g_ema), (self.d, loaded.d)):
