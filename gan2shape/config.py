@@ -336,6 +336,7 @@ class MethodConfig:
     flip3_stage1: bool = True
     flip1_stage1: bool = False
     step1_view_light: bool = False    # step 1 also trains the view and light nets (not in the reference)
+    joint_encoder: bool = True        # runs started from joint pre-training (--init) start E from its E too
     prior: PriorConfig = field(default_factory=PriorConfig)
     nf: int | None = None             # base channels of the four networks; None: max(4096 // image_size, 16)
     enc_nf: int = 32                  # base channels of the inversion encoder E (reference 32)

@@ -215,6 +215,39 @@ def test_encoder_persists_across_stages(tiny_gan_path, instances_path, run_a, tm
         assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in new)
 
 
+def test_instance_run_from_joint_starts_the_encoder_from_the_joint_one(tiny_gan_path, instances_path, tmp_path):
+    """method.joint_encoder: an instance run with --init starts stage 1's E from the joint run's E (every
+    copy; the reference's reset_weight restores netEnc too); off, E starts fresh; a missing joint
+    projected.h5 fails before any work, naming the fix."""
+    from gan2shape.method.reconstruct import joint_encoder_path
+
+    joint_ctx = _context(tiny_gan_path, "method.mode=joint", "method.profiles.tiny.stages=1")
+    joint = run_reconstruct(joint_ctx, instances_path, tmp_path / "joint")
+    assert joint_encoder_path(joint["shape"]) == Path(joint["shape"]).with_name("projected.h5")
+    with read_artifact(joint_encoder_path(joint["shape"]), "projected") as art:
+        shared = art.network("encoder")
+    # stage 1 of the instance run trains E for 0 steps, so its stored E is the starting one
+    extra = ("method.profiles.tiny.stages=1", "method.profiles.tiny.step2_iters=[0, 0]")
+    for flag, same in (("true", True), ("false", False)):
+        ctx = _context(tiny_gan_path, f"method.joint_encoder={flag}", *extra)
+        out = tmp_path / f"inst_{flag}"
+        run_reconstruct(ctx, instances_path, out, init_path=joint["shape"])
+        with read_artifact(stage_paths(out, 1)["projected"], "projected") as art:
+            assert art.attrs["mode"] == "instance"
+            from gan2shape.method.steps import load_nets
+
+            enc = load_nets(ctx, art, N, ("encoder",))["encoder"]
+        for i in range(N):
+            copy_i = enc.copy_state_dict(i)
+            equal = all(torch.equal(copy_i[k], v.to(copy_i[k].dtype)) for k, v in shared.items())
+            assert equal == same, (flag, i)
+    Path(joint["shape"]).with_name("projected.h5").unlink()
+    ctx = _context(tiny_gan_path, *extra)
+    with pytest.raises(ValueError, match="joint_encoder=false"):
+        run_reconstruct(ctx, instances_path, tmp_path / "inst_missing", init_path=joint["shape"])
+    assert not (tmp_path / "inst_missing" / "stage0").exists()
+
+
 def test_cli_sample_and_reconstruct(tiny_gan_path, tmp_path, monkeypatch):
     from click.testing import CliRunner
 

@@ -428,8 +428,12 @@ def test_run_evaluate_reports_relief_and_view_error_of_a_shape_artifact(tmp_path
     view = true_view.clone()
     view[:, :3] += err
     deeper = gt.double() ** 1.5  # relief 1.5 times the truth's in log depth
+    # canonical depths: ridges +-0.01 alternating every column (second differences 4 x 0.01 along x,
+    # 0 along y) and a plane (roughness 0)
+    col = torch.arange(S, dtype=torch.float32)
+    canon = torch.stack([1.0 + 0.01 * (-1.0) ** col[None, :].expand(S, S), 1.0 + 0.002 * col[None, :].expand(S, S)])
     write_artifact(tmp_path / "shape.h5", "shape", {"recon_depth": deeper.float(), "recon_mask": torch.ones_like(gt),
-                                                    "view": view}, ids=test_ids)
+                                                    "view": view, "canon_depth": canon}, ids=test_ids)
     out = run_evaluate(tmp_path / "test.h5", tmp_path / "shape.h5", tmp_path / "out", baselines=True)
     diag = out["diagnostics"]
     assert diag["prediction"]["relief_ratio_median"] == pytest.approx(1.5, rel=1e-3)
@@ -440,6 +444,9 @@ def test_run_evaluate_reports_relief_and_view_error_of_a_shape_artifact(tmp_path
     per_image = json.loads((tmp_path / "out" / "per_image.json").read_text())
     np.testing.assert_allclose(per_image["prediction"]["view_err_deg"], [[2, 10, 0], [0, 5, 3]], atol=1e-3)
     assert len(per_image["prediction"]["relief_ratio"]) == 2
+    np.testing.assert_allclose(per_image["prediction"]["canon_roughness"], [0.04, 0.0], atol=1e-6)
+    assert diag["prediction"]["canon_roughness_mean"] == pytest.approx(0.02, abs=1e-6)
+    assert "canon_roughness" not in per_image["null_depth"]
     on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(on_disk["rows"]["prediction"]) == {"n", "side_x1e2_mean", "side_x1e2_std", "mad_mean", "mad_std"}
 

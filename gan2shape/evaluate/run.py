@@ -5,10 +5,14 @@ Writes, in ``out_dir``:
   camera and inputs used; small and flat enough for ``dvc metrics``.
 - ``per_image.json``: per row the test ids with raw SIDE, MAD (degrees) and the relief ratio
   (``metrics.relief_ratio``) per image; for the method's shape artifact also the absolute error of
-  its input view against the test split's GT view (pitch, yaw, roll; degrees).
+  its input view against the test split's GT view (pitch, yaw, roll; degrees), and the roughness of
+  its canonical depth (``canon_roughness``: mean |second differences| of 'canon_depth', camera units
+  per pixel^2, the unweighted smoothness term of steps 1 and 3: the bench prior, near 0.965 at 64 px,
+  gives 4.9e-4; the same with ridges of amplitude 0.01 every 4 pixels, like the "lenticular" depths
+  some joint pre-training runs grow, 4.6e-3).
 - in ``metrics.json`` under 'diagnostics' (not table rows): per row the median and mean relief
-  ratio, and for a shape artifact the mean and median view errors: why a SIDE is what it is (a wrong
-  relief depth or a turned input view both cost SIDE).
+  ratio, and for a shape artifact the mean and median view errors and canonical roughness: why a SIDE
+  is what it is (a wrong relief depth, a turned input view or a ridged surface all cost SIDE).
 - ``table.md``: the markdown table of :func:`gan2shape.evaluate.tables.markdown_table`.
 - ``depth_sheet.png`` (with a prediction, when the test split has its images): input image | GT
   depth | predicted depth of the worst-SIDE heads, on one grey scale per head
@@ -37,6 +41,7 @@ from gan2shape.evaluate.baselines import evaluate_baselines, select_rows
 from gan2shape.evaluate.metrics import ScoreAccumulator
 from gan2shape.evaluate.sheet import depth_sheet
 from gan2shape.evaluate.tables import markdown_table, write_metrics_json
+from gan2shape.model.losses import smoothness
 from gan2shape.render import Camera
 
 __all__ = ["SUMMARY_KEYS", "camera_from_artifact", "evaluate_prediction", "run_evaluate"]
@@ -93,7 +98,8 @@ def evaluate_prediction(
     Returns ScoreAccumulator.result(): per-image 'ids', 'side', 'mad', 'relief' and the summary keys;
     plus 'view_err' (N, 3) float64 degrees, |pitch, yaw, roll error| wrapped to [0, 180], when the
     prediction is a shape artifact with 'view' and the test split has 'view' (both physical
-    [pitch, yaw, roll (radians), tx, ty, tz]); plus 'sheet' (images (N, 3, S, S) uint8, gt (N, S, S),
+    [pitch, yaw, roll (radians), tx, ty, tz]); plus 'canon_roughness' (N,) float64 (``smoothness``
+    of the canonical depth, camera units per pixel^2) when it is a shape artifact with 'canon_depth'; plus 'sheet' (images (N, 3, S, S) uint8, gt (N, S, S),
     pred (N, S, S), mask (N, S, S) bool: the inputs of :func:`depth_sheet`) when the test split has
     'image'.
     """
@@ -111,6 +117,8 @@ def evaluate_prediction(
         rows = select_rows(test, ids=pred.ids, max_images=max_images)
         has_valid = valid_name in pred.names
         with_view = kind == "shape" and "view" in pred.names and "view" in test.names
+        with_canon = kind == "shape" and "canon_depth" in pred.names
+        roughness: list[np.ndarray] = []
         with_images = "image" in test.names
         view_err: list[np.ndarray] = []
         sheet: dict[str, list[np.ndarray]] = {"images": [], "gt": [], "pred": [], "mask": []}
@@ -133,7 +141,12 @@ def evaluate_prediction(
             if with_view:
                 diff = pred.array("view", slice(start, stop))[:, :3] - test.array("view", rows[start:stop])[:, :3]
                 view_err.append(np.degrees(np.abs(np.arctan2(np.sin(diff), np.cos(diff)))))
+            if with_canon:
+                canon = torch.from_numpy(pred.array("canon_depth", slice(start, stop))).to(torch.float32)
+                roughness.append(smoothness(canon).double().numpy())
     result = acc.result()
+    if with_canon:
+        result["canon_roughness"] = np.concatenate(roughness)
     if with_view:
         result["view_err"] = np.concatenate(view_err).astype(np.float64)
     if with_images and sheet["images"][0].dtype != np.uint8:
@@ -144,13 +157,18 @@ def evaluate_prediction(
 
 
 def _diagnostics(row: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json 'diagnostics' of one row: relief ratio and (shape artifacts) view error summaries."""
+    """metrics.json 'diagnostics' of one row: relief ratio and (shape artifacts) view error and canonical
+    roughness summaries."""
     relief = np.asarray(row["relief"], dtype=np.float64)
     out: dict[str, Any] = {"relief_ratio_median": float(np.median(relief)), "relief_ratio_mean": float(relief.mean())}
     if "view_err" in row:
         err = np.asarray(row["view_err"])
         out["view_abs_err_deg_mean"] = {k: float(v) for k, v in zip(("pitch", "yaw", "roll"), err.mean(0))}
         out["view_abs_err_deg_median"] = {k: float(v) for k, v in zip(("pitch", "yaw", "roll"), np.median(err, 0))}
+    if "canon_roughness" in row:
+        rough = np.asarray(row["canon_roughness"])
+        out["canon_roughness_median"] = float(np.median(rough))
+        out["canon_roughness_mean"] = float(rough.mean())
     return out
 
 
@@ -250,7 +268,8 @@ def run_evaluate(
         "diagnostics": {name: _diagnostics(row) for name, row in rows.items()},
     }
     per_image = {name: {"ids": row["ids"], "side": row["side"], "mad_deg": row["mad"], "relief_ratio": row["relief"],
-                        **({"view_err_deg": row["view_err"]} if "view_err" in row else {})}
+                        **({"view_err_deg": row["view_err"]} if "view_err" in row else {}),
+                        **({"canon_roughness": row["canon_roughness"]} if "canon_roughness" in row else {})}
                  for name, row in rows.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics_json(out_dir / "metrics.json", metrics)

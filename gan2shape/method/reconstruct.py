@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gan2shape.artifacts import ArtifactError, read_artifact
+from gan2shape.config import ConfigError
 from gan2shape.method.instances import KIND as INSTANCES_KIND
 from gan2shape.method.sampling import ViewDistribution
 from gan2shape.method.steps import (
@@ -36,7 +37,7 @@ from gan2shape.method.steps import (
     run_step3,
 )
 
-__all__ = ["stage_paths", "artifact_valid", "run_reconstruct"]
+__all__ = ["stage_paths", "artifact_valid", "joint_encoder_path", "run_reconstruct"]
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,38 @@ def artifact_valid(path: Path, kind: str, ids: list[str], stage: int | None = No
     return ok and same
 
 
+def joint_encoder_path(init_path: str | Path) -> Path:
+    """The joint run's inversion encoder that goes with a joint-mode ``init_path`` (stage{k}/shape.h5):
+    the projected.h5 of the same stage. Raises ConfigError (method.joint_encoder), naming the fix,
+    when it is missing or is not a joint-mode 'projected' artifact with an 'encoder' network."""
+    path = Path(init_path).with_name("projected.h5")
+    fix = ("keep the joint run's projected.h5 beside the --init shape.h5, or set method.joint_encoder=false "
+           "(E then starts fresh)")
+    try:
+        with read_artifact(path, PROJECTED_KIND) as art:
+            ok = art.attrs.get("mode") == "joint" and "encoder" in art.network_names
+    except (ArtifactError, FileNotFoundError) as exc:
+        raise ConfigError("method.joint_encoder", f"is true but {path} is not usable ({exc}): {fix}") from None
+    if not ok:
+        raise ConfigError("method.joint_encoder", f"is true but {path} holds no joint-mode 'encoder' network: {fix}")
+    return path
+
+
 def run_reconstruct(ctx: Context, instances_path: str | Path, out_dir: str | Path,
                     views: ViewDistribution | None = None, init_path: str | Path | None = None) -> dict:
     """Run (or resume) all stages of one shard.
 
     ctx: the method context (``make_context``); instances_path: kind 'instances'; out_dir: the
     shard's output folder; views: the fitted view distribution when method.view_source is 'heads';
-    init_path: a joint-mode shape artifact whose networks initialise every instance (``run_prior``).
+    init_path: a joint-mode shape artifact whose networks initialise every instance (``run_prior``);
+    with method.joint_encoder also the inversion encoder of stage 1 (``joint_encoder_path``).
     Returns a summary: final shape path, stages, the steps that ran and the ones skipped, seconds.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
+    first_encoder = None
+    if init_path is not None and ctx.config.joint_encoder:
+        first_encoder = joint_encoder_path(init_path)  # checked before any work
     with read_artifact(instances_path, INSTANCES_KIND) as art:
         ids = list(art.ids)
     stages = ctx.config.schedule.stages
@@ -109,7 +131,7 @@ def run_reconstruct(ctx: Context, instances_path: str | Path, out_dir: str | Pat
              lambda prev=prev, p=p: run_step1(ctx, instances_path, prev, p["albedo"]))
         step("pseudo", p["pseudo"], PSEUDO_KIND, k, lambda p=p: run_pseudo(ctx, p["albedo"], p["pseudo"], views,
                                                       instances_path=instances_path))
-        enc = stage_paths(out_dir, k - 1)["projected"] if k > 1 else None
+        enc = stage_paths(out_dir, k - 1)["projected"] if k > 1 else first_encoder
         step("invert", p["projected"], PROJECTED_KIND, k,
              lambda p=p, enc=enc: run_invert(ctx, instances_path, p["pseudo"], p["projected"], encoder_init=enc))
         step("step3", p["shape"], SHAPE_KIND, k,

@@ -578,7 +578,9 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
     the pseudo-samples (masked L1 + discriminator feature matching + lam_regular * mean(offset^2)),
     then collect: all M pseudo-samples, in collect_batches batches, through E and G.
     E starts from the 'encoder' network of ``encoder_init`` (the previous stage's projected.h5: the
-    reference keeps E across stages) or, when None, fresh and seeded.
+    reference keeps E across stages; or, in an instance run, a joint-mode projected.h5 of joint
+    pre-training, whose shared E then starts every instance, as ``nets_from_joint``) or, when None,
+    fresh and seeded.
 
     Writes kind 'projected': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) (float16; the
     pseudo-samples' masks), view_delta (N, M, 6) (the pseudo-samples', when pseudo.h5 has it),
@@ -600,8 +602,12 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
         nets = build_nets(ctx, n, ("encoder",), salt=_STEP_SALT["encoder"] + 1009 * stage)
     else:
         with read_artifact(encoder_init, PROJECTED_KIND) as art:
-            _check_ids(art.ids, inst.ids, str(encoder_init))
-            nets = load_nets(ctx, art, n, ("encoder",))
+            from_joint = art.attrs.get("mode") == "joint" and cfg.mode == "instance"
+            if not from_joint:
+                _check_ids(art.ids, inst.ids, str(encoder_init))
+                nets = load_nets(ctx, art, n, ("encoder",))
+        if from_joint:
+            nets = nets_from_joint(ctx, encoder_init, n, ("encoder",))
     h0 = center_hidden(ctx.generator, cfg.f1_d)
 
     def batch_of(rows: torch.Tensor, which: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
