@@ -121,7 +121,7 @@ def test_step1_view_light_trains_view_and_light_nets(setup, tiny_gan_path):
         with read_artifact(setup["stage0"], "shape") as a0, read_artifact(out, "albedo") as a1:
             before, after = load_nets(ctx, a0, N), load_nets(ctx, a1, N)
         changed[name] = {
-            net: max(float((p0 - p1).abs().max()) for p0, p1 in zip(before[net].parameters(), after[net].parameters()))
+            net: max(float((p0 - p1).detach().abs().max()) for p0, p1 in zip(before[net].parameters(), after[net].parameters()))
             for net in ("albedo", "view", "light", "depth")}
     assert changed["off"]["view"] == 0.0 and changed["off"]["light"] == 0.0 and changed["off"]["albedo"] > 0
     assert changed["on"]["view"] > 0 and changed["on"]["light"] > 0 and changed["on"]["albedo"] > 0
