@@ -6,9 +6,14 @@
 # On the GPU machine: bash scripts/probe/gpu_variant_probe.sh start | poll | collect
 # Variants: VARIANTS="name=--set k=v --set k=v;name2=..." (default: the four below). JOINT_EXTRA: options
 # added after the variant's for the joint pre-training only (e.g. "--set method.lam_view=0").
-# FOLLOW=1: also scripts/probe/step1_pose.py (step-1 views of joint stage 2 and of the test run against the
-# GT poses, $W/<v>/step1_pose.jsonl) and scripts/probe/pose_follow.py on the test run (FOLLOW_ARGS: its
-# options), both collected.
+# FOLLOW=1: also scripts/probe/step1_pose.py (step-1 views of joint stage 2, $W/<v>/step1_pose_joint.jsonl,
+# and of each test run, <eval>/step1_pose.jsonl, against the GT poses) and scripts/probe/pose_follow.py on
+# each test run (FOLLOW_ARGS: its options), all collected.
+# TESTS="t=--set k=v;t2=...": several instance runs of the test heads from each variant's one joint run
+# (paired on the same joint solution, which seeds decide: benchmarks/results/bench_h200_anchor/README.md
+# section 7), in $W/<v>/<t>, collected as <v>_<t>; default one run "test" (collected as <v>). Every
+# variant's joint run is also scored on its own train heads after each stage ($W/<v>/eval_joint<k>,
+# collected as metrics_joint<k>_<v>.json): SIDE / MAD and the canonical roughness of the joint solution.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 W=${W:-/root/w}; N=${N:-20}; NJ=${NJ:-100}; G="python3 -m gan2shape.cli -q"
@@ -25,42 +30,63 @@ _run)
     wait
     $G sample-instances --latents $W/lat_train.h5 --masks $W/heads/train.h5 --out $W/train_inst.h5 --device cuda
     $G sample-instances --latents $W/lat_test.h5 --masks $W/heads/test.h5 --out $W/test_inst.h5 --device cuda
+    TESTS=${TESTS:-"test="}
     for v in $(names); do
       o=$(opts $v)
       ( set -x; t0=$SECONDS
-        mkdir -p $W/$v/joint $W/$v/test && cp $W/train_inst.h5 $W/$v/joint/inst.h5 && cp $W/test_inst.h5 $W/$v/test/inst.h5
+        mkdir -p $W/$v/joint && cp $W/train_inst.h5 $W/$v/joint/inst.h5
         $G reconstruct --set method.mode=joint --set method.profile=joint $o ${JOINT_EXTRA:-} \
           --instances $W/$v/joint/inst.h5 --out $W/$v/joint --device cuda
         echo "joint $((SECONDS - t0)) s"
-        $G reconstruct --set method.profile=bench $o --init $W/$v/joint/stage2/shape.h5 \
-          --instances $W/$v/test/inst.h5 --out $W/$v/test --device cuda
-        echo "test $((SECONDS - t0)) s"
-        $G evaluate --test $W/heads/test.h5 --train $W/heads/train.h5 --pred $W/$v/test/stage1/shape.h5 --out $W/$v/eval
-        python3 scripts/probe/viz_stage.py $W/$v/test $W/$v/viz.png
-        if [ "${FOLLOW:-0}" = 1 ]; then
-          python3 scripts/probe/step1_pose.py $W/heads/train.h5 $W/$v/joint/stage2/albedo.h5 > $W/$v/step1_pose.jsonl
-          python3 scripts/probe/step1_pose.py $W/heads/test.h5 $W/$v/test >> $W/$v/step1_pose.jsonl
-          python3 scripts/probe/pose_follow.py $o --run $W/$v/test --instances $W/$v/test/inst.h5 --heads $W/heads \
-            --latents $W/lat_test.h5 --eval $W/$v/eval --out $W/$v/pose_follow.json ${FOLLOW_ARGS:-}
-        fi
-        rm -f $W/$v/test/stage1/pseudo.h5 $W/$v/test/stage1/albedo.h5
+        for k in 1 2; do
+          [ -f $W/$v/joint/stage$k/shape.h5 ] && $G evaluate --test $W/heads/train.h5 --no-baselines \
+            --pred $W/$v/joint/stage$k/shape.h5 --out $W/$v/eval_joint$k
+        done
+        for t in $(echo "$TESTS" | tr ';' '\n' | cut -d= -f1); do
+          to=$(echo "$TESTS" | tr ';' '\n' | grep "^$t=" | cut -d= -f2-)
+          r=$W/$v/$t; e=$W/$v/eval; [ "$t" = test ] || e=$W/$v/eval_$t
+          ( mkdir -p $r && cp $W/test_inst.h5 $r/inst.h5
+            $G reconstruct --set method.profile=bench $o $to --init $W/$v/joint/stage2/shape.h5 \
+              --instances $r/inst.h5 --out $r --device cuda
+            echo "$t $((SECONDS - t0)) s"
+            $G evaluate --test $W/heads/test.h5 --train $W/heads/train.h5 --pred $r/stage1/shape.h5 --out $e
+            python3 scripts/probe/viz_stage.py $r $e/viz.png
+            if [ "${FOLLOW:-0}" = 1 ]; then
+              python3 scripts/probe/step1_pose.py $W/heads/test.h5 $r > $e/step1_pose.jsonl
+              python3 scripts/probe/pose_follow.py $o $to --run $r --instances $r/inst.h5 --heads $W/heads \
+                --latents $W/lat_test.h5 --eval $e --out $e/pose_follow.json ${FOLLOW_ARGS:-}
+            fi
+            rm -f $r/stage0/shape.h5 $r/stage1/pseudo.h5 $r/stage1/albedo.h5 ) &
+        done
+        wait
+        [ "${FOLLOW:-0}" = 1 ] && python3 scripts/probe/step1_pose.py $W/heads/train.h5 $W/$v/joint/stage2/albedo.h5 \
+          > $W/$v/step1_pose_joint.jsonl
         echo "$v DONE $((SECONDS - t0)) s" ) > $W/$v.log 2>&1 &
-      # stage0 networks are read only by step 1: drop them once step 1 wrote its artifact (disk)
-      ( while [ ! -f $W/$v/test/stage1/albedo.h5 ] && ! grep -q DONE $W/$v.log; do sleep 10; done
-        rm -f $W/$v/test/stage0/shape.h5 ) &
     done
     wait;;
 poll)
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; df -h $W | tail -1
   tail -n 2 $W/log
-  for v in $(names); do [ -f $W/$v.log ] && echo "$v: $(grep -a 'joint [0-9]\+ s\|test [0-9]\+ s\|DONE\|Error\|error' $W/$v.log | tr '\n' ' ' | cut -c1-300)"; done;;
+  for v in $(names); do [ -f $W/$v.log ] && echo "$v: $(grep -a '^[a-z0-9_]* [0-9]\+ s$\|DONE\|Error\|error' $W/$v.log | tr '\n' ' ' | cut -c1-300)"; done;;
 collect)
+  TESTS=${TESTS:-"test="}
   for v in $(names); do
-    cp $W/$v/eval/metrics.json $OUT/metrics_$v.json 2>/dev/null; cp $W/$v/viz.png $OUT/viz_$v.png 2>/dev/null
-    cp $W/$v/eval/per_image.json $OUT/per_image_$v.json 2>/dev/null; cp $W/$v.log $OUT/$v.log 2>/dev/null
-    cat $W/$v/step1_pose.jsonl $W/$v/pose_follow.json > $OUT/pose_$v.jsonl 2>/dev/null
-    [ -f $OUT/metrics_$v.json ] && python3 -c "
-import json;m=json.load(open('$OUT/metrics_$v.json'))
-print('$v', {k: (round(r['side_x1e2_mean'],3), round(r['mad_mean'],2), r.get('n')) for k,r in m['rows'].items()})"
+    cp $W/$v.log $OUT/$v.log 2>/dev/null
+    for k in 1 2; do cp $W/$v/eval_joint$k/metrics.json $OUT/metrics_joint${k}_$v.json 2>/dev/null; done
+    cp $W/$v/step1_pose_joint.jsonl $OUT/pose_joint_$v.jsonl 2>/dev/null
+    for t in $(echo "$TESTS" | tr ';' '\n' | cut -d= -f1); do
+      e=$W/$v/eval; n=$v; [ "$t" = test ] || { e=$W/$v/eval_$t; n=${v}_$t; }
+      cp $e/metrics.json $OUT/metrics_$n.json 2>/dev/null; cp $e/viz.png $OUT/viz_$n.png 2>/dev/null
+      cp $e/per_image.json $OUT/per_image_$n.json 2>/dev/null
+      cat $e/step1_pose.jsonl $e/pose_follow.json > $OUT/pose_$n.jsonl 2>/dev/null
+      [ -f $OUT/metrics_$n.json ] && python3 -c "
+import json;m=json.load(open('$OUT/metrics_$n.json'))
+print('$n', {k: (round(r['side_x1e2_mean'],3), round(r['mad_mean'],2), r.get('n')) for k,r in m['rows'].items()},
+      {k: round(v, 5) for k, v in m.get('diagnostics', {}).get('prediction', {}).items() if isinstance(v, float)})"
+    done
+    for k in 1 2; do [ -f $OUT/metrics_joint${k}_$v.json ] && python3 -c "
+import json;m=json.load(open('$OUT/metrics_joint${k}_$v.json'));r=m['rows']['prediction']
+print('$v joint stage $k (train heads)', round(r['side_x1e2_mean'],3), round(r['mad_mean'],2), r['n'],
+      {k: round(v, 5) for k, v in m['diagnostics']['prediction'].items() if isinstance(v, float)})"; done
   done;;
 esac
