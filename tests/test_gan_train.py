@@ -284,13 +284,14 @@ def test_warm_start_continues_from_a_finished_generator(heads_h5, tmp_path):
     out = train_gan(cfg, heads_h5, second, device="cpu", progress=False, init=first / "final.pt",
                     max_kimg=2 * BATCH / 1000)
     assert out["images_seen"] == 4 * BATCH and out["steps"] == 2 and not out["finished"]
+    assert out["warm_start_from"] == str(first / "final.pt") and out["resumed_from_kimg"] is None
     state = train_state(raw(second / "checkpoint.pt"))
     assert state["images_seen"] == 4 * BATCH
     moved = raw(second / "checkpoint.pt")["g"]
     assert any(not torch.equal(moved[k], v) for k, v in final.g_ema.state_dict().items())  # it trained
     # A rerun resumes from checkpoint.pt (the warm start is ignored) and finishes at total_kimg.
     again = train_gan(cfg, heads_h5, second, device="cpu", progress=False, init=first / "final.pt")
-    assert again["resumed_from_kimg"] == pytest.approx(4 * BATCH / 1000)
+    assert again["resumed_from_kimg"] == pytest.approx(4 * BATCH / 1000) and again["warm_start_from"] is None
     assert again["images_seen"] == 5 * BATCH and again["finished"]
 
 

@@ -630,7 +630,8 @@ def train_gan(
     ``max_kimg`` caps the thousands of images trained in THIS call (for chunked runs); training
     never goes past total_kimg.
     On SIGTERM/SIGINT the checkpoint is written and SystemExit(128 + signal) is raised.
-    Returns a summary dict: images_seen, kimg, steps, resumed_from_kimg, finished, seconds,
+    Returns a summary dict: images_seen, kimg, steps, resumed_from_kimg, warm_start_from (the init file
+    when this call warm-started, else None), finished, seconds,
     img_per_s, losses (last logged), and the paths written.
     """
     device = torch.device(device)
@@ -648,6 +649,7 @@ def train_gan(
     final_path = out_dir / "final.pt"
     log_path = out_dir / "log.jsonl"
     resumed_from: float | None = None
+    warm_from: str | None = None
     _remove_stray_temporaries(ckpt_path)
     _remove_stray_temporaries(final_path)
     if ckpt_path.exists():
@@ -658,6 +660,7 @@ def train_gan(
             log.info("%s exists, so the warm start from %s is not used", ckpt_path, init)
     elif init is not None:
         seen = trainer.warm_start(init)
+        warm_from = str(init)
         log.info("warm start from %s (%.3f kimg seen; fresh optimisers): %d images of %dpx, %s",
                  init, seen / 1000, data.shape[0], config.size, device)
     else:
@@ -756,6 +759,7 @@ def train_gan(
         "kimg": trainer.images_seen / 1000,
         "steps": trainer.step,
         "resumed_from_kimg": resumed_from,
+        "warm_start_from": warm_from,
         "finished": finished,
         "seconds": seconds,
         "img_per_s": ran / seconds if seconds > 0 else 0.0,
