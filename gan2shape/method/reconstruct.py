@@ -95,13 +95,14 @@ def run_reconstruct(ctx: Context, instances_path: str | Path, out_dir: str | Pat
     ctx: the method context (``make_context``); instances_path: kind 'instances'; out_dir: the
     shard's output folder; views: the fitted view distribution when method.view_source is 'heads';
     init_path: a joint-mode shape artifact whose networks initialise every instance (``run_prior``);
-    with method.joint_encoder also the inversion encoder of stage 1 (``joint_encoder_path``).
+    with method.joint_encoder, in instance mode, also the inversion encoder of stage 1
+    (``joint_encoder_path``).
     Returns a summary: final shape path, stages, the steps that ran and the ones skipped, seconds.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     first_encoder = None
-    if init_path is not None and ctx.config.joint_encoder:
+    if init_path is not None and ctx.config.joint_encoder and ctx.config.mode == "instance":
         first_encoder = joint_encoder_path(init_path)  # checked before any work
     with read_artifact(instances_path, INSTANCES_KIND) as art:
         ids = list(art.ids)
