@@ -99,9 +99,9 @@ def evaluate_prediction(
     plus 'view_err' (N, 3) float64 degrees, |pitch, yaw, roll error| wrapped to [0, 180], when the
     prediction is a shape artifact with 'view' and the test split has 'view' (both physical
     [pitch, yaw, roll (radians), tx, ty, tz]); plus 'canon_roughness' (N,) float64 (``smoothness``
-    of the canonical depth, camera units per pixel^2) when it is a shape artifact with 'canon_depth'; plus 'sheet' (images (N, 3, S, S) uint8, gt (N, S, S),
-    pred (N, S, S), mask (N, S, S) bool: the inputs of :func:`depth_sheet`) when the test split has
-    'image'.
+    of the canonical depth, camera units per pixel^2) when it is a shape artifact with
+    'canon_depth'; plus 'sheet' (images (N, 3, S, S) uint8, gt (N, S, S), pred (N, S, S), mask
+    (N, S, S) bool: the inputs of :func:`depth_sheet`) when the test split has 'image'.
     """
     size = camera.image_size
     # A 'shape' artifact (the method's stage{k}/shape.h5) is scored directly: its depth seen in the

@@ -261,6 +261,15 @@ def _arch_diff(stored: dict[str, Any], config: GanConfig, label: str) -> str:
     )
 
 
+def _copy_weights(pairs) -> None:
+    """Copy each (destination, source) module pair's state entry by entry, in place: copy_ keeps the
+    destination's memory formats (channels_last) and device."""
+    with torch.no_grad():
+        for mine, theirs in pairs:
+            for dst, src in zip(mine.state_dict().values(), theirs.state_dict().values()):
+                dst.copy_(src)
+
+
 class GanTrainer:
     """One StyleGAN2 training state on in-memory images; :meth:`train_step` runs one iteration.
 
@@ -506,10 +515,7 @@ class GanTrainer:
         changed = [k for k, v in dataclasses.asdict(self.config).items() if k not in benign and stored.get(k) != v]
         if changed:
             log.warning("resuming %s with changed training settings: %s", path, ", ".join(changed))
-        with torch.no_grad():
-            for mine, theirs in ((self.g, loaded.g), (self.g_ema, loaded.g_ema), (self.d, loaded.d)):
-                for dst, src in zip(mine.state_dict().values(), theirs.state_dict().values()):
-                    dst.copy_(src)  # copy_ keeps this trainer's memory formats
+        _copy_weights(((self.g, loaded.g), (self.g_ema, loaded.g_ema), (self.d, loaded.d)))
         self.g_optim.load_state_dict(loaded.g_optim)
         self.d_optim.load_state_dict(loaded.d_optim)
         # The config's optimiser settings win (they equal the stored ones unless changed on purpose).
@@ -546,10 +552,7 @@ class GanTrainer:
         diff = _arch_diff(dataclasses.asdict(loaded.config), self.config, "file")
         if diff:
             raise ValueError(f"cannot warm-start from {path}: another architecture ({diff}); set gan.* to match it")
-        with torch.no_grad():
-            for mine, src in ((self.g, loaded.g_ema), (self.g_ema, loaded.g_ema), (self.d, loaded.d)):
-                for dst, value in zip(mine.state_dict().values(), src.state_dict().values()):
-                    dst.copy_(value)
+        _copy_weights(((self.g, loaded.g_ema), (self.g_ema, loaded.g_ema), (self.d, loaded.d)))
         extra = loaded.extra or {}
         state = extra.get(_STATE_KEY, {})
         seen = extra.get("images_seen", state.get("images_seen", 0) if isinstance(state, dict) else 0)
