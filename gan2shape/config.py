@@ -318,6 +318,7 @@ class MethodConfig:
     perceptual_blocks: int = 3
     lam_perc: float = 0.5
     lam_smooth: float = 0.01
+    lam_smooth_joint: float | None = None  # lam_smooth in joint pre-training (mode joint); None: lam_smooth
     lam_regular: float = 0.01
     lam_view: float = 0.0             # step-3 view anchor (not in the reference; 0 = off), see run_step3
     lam_view_joint: float = 0.0       # the same in joint pre-training (mode joint)
@@ -358,6 +359,8 @@ class MethodConfig:
         _check(self.perceptual_blocks >= 1, "perceptual_blocks", f"must be >= 1, got {self.perceptual_blocks}")
         for name in ("lam_perc", "lam_smooth", "lam_regular", "lam_view", "lam_view_joint", "weight_decay"):
             _check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        _check(self.lam_smooth_joint is None or self.lam_smooth_joint >= 0, "lam_smooth_joint",
+               f"must be null (= lam_smooth) or >= 0, got {self.lam_smooth_joint}")
         _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _check(self.view_scale > 0, "view_scale", f"must be > 0, got {self.view_scale}")
         _check(0 < self.xyz_rotation_range_deg <= 180, "xyz_rotation_range_deg", "must be in (0, 180]")
@@ -371,6 +374,14 @@ class MethodConfig:
     def view_anchor(self) -> float:
         """Step 3's view-anchor weight in this mode: lam_view_joint in joint pre-training, else lam_view."""
         return self.lam_view_joint if self.mode == "joint" else self.lam_view
+
+    @property
+    def smooth_weight(self) -> float:
+        """The smoothness weight in this mode: lam_smooth_joint in joint pre-training (when set), else
+        lam_smooth."""
+        if self.mode == "joint" and self.lam_smooth_joint is not None:
+            return self.lam_smooth_joint
+        return self.lam_smooth
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def test_override_changes_one_key(tmp_path):
         ("evaluate.baselines=[foo]", "evaluate.baselines", "unknown baseline"),
         ("nosection.key=1", "nosection", "unknown key"),
         ("method.lam_view_joint=-1", "method.lam_view_joint", "must be >= 0"),
+        ("method.lam_smooth_joint=-1", "method.lam_smooth_joint", "must be null (= lam_smooth) or >= 0"),
     ],
 )
 def test_bad_values_name_their_key(override, key, words):
@@ -68,6 +69,19 @@ def test_parse_section_optional_and_nested():
     with pytest.raises(ConfigError) as info:
         parse_section(HeadsConfig, {"light": {"ambient": "bright"}}, "heads")
     assert info.value.key == "heads.light.ambient"
+
+
+def test_smooth_weight_follows_the_mode():
+    params, _ = load_params(ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=null"])
+    assert params.method.smooth_weight == 0.02
+    params, _ = load_params(ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=null",
+                                                   "method.mode=joint"])
+    assert params.method.smooth_weight == 0.02  # null: the instance weight in both modes
+    params, _ = load_params(ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=0.3",
+                                                   "method.mode=joint"])
+    assert params.method.smooth_weight == 0.3
+    params, _ = load_params(ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=0.3"])
+    assert params.method.smooth_weight == 0.02
 
 
 def test_view_anchor_weight_follows_the_mode():

@@ -7,6 +7,7 @@ flipped term equals the unflipped one (and it differs for an asymmetric albedo).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -105,6 +106,31 @@ def test_flipped_term_equals_unflipped_for_a_symmetric_shape(setup):
         off, rec = photo_loss(ctx, f_asym, target)
         on, _ = photo_loss(ctx, f_asym, target, flip=True)
     assert not torch.allclose(on - off, off - smooth, rtol=1e-3)
+
+
+def test_joint_mode_takes_its_own_smoothness_weight(setup):
+    """method.lam_smooth_joint: photo_loss in joint mode weighs the smoothness terms with it; null keeps
+    lam_smooth; instance mode ignores it."""
+    ctx = setup["off"]
+    g = torch.Generator().manual_seed(1)
+    depth = 1.0 + torch.randn(N, S, S, generator=g) * 0.02
+    f = {"depth": depth, "albedo": torch.rand(N, 3, S, S, generator=g) * 2 - 1,
+         "view": torch.zeros(N, 6), "ambient": torch.tensor([0.4, 0.6]), "diffuse": torch.tensor([0.5, 0.3]),
+         "light_dir": torch.nn.functional.normalize(torch.tensor([[0.3, -0.2, 1.0], [-0.5, 0.4, 1.0]]), dim=1)}
+    target = torch.rand(N, 3, S, S, generator=g) * 2 - 1
+
+    def loss(**changes):
+        c = dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, **changes))
+        with torch.no_grad():
+            return photo_loss(c, f, target)
+
+    base, rec = loss(mode="instance", lam_smooth_joint=0.5)
+    rough = smoothness(depth) + smoothness(rec["diffuse_shading"])
+    assert bool((rough > 0.01).all())
+    plain = base - ctx.config.lam_smooth * rough  # instance mode: lam_smooth
+    torch.testing.assert_close(loss(mode="joint", lam_smooth_joint=0.5)[0], plain + 0.5 * rough)
+    torch.testing.assert_close(loss(mode="joint", lam_smooth_joint=None)[0], base)
+    torch.testing.assert_close(loss(mode="joint", lam_smooth_joint=0.0)[0], plain)
 
 
 def test_step1_view_light_trains_view_and_light_nets(setup, tiny_gan_path):

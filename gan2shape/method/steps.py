@@ -295,8 +295,9 @@ def with_shape(f_target: dict[str, torch.Tensor], f_views: dict[str, torch.Tenso
 def photo_loss(ctx: Context, f: dict[str, torch.Tensor], target: torch.Tensor,
                mask: torch.Tensor | None = None, smooth: bool = True,
                flip: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The step-1 loss per image: masked L1 + lam_perc * perceptual (+ lam_smooth * (smoothness of
-    depth + of diffuse shading) when ``smooth``).
+    """The step-1 loss per image: masked L1 + lam_perc * perceptual (+ lam_smooth, or lam_smooth_joint
+    in joint mode (``MethodConfig.smooth_weight``), * (smoothness of depth + of diffuse shading) when
+    ``smooth``).
 
     f: ``predict`` output for M images; target: (M, 3, S, S) in [-1, 1]; mask: (M, 1, S, S) in
     [0, 1] multiplied into the render's valid mask, or None.
@@ -319,8 +320,8 @@ def photo_loss(ctx: Context, f: dict[str, torch.Tensor], target: torch.Tensor,
         loss = loss + masked_l1(image, target, m)
         if cfg.lam_perc > 0 and cfg.perceptual != "none":
             loss = loss + cfg.lam_perc * ctx.perceptual(image, target, m)
-    if smooth and cfg.lam_smooth > 0:
-        loss = loss + cfg.lam_smooth * (smoothness(f["depth"]) + smoothness(rec["diffuse_shading"]))
+    if smooth and cfg.smooth_weight > 0:
+        loss = loss + cfg.smooth_weight * (smoothness(f["depth"]) + smoothness(rec["diffuse_shading"]))
     return loss, rec
 
 

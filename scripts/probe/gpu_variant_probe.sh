@@ -14,6 +14,7 @@
 # section 7), in $W/<v>/<t>, collected as <v>_<t>; default one run "test" (collected as <v>). Every
 # variant's joint run is also scored on its own train heads after each stage ($W/<v>/eval_joint<k>,
 # collected as metrics_joint<k>_<v>.json): SIDE / MAD and the canonical roughness of the joint solution.
+# MAXV (default 2): variants run at once; the others wait for a free slot.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 W=${W:-/root/w}; N=${N:-20}; NJ=${NJ:-100}; G="python3 -m gan2shape.cli -q"
@@ -32,6 +33,9 @@ _run)
     $G sample-instances --latents $W/lat_test.h5 --masks $W/heads/test.h5 --out $W/test_inst.h5 --device cuda
     TESTS=${TESTS:-"test="}
     for v in $(names); do
+      # at most MAXV variants at once: three joint runs of 200 heads side by side need ~140 GB (one hit
+      # CUDA out of memory on the H200)
+      while [ "$(jobs -rp | wc -l)" -ge "${MAXV:-2}" ]; do wait -n; done
       o=$(opts $v)
       ( set -x; t0=$SECONDS
         mkdir -p $W/$v/joint && cp $W/train_inst.h5 $W/$v/joint/inst.h5
