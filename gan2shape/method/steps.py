@@ -168,24 +168,23 @@ def _build(ctx: Context, name: str, n: int, seed: int, mode: str | None = None) 
     return net.to(ctx.device)
 
 
-def nets_from_joint(ctx: Context, path: str | Path, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
-    """Networks initialised from a joint-mode artifact's shared weights (the reference's
+def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
+    """Networks initialised from an open joint-mode artifact's shared weights (the reference's
     ``reset_weight``: every instance starts from the joint pre-trained networks): in instance mode
     each of the n copies is a copy of the shared network; in joint mode the shared network itself."""
-    with read_artifact(path) as art:
-        if art.attrs.get("mode") != "joint":
-            raise ValueError(f"{path} was made in mode {art.attrs.get('mode')!r}; initial weights must come from a "
-                             "joint-mode run (method.mode=joint)")
-        nets = {}
-        for name in names:
-            shared = _build(ctx, name, 1, 0, mode="joint")
-            try:
-                shared.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
-            except RuntimeError as exc:
-                raise ValueError(f"{path}: network {name!r} does not fit this configuration ({exc})") from None
-            if ctx.config.mode == "instance":
-                shared = InstanceEnsemble.replicate(shared, n).to(ctx.device)
-            nets[name] = shared
+    if art.attrs.get("mode") != "joint":
+        raise ValueError(f"{art.path} was made in mode {art.attrs.get('mode')!r}; initial weights must come from a "
+                         "joint-mode run (method.mode=joint)")
+    nets = {}
+    for name in names:
+        shared = _build(ctx, name, 1, 0, mode="joint")
+        try:
+            shared.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
+        except RuntimeError as exc:
+            raise ValueError(f"{art.path}: network {name!r} does not fit this configuration ({exc})") from None
+        if ctx.config.mode == "instance":
+            shared = InstanceEnsemble.replicate(shared, n).to(ctx.device)
+        nets[name] = shared
     return nets
 
 
@@ -406,7 +405,11 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
     boxes = prior_boxes(pc.box_source, ctx.size, inst.n, masks=inst.mask if pc.box_source == "mask" else None,
                         width_frac=pc.width_frac, height_frac=pc.height_frac, raise_top_frac=pc.raise_top_frac)
     prior = prior_variant(pc.variant, boxes, ctx.size, near=pc.near, far=pc.far, **pc.params).to(ctx.device)
-    nets = build_nets(ctx, inst.n) if init_path is None else nets_from_joint(ctx, init_path, inst.n)
+    if init_path is None:
+        nets = build_nets(ctx, inst.n)
+    else:
+        with read_artifact(init_path) as art:
+            nets = nets_from_joint(ctx, art, inst.n)
 
     rng = _rng(ctx, "prior", 0)
 
@@ -603,12 +606,11 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
         nets = build_nets(ctx, n, ("encoder",), salt=_STEP_SALT["encoder"] + 1009 * stage)
     else:
         with read_artifact(encoder_init, PROJECTED_KIND) as art:
-            from_joint = art.attrs.get("mode") == "joint" and cfg.mode == "instance"
-            if not from_joint:
+            if art.attrs.get("mode") == "joint" and cfg.mode == "instance":
+                nets = nets_from_joint(ctx, art, n, ("encoder",))
+            else:
                 _check_ids(art.ids, inst.ids, str(encoder_init))
                 nets = load_nets(ctx, art, n, ("encoder",))
-        if from_joint:
-            nets = nets_from_joint(ctx, encoder_init, n, ("encoder",))
     h0 = center_hidden(ctx.generator, cfg.f1_d)
 
     def batch_of(rows: torch.Tensor, which: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

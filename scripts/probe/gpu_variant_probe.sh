@@ -17,7 +17,7 @@
 # MAXV (default 2): variants run at once; the others wait for a free slot.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
-W=${W:-/root/w}; N=${N:-20}; NJ=${NJ:-100}; G="python3 -m gan2shape.cli -q"
+W=${W:-/root/w}; N=${N:-20}; NJ=${NJ:-100}; G="python3 -m gan2shape.cli -q"; TESTS=${TESTS:-"test="}
 VARIANTS=${VARIANTS:-"canon=;canon_flip1=--set method.flip1_stage1=true;\
 target06=--set method.view_origin=target --set method.view_scale=0.6;\
 target06_flip1=--set method.view_origin=target --set method.view_scale=0.6 --set method.flip1_stage1=true"}
@@ -31,7 +31,6 @@ _run)
     wait
     $G sample-instances --latents $W/lat_train.h5 --masks $W/heads/train.h5 --out $W/train_inst.h5 --device cuda
     $G sample-instances --latents $W/lat_test.h5 --masks $W/heads/test.h5 --out $W/test_inst.h5 --device cuda
-    TESTS=${TESTS:-"test="}
     for v in $(names); do
       # at most MAXV variants at once: three joint runs of 200 heads side by side need ~140 GB (one hit
       # CUDA out of memory on the H200)
@@ -46,8 +45,8 @@ _run)
           [ -f $W/$v/joint/stage$k/shape.h5 ] && $G evaluate --test $W/heads/train.h5 --no-baselines \
             --pred $W/$v/joint/stage$k/shape.h5 --out $W/$v/eval_joint$k
         done
-        for t in $(echo "$TESTS" | tr ';' '\n' | cut -d= -f1); do
-          to=$(echo "$TESTS" | tr ';' '\n' | grep "^$t=" | cut -d= -f2-)
+        for t in $(names "$TESTS"); do
+          to=$(opts $t "$TESTS")
           r=$W/$v/$t; e=$W/$v/eval; [ "$t" = test ] || e=$W/$v/eval_$t
           ( mkdir -p $r && cp $W/test_inst.h5 $r/inst.h5
             $G reconstruct --set method.profile=bench $o $to --init $W/$v/joint/stage2/shape.h5 \
@@ -73,12 +72,11 @@ poll)
   tail -n 2 $W/log
   for v in $(names); do [ -f $W/$v.log ] && echo "$v: $(grep -a '^[a-z0-9_]* [0-9]\+ s$\|DONE\|Error\|error' $W/$v.log | tr '\n' ' ' | cut -c1-300)"; done;;
 collect)
-  TESTS=${TESTS:-"test="}
   for v in $(names); do
     cp $W/$v.log $OUT/$v.log 2>/dev/null
     for k in 1 2; do cp $W/$v/eval_joint$k/metrics.json $OUT/metrics_joint${k}_$v.json 2>/dev/null; done
     cp $W/$v/step1_pose_joint.jsonl $OUT/pose_joint_$v.jsonl 2>/dev/null
-    for t in $(echo "$TESTS" | tr ';' '\n' | cut -d= -f1); do
+    for t in $(names "$TESTS"); do
       e=$W/$v/eval; n=$v; [ "$t" = test ] || { e=$W/$v/eval_$t; n=${v}_$t; }
       cp $e/metrics.json $OUT/metrics_$n.json 2>/dev/null; cp $e/viz.png $OUT/viz_$n.png 2>/dev/null
       cp $e/per_image.json $OUT/per_image_$n.json 2>/dev/null
