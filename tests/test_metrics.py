@@ -443,6 +443,16 @@ def test_run_evaluate_reports_relief_and_view_error_of_a_shape_artifact(tmp_path
     assert errs["roll"] == pytest.approx(1.5, abs=1e-3)
     per_image = json.loads((tmp_path / "out" / "per_image.json").read_text())
     np.testing.assert_allclose(per_image["prediction"]["view_err_deg"], [[2, 10, 0], [0, 5, 3]], atol=1e-3)
+    # signed angles, the full turn wrapped away: yaw -28.65 - 10 and 51.57 + 5 degrees
+    gt_deg = np.degrees(true_view[:, :3].double().numpy())
+    np.testing.assert_allclose(per_image["prediction"]["gt_view_deg"], gt_deg, atol=1e-3)
+    np.testing.assert_allclose(per_image["prediction"]["view_deg"], gt_deg + [[2, -10, 0], [0, 5, -3]], atol=1e-3)
+    # gains: least-squares slopes through 0 of predicted on GT pitch and yaw
+    pred_deg = gt_deg + [[2, -10, 0], [0, 5, -3]]
+    for i, name in enumerate(("pitch", "yaw")):
+        expected = (pred_deg[:, i] * gt_deg[:, i]).sum() / (gt_deg[:, i] ** 2).sum()
+        assert diag["prediction"]["view_gain"][name] == pytest.approx(expected, rel=1e-4)
+    assert diag["prediction"]["view_gain"]["yaw"] > 1.0  # both heads turned further than the truth
     assert len(per_image["prediction"]["relief_ratio"]) == 2
     np.testing.assert_allclose(per_image["prediction"]["canon_roughness"], [0.04, 0.0], atol=1e-6)
     assert diag["prediction"]["canon_roughness_mean"] == pytest.approx(0.02, abs=1e-6)
@@ -495,3 +505,21 @@ def test_run_evaluate_writes_the_depth_sheet(tmp_path):
 
     sheet = np.asarray(Image.open(tmp_path / "out" / "depth_sheet.png"))
     assert sheet.shape[2] == 3 and sheet.shape[0] > 2 * S and not list(tmp_path.glob("out/*.tmp"))
+
+
+def test_angle_gain_measures_the_rotation_scale():
+    """angle_gain: a view net that turns every head 0.6 times as far has gain 0.6 whatever the spread of
+    the heads; the wrong way round gives a negative gain; all-frontal GT has no scale (NaN); and
+    wrap_degrees folds full turns into [-180, 180)."""
+    from gan2shape.evaluate.run import angle_gain, wrap_degrees
+
+    gt = np.array([-50.0, -20.0, 5.0, 35.0, 60.0])
+    assert angle_gain(0.6 * gt, gt) == pytest.approx(0.6)
+    assert angle_gain(-gt, gt) == pytest.approx(-1.0)
+    noise = np.array([7.0, 0.0, 0.0, 10.0, 0.0])  # orthogonal to gt (-350 + 350): no change in the slope
+    assert float(noise @ gt) == 0.0
+    assert angle_gain(gt + noise, gt) == pytest.approx(1.0)
+    assert np.isnan(angle_gain(gt, np.zeros(5)))
+    np.testing.assert_allclose(wrap_degrees(np.radians([190.0, -190.0, 360.0 + 30.0, 180.0])),
+                               [-170.0, 170.0, 30.0, -180.0], atol=1e-9)
+

@@ -4,15 +4,20 @@ Writes, in ``out_dir``:
 - ``metrics.json``: per row the summary (n, SIDE x10^-2 mean/std, MAD degrees mean/std), plus the
   camera and inputs used; small and flat enough for ``dvc metrics``.
 - ``per_image.json``: per row the test ids with raw SIDE, MAD (degrees) and the relief ratio
-  (``metrics.relief_ratio``) per image; for the method's shape artifact also the absolute error of
-  its input view against the test split's GT view (pitch, yaw, roll; degrees), and the roughness of
+  (``metrics.relief_ratio``) per image; for the method's shape artifact also its input view and the
+  test split's GT view (``view_deg``, ``gt_view_deg``: pitch, yaw, roll, degrees, wrapped to
+  [-180, 180)) and the absolute error between them (``view_err_deg``), and the roughness of
   its canonical depth (``canon_roughness``: mean |second differences| of 'canon_depth', camera units
   per pixel^2, the unweighted smoothness term of steps 1 and 3: the bench prior, near 0.965 at 64 px,
   gives 4.9e-4; the same with ridges of amplitude 0.01 every 4 pixels, like the "lenticular" depths
   some joint pre-training runs grow, 4.6e-3).
 - in ``metrics.json`` under 'diagnostics' (not table rows): per row the median and mean relief
-  ratio, and for a shape artifact the mean and median view errors and canonical roughness: why a SIDE
-  is what it is (a wrong relief depth, a turned input view or a ridged surface all cost SIDE).
+  ratio, and for a shape artifact the mean and median view errors, the view gains and canonical
+  roughness: why a SIDE is what it is (a wrong relief depth, a turned input view or a ridged surface
+  all cost SIDE). The gain of an angle is the least-squares slope through 0 of the predicted on the
+  GT angle (sum(pred * gt) / sum(gt^2)): 1 for a right rotation scale, below 1 where the views are
+  under-turned. Under the relief-rotation trade (a head d times as deep turned 1/d as far re-renders
+  about the same) a yaw gain g goes with a relief ratio near 1/g.
 - ``table.md``: the markdown table of :func:`gan2shape.evaluate.tables.markdown_table`.
 - ``depth_sheet.png`` (with a prediction, when the test split has its images): input image | GT
   depth | predicted depth of the worst-SIDE heads, on one grey scale per head
@@ -44,7 +49,7 @@ from gan2shape.evaluate.tables import markdown_table, write_metrics_json
 from gan2shape.model.losses import smoothness
 from gan2shape.render import Camera
 
-__all__ = ["SUMMARY_KEYS", "camera_from_artifact", "evaluate_prediction", "run_evaluate"]
+__all__ = ["SUMMARY_KEYS", "angle_gain", "camera_from_artifact", "evaluate_prediction", "run_evaluate", "wrap_degrees"]
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +101,10 @@ def evaluate_prediction(
     """Score a prediction artifact against the test split ``test`` (see the module docstring).
 
     Returns ScoreAccumulator.result(): per-image 'ids', 'side', 'mad', 'relief' and the summary keys;
-    plus 'view_err' (N, 3) float64 degrees, |pitch, yaw, roll error| wrapped to [0, 180], when the
-    prediction is a shape artifact with 'view' and the test split has 'view' (both physical
-    [pitch, yaw, roll (radians), tx, ty, tz]); plus 'canon_roughness' (N,) float64 (``smoothness``
+    plus, when the prediction is a shape artifact with 'view' and the test split has 'view' (both
+    physical [pitch, yaw, roll (radians), tx, ty, tz]): 'view_deg' and 'gt_view_deg' (N, 3) float64
+    degrees, the predicted and GT pitch, yaw, roll wrapped to [-180, 180), and 'view_err' (N, 3)
+    float64 degrees, |pitch, yaw, roll error| wrapped to [0, 180]; plus 'canon_roughness' (N,) float64 (``smoothness``
     of the canonical depth, camera units per pixel^2) when it is a shape artifact with
     'canon_depth'; plus 'sheet' (images (N, 3, S, S) uint8, gt (N, S, S), pred (N, S, S), mask
     (N, S, S) bool: the inputs of :func:`depth_sheet`) when the test split has 'image'.
@@ -120,7 +126,7 @@ def evaluate_prediction(
         with_canon = kind == "shape" and "canon_depth" in pred.names
         roughness: list[np.ndarray] = []
         with_images = "image" in test.names
-        view_err: list[np.ndarray] = []
+        views: dict[str, list[np.ndarray]] = {"view_deg": [], "gt_view_deg": []}
         sheet: dict[str, list[np.ndarray]] = {"images": [], "gt": [], "pred": [], "mask": []}
         acc = ScoreAccumulator()
         for start in range(0, rows.size, batch_size):
@@ -139,8 +145,8 @@ def evaluate_prediction(
                 sheet["pred"].append(depth.numpy())
                 sheet["mask"].append(mask.numpy() > 0.5)
             if with_view:
-                diff = pred.array("view", slice(start, stop))[:, :3] - test.array("view", rows[start:stop])[:, :3]
-                view_err.append(np.degrees(np.abs(np.arctan2(np.sin(diff), np.cos(diff)))))
+                views["view_deg"].append(wrap_degrees(pred.array("view", slice(start, stop))[:, :3]))
+                views["gt_view_deg"].append(wrap_degrees(test.array("view", rows[start:stop])[:, :3]))
             if with_canon:
                 canon = torch.from_numpy(pred.array("canon_depth", slice(start, stop))).to(torch.float32)
                 roughness.append(smoothness(canon).double().numpy())
@@ -148,7 +154,8 @@ def evaluate_prediction(
     if with_canon:
         result["canon_roughness"] = np.concatenate(roughness)
     if with_view:
-        result["view_err"] = np.concatenate(view_err).astype(np.float64)
+        result.update({k: np.concatenate(v) for k, v in views.items()})
+        result["view_err"] = np.abs(wrap_degrees(np.radians(result["view_deg"] - result["gt_view_deg"])))
     if with_images and sheet["images"][0].dtype != np.uint8:
         log.warning("no depth sheet: the test split's images are %s, not uint8", sheet["images"][0].dtype)
     elif with_images:
@@ -156,15 +163,34 @@ def evaluate_prediction(
     return result
 
 
+def wrap_degrees(angles: np.ndarray) -> np.ndarray:
+    """Angles in radians (any shape) -> float64 degrees wrapped to [-180, 180)."""
+    deg = np.degrees(np.asarray(angles, dtype=np.float64))
+    return (deg + 180.0) % 360.0 - 180.0
+
+
+def angle_gain(pred_deg: np.ndarray, gt_deg: np.ndarray) -> float:
+    """Least-squares slope through 0 of predicted on GT angles, sum(pred * gt) / sum(gt^2).
+
+    pred_deg, gt_deg: (N,) degrees. 1 = the right rotation scale, < 1 = under-turned, < 0 = turned the
+    wrong way; NaN when every GT angle is 0 (no scale to measure).
+    """
+    pred, gt = np.asarray(pred_deg, dtype=np.float64), np.asarray(gt_deg, dtype=np.float64)
+    denom = float((gt * gt).sum())
+    return float((pred * gt).sum() / denom) if denom > 0 else float("nan")
+
+
 def _diagnostics(row: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json 'diagnostics' of one row: relief ratio and (shape artifacts) view error and canonical
-    roughness summaries."""
+    """metrics.json 'diagnostics' of one row: relief ratio and (shape artifacts) view error, view gain
+    and canonical roughness summaries."""
     relief = np.asarray(row["relief"], dtype=np.float64)
     out: dict[str, Any] = {"relief_ratio_median": float(np.median(relief)), "relief_ratio_mean": float(relief.mean())}
     if "view_err" in row:
         err = np.asarray(row["view_err"])
         out["view_abs_err_deg_mean"] = {k: float(v) for k, v in zip(("pitch", "yaw", "roll"), err.mean(0))}
         out["view_abs_err_deg_median"] = {k: float(v) for k, v in zip(("pitch", "yaw", "roll"), np.median(err, 0))}
+        out["view_gain"] = {k: angle_gain(row["view_deg"][:, i], row["gt_view_deg"][:, i])
+                            for i, k in enumerate(("pitch", "yaw"))}
     if "canon_roughness" in row:
         rough = np.asarray(row["canon_roughness"])
         out["canon_roughness_median"] = float(np.median(rough))
@@ -268,6 +294,7 @@ def run_evaluate(
         "diagnostics": {name: _diagnostics(row) for name, row in rows.items()},
     }
     per_image = {name: {"ids": row["ids"], "side": row["side"], "mad_deg": row["mad"], "relief_ratio": row["relief"],
+                        **{k: row[k] for k in ("view_deg", "gt_view_deg") if k in row},
                         **({"view_err_deg": row["view_err"]} if "view_err" in row else {}),
                         **({"canon_roughness": row["canon_roughness"]} if "canon_roughness" in row else {})}
                  for name, row in rows.items()}

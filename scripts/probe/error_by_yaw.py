@@ -6,6 +6,12 @@ Usage: python3 scripts/probe/error_by_yaw.py HEADS_TEST.h5 PER_IMAGE.json [PER_I
 Prints one JSON line per file: per |yaw| bin (degrees, edges BINS) the number of
 heads, the mean SIDE (x1e-2) and MAD of the prediction and of each baseline row, and the prediction's
 median relief ratio; plus Pearson r of |yaw| with the prediction's SIDE and relief.
+Where the prediction row has the view errors (a shape artifact's 'view_err_deg'), each bin also has
+'yaw_err' (the mean |yaw error|, degrees) and 'trade_err': the mean yaw error that the relief alone
+explains under the relief-rotation trade, |yaw| - asin(sin|yaw| / relief) (a head d times as deep
+turned so that d sin(yaw') = sin(yaw) re-renders about the same); and, where it has the signed views
+('view_deg', 'gt_view_deg'; evaluate writes them since the view gains), 'yaw_gain': the slope through 0
+of predicted on GT yaw (evaluate.run.angle_gain; 1 = right scale, < 1 = under-turned).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 import numpy as np
 
 from gan2shape.artifacts import read_artifact
+from gan2shape.evaluate.run import angle_gain
 
 DEG = 180.0 / math.pi
 BINS = (0.0, 15.0, 30.0, 90.0)
@@ -24,7 +31,10 @@ BINS = (0.0, 15.0, 30.0, 90.0)
 
 def by_yaw(abs_yaw: np.ndarray, rows: dict) -> dict:
     """abs_yaw: (N,) degrees; rows: evaluate's per-image rows, each with 'side' and 'mad_deg' of length N.
-    Returns {"<lo>-<hi>": {"n": .., "<row>": [SIDE x1e-2, MAD], "relief_median": ..}}."""
+    Returns {"<lo>-<hi>": {"n": .., "<row>": [SIDE x1e-2, MAD], "relief_median": ..}}, plus 'yaw_err',
+    'trade_err' and 'yaw_gain' where the prediction row has what they need (module docstring)."""
+    pred = rows["prediction"]
+    relief = np.asarray(pred["relief_ratio"], float)
     out = {}
     for lo, hi in zip(BINS[:-1], BINS[1:]):
         m = (abs_yaw >= lo) & (abs_yaw < hi)
@@ -33,7 +43,14 @@ def by_yaw(abs_yaw: np.ndarray, rows: dict) -> dict:
             for name, row in rows.items():
                 side = np.asarray(row["side"], float)[m] * 100
                 cell[name] = [round(float(side.mean()), 3), round(float(np.asarray(row["mad_deg"], float)[m].mean()), 2)]
-            cell["relief_median"] = round(float(np.median(np.asarray(rows["prediction"]["relief_ratio"], float)[m])), 2)
+            cell["relief_median"] = round(float(np.median(relief[m])), 2)
+            if "view_err_deg" in pred:
+                cell["yaw_err"] = round(float(np.asarray(pred["view_err_deg"], float)[m, 1].mean()), 1)
+                turned = np.degrees(np.arcsin(np.clip(np.sin(np.radians(abs_yaw[m])) / relief[m], -1.0, 1.0)))
+                cell["trade_err"] = round(float((abs_yaw[m] - turned).mean()), 1)
+            if "view_deg" in pred and "gt_view_deg" in pred:
+                yaw_pred, yaw_gt = (np.asarray(pred[k], float)[m, 1] for k in ("view_deg", "gt_view_deg"))
+                cell["yaw_gain"] = round(angle_gain(yaw_pred, yaw_gt), 2)
         out[f"{lo:g}-{hi:g}"] = cell
     return out
 
