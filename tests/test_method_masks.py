@@ -23,7 +23,7 @@ from PIL import Image
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import ConfigError, load_params
 from gan2shape.evaluate.metrics import erode_mask
-from gan2shape.method.instances import read_instances, sample_instances, write_instances
+from gan2shape.method.instances import read_instance_masks, read_instances, sample_instances, write_instances
 from gan2shape.method.masks import canonical_mask, read_masks
 from gan2shape.method.prior import box_from_mask, prior_variant
 from gan2shape.method.steps import make_context, run_prior, run_pseudo, run_step1
@@ -92,6 +92,10 @@ def test_prior_sits_over_the_mask_box(tiny_gan_path, tmp_path):
     write_instances(tmp_path / "instances.h5", inst)
     again = read_instances(tmp_path / "instances.h5", S)
     assert torch.equal(again.mask, inst.mask)
+    ids, mask_only = read_instance_masks(tmp_path / "instances.h5", S)  # what step 2a reads
+    assert ids == inst.ids and torch.equal(mask_only, inst.mask)
+    with pytest.raises(ValueError, match=r"per-instance shape \(32, 32\), expected \(16, 16\)"):
+        read_instance_masks(tmp_path / "instances.h5", 16)
     path = run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
     with read_artifact(path, "shape") as art:
         prior = art.tensor("prior_depth")
@@ -125,6 +129,7 @@ def test_mask_source_without_masks_names_the_key(tiny_gan_path, tmp_path):
     ctx = _context(tiny_gan_path, "method.prior.box_source=mask")
     write_instances(tmp_path / "instances.h5", sample_instances(ctx.generator, 1, seed=3, image_size=S))
     assert read_instances(tmp_path / "instances.h5", S).mask is None
+    assert read_instance_masks(tmp_path / "instances.h5", S)[1] is None
     with pytest.raises(ConfigError, match=r"method\.prior\.box_source.*--masks.*box_source=centered"):
         run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
 

@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gan2shape.artifacts import read_artifact, write_artifact
+from gan2shape.artifacts import Artifact, read_artifact, write_artifact
 from gan2shape.method.latents import check_w_target, w_target_from_z
 from gan2shape.stylegan2.model import Generator
 
 __all__ = ["KIND", "Instances", "resize_images", "synthesize", "sample_instances", "instances_from_latents",
-           "write_instances", "read_instances"]
+           "write_instances", "read_instances", "read_instance_masks"]
 
 KIND = "instances"
 
@@ -155,20 +155,37 @@ def write_instances(path: str | Path, inst: Instances, *, params_text: str | Non
                           attrs={"n_noise": len(inst.noise), "image_size": int(inst.image.shape[-1]), **(attrs or {})})
 
 
+def _read_mask(art: Artifact, path: str | Path, image_size: int, device: torch.device | str) -> torch.Tensor | None:
+    """An open 'instances' artifact's optional mask as (N, S, S) uint8 {0, 1}, or None; checks its size."""
+    if "mask" not in art.names:
+        return None
+    if art.shape("mask")[1:] != (image_size, image_size):
+        raise ValueError(f"{path}: dataset 'mask' has per-instance shape {art.shape('mask')[1:]}, expected "
+                         f"{(image_size, image_size)}; rebuild it with gan2shape sample-instances --masks")
+    return (art.tensor("mask", device=device) > 0).to(torch.uint8)
+
+
 def read_instances(path: str | Path, image_size: int, device: torch.device | str = "cpu") -> Instances:
     """Read an 'instances' artifact; checks that its images are (N, 3, image_size, image_size) (and its
     optional mask (N, image_size, image_size), read as uint8 {0, 1})."""
     shapes = {"image": (3, image_size, image_size)}
     with read_artifact(path, KIND, require=("image", "latent"), shapes=shapes) as art:
-        if "mask" in art.names and art.shape("mask")[1:] != (image_size, image_size):
-            raise ValueError(f"{path}: dataset 'mask' has per-instance shape {art.shape('mask')[1:]}, expected "
-                             f"{(image_size, image_size)}; rebuild it with gan2shape sample-instances --masks")
+        mask = _read_mask(art, path, image_size, device)
         n_noise = int(art.attrs["n_noise"])
         return Instances(
             list(art.ids),
             art.tensor("image", device=device).float(),
             art.tensor("latent", device=device).float(),
             [art.tensor(f"noise_{i}", device=device).float() for i in range(n_noise)],
-            (art.tensor("mask", device=device) > 0).to(torch.uint8) if "mask" in art.names else None,
+            mask,
         )
+
+
+def read_instance_masks(path: str | Path, image_size: int,
+                        device: torch.device | str = "cpu") -> tuple[list[str], torch.Tensor | None]:
+    """Only the ids and the optional foreground masks of an 'instances' artifact, for steps that need
+    nothing else (step 2a): (ids, mask (N, image_size, image_size) uint8 {0, 1} or None). The images,
+    latents and noise maps stay on disk."""
+    with read_artifact(path, KIND, require=("image", "latent")) as art:
+        return list(art.ids), _read_mask(art, path, image_size, device)
 

@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from gan2shape.artifacts import Artifact, read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
-from gan2shape.method.instances import Instances, read_instances, resize_images
+from gan2shape.method.instances import Instances, read_instance_masks, read_instances, resize_images
 from gan2shape.method.latents import center_hidden, invert_grouped
 from gan2shape.method.masks import canonical_mask
 from gan2shape.method.prior import prior_boxes, prior_variant
@@ -518,10 +518,10 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
         target_view = art.tensor("view", device=ctx.device)
     canon_mask = None
     if instances_path is not None:
-        inst = read_instances(instances_path, ctx.size, ctx.device)
-        _check_ids(ids, inst.ids, str(albedo_path))
-        if inst.mask is not None:
-            canon_mask = canonical_mask(inst.mask, depth, target_view, ctx.camera)
+        inst_ids, inst_mask = read_instance_masks(instances_path, ctx.size, ctx.device)
+        _check_ids(ids, inst_ids, str(albedo_path))
+        if inst_mask is not None:
+            canon_mask = canonical_mask(inst_mask, depth, target_view, ctx.camera)
     n, s, m = len(ids), ctx.size, pseudo_count(cfg)
     rng = _rng(ctx, "pseudo", stage)
     lights = sample_lights(m, cfg.rand_light, base_light.cpu(), generator=rng).to(ctx.device).reshape(n, m, 4)
