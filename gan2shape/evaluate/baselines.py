@@ -198,7 +198,8 @@ def evaluate_baselines(
             predictors[name] = null_depth_prediction
         elif name == "ellipsoid_prior":
             if not 0.0 < prior_near < prior_far:
-                raise ValueError(f"the ellipsoid_prior baseline needs 0 < prior_near < prior_far, got {prior_near}, {prior_far}")
+                raise ValueError("the ellipsoid_prior baseline needs 0 < prior_near < prior_far, "
+                                 f"got {prior_near}, {prior_far}: fix method.prior.near / far")
             predictors[name] = lambda gt: ellipsoid_prior_prediction(
                 gt, raise_top_frac=prior_raise_top_frac, near=prior_near, far=prior_far
             )
