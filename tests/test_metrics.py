@@ -520,6 +520,6 @@ def test_angle_gain_measures_the_rotation_scale():
     assert float(noise @ gt) == 0.0
     assert angle_gain(gt + noise, gt) == pytest.approx(1.0)
     assert np.isnan(angle_gain(gt, np.zeros(5)))
-    np.testing.assert_allclose(wrap_degrees(np.radians([190.0, -190.0, 360.0 + 30.0, 180.0])),
+    np.testing.assert_allclose(wrap_degrees([190.0, -190.0, 360.0 + 30.0, 180.0]),
                                [-170.0, 170.0, 30.0, -180.0], atol=1e-9)
 

@@ -145,8 +145,8 @@ def evaluate_prediction(
                 sheet["pred"].append(depth.numpy())
                 sheet["mask"].append(mask.numpy() > 0.5)
             if with_view:
-                views["view_deg"].append(wrap_degrees(pred.array("view", slice(start, stop))[:, :3]))
-                views["gt_view_deg"].append(wrap_degrees(test.array("view", rows[start:stop])[:, :3]))
+                views["view_deg"].append(pred.array("view", slice(start, stop))[:, :3])  # radians until the end
+                views["gt_view_deg"].append(test.array("view", rows[start:stop])[:, :3])
             if with_canon:
                 canon = torch.from_numpy(pred.array("canon_depth", slice(start, stop))).to(torch.float32)
                 roughness.append(smoothness(canon).double().numpy())
@@ -154,8 +154,8 @@ def evaluate_prediction(
     if with_canon:
         result["canon_roughness"] = np.concatenate(roughness)
     if with_view:
-        result.update({k: np.concatenate(v) for k, v in views.items()})
-        result["view_err"] = np.abs(wrap_degrees(np.radians(result["view_deg"] - result["gt_view_deg"])))
+        result.update({k: wrap_degrees(np.degrees(np.concatenate(v).astype(np.float64))) for k, v in views.items()})
+        result["view_err"] = np.abs(wrap_degrees(result["view_deg"] - result["gt_view_deg"]))
     if with_images and sheet["images"][0].dtype != np.uint8:
         log.warning("no depth sheet: the test split's images are %s, not uint8", sheet["images"][0].dtype)
     elif with_images:
@@ -163,10 +163,9 @@ def evaluate_prediction(
     return result
 
 
-def wrap_degrees(angles: np.ndarray) -> np.ndarray:
-    """Angles in radians (any shape) -> float64 degrees wrapped to [-180, 180)."""
-    deg = np.degrees(np.asarray(angles, dtype=np.float64))
-    return (deg + 180.0) % 360.0 - 180.0
+def wrap_degrees(degrees: np.ndarray) -> np.ndarray:
+    """Angles in degrees (any shape) -> float64 degrees wrapped to [-180, 180)."""
+    return (np.asarray(degrees, dtype=np.float64) + 180.0) % 360.0 - 180.0
 
 
 def angle_gain(pred_deg: np.ndarray, gt_deg: np.ndarray) -> float:
