@@ -271,6 +271,118 @@ def export_gan_cmd(checkpoint_path: Path, out_path: Path, half: bool) -> None:
                            **({"images_seen": extra["images_seen"]} if "images_seen" in extra else {})}))
 
 
+@main.command("train-pose")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output 'pose' artifact (.h5): the regressor and its held-out accuracy.")
+@click.option("--images", "n_images", type=int, default=40000, show_default=True,
+              help="Freshly rendered heads (params' heads section) to train on.")
+@click.option("--steps", type=int, default=4000, show_default=True, help="Adam steps (batch 256).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_DEVICE_OPTION
+@click.pass_context
+def train_pose_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], out_path: Path, n_images: int,
+                   steps: int, seed: int, device: str) -> None:
+    """Train the heads' pose regressor (pitch and yaw from an image), the step-2 bench's instrument."""
+    from gan2shape.device import resolve_device
+    from gan2shape.evaluate.pose import save_pose_regressor, train_pose_regressor
+
+    params, text = _load(params_path, overrides)
+    try:
+        net, report = train_pose_regressor(params.heads, n_images=n_images, steps=steps, seed=seed,
+                                           device=resolve_device(device), progress=ctx.obj["progress"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    save_pose_regressor(out_path, net, report, params_text=text)
+    click.echo(json.dumps({"out": str(out_path), "held_out": report["held_out"], "seconds": report["seconds"]}))
+
+
+@main.command("pretrain-encoder")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output 'encoder' artifact (.h5), for method.encoder_init.")
+@_DEVICE_OPTION
+@click.pass_context
+def pretrain_encoder_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], out_path: Path,
+                         device: str) -> None:
+    """Pre-train the inversion encoder E on method.checkpoint's own image pairs (pretrain_encoder section)."""
+    from gan2shape.device import resolve_device
+    from gan2shape.method.encoder import pretrain_encoder, save_encoder
+    from gan2shape.stylegan2.checkpoint import load_checkpoint
+
+    params, text = _load(params_path, overrides)
+    m = params.method
+    if not m.relative_enc:
+        raise click.UsageError("pretrain-encoder trains the relative encoding (method.relative_enc=true)")
+    ckpt = load_checkpoint(m.checkpoint, device=resolve_device(device))
+    if ckpt.d is None:
+        raise click.ClickException(f"{m.checkpoint} has no discriminator ('d'); pre-training needs its features")
+    g, d = ckpt.g_ema.eval().requires_grad_(False), ckpt.d.eval().requires_grad_(False)
+    try:
+        encoder, report = pretrain_encoder(g, d, params.pretrain_encoder, image_size=m.image_size, enc_nf=m.enc_nf,
+                                           offset=m.offset, f1_d=m.f1_d, feature_blocks=m.perceptual_blocks,
+                                           progress=ctx.obj["progress"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    save_encoder(out_path, encoder, offset=m.offset, f1_d=m.f1_d, checkpoint=m.checkpoint, report=report,
+                 params_text=text)
+    click.echo(json.dumps({"out": str(out_path), "bytes": out_path.stat().st_size,
+                           **{k: v for k, v in report.items() if k != "loss_history"}}))
+
+
+@main.command("diagnose-step2")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--pose", "pose_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="The pose regressor (gan2shape train-pose).")
+@click.option("--instances", "instances_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              required=True, help="The shard's instances.h5 (its latents are measured too).")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="A reconstruct folder: its stage's pseudo.h5 and projected.h5 are measured.")
+@click.option("--stage", type=int, default=1, show_default=True, help="The stage of --run.")
+@click.option("--heads", "heads_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The heads file the instances were projected from: E is also trained on their true heads, "
+                   "turned (ground-truth pseudo-samples).")
+@click.option("--gt-samples", type=int, default=None,
+              help="Ground-truth pseudo-samples per instance (default: the profile's pseudo-sample count).")
+@click.option("--free-samples", type=int, default=64, show_default=True,
+              help="Pseudo-samples per instance also projected with a free latent offset (0: skip).")
+@click.option("--free-steps", type=int, default=200, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: step2_bench.json and image sheets.")
+@_DEVICE_OPTION
+@click.pass_context
+def diagnose_step2_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], pose_path: Path,
+                       instances_path: Path, run_dir: Path | None, stage: int, heads_path: Path | None,
+                       gt_samples: int | None, free_samples: int, free_steps: int, out_dir: Path, device: str) -> None:
+    """The step-2 bench: edit gain of the instances' latents and the follow ratios of step 2's projected
+    samples (encoder and free offsets) against the turns they were asked for."""
+    from gan2shape.device import resolve_device
+    from gan2shape.diagnose.step2 import run_diagnose_step2
+
+    params, text = _load(params_path, overrides)
+    for name, value, low in (("--stage", stage, 1), ("--free-samples", free_samples, 0), ("--free-steps", free_steps, 1),
+                             ("--gt-samples", gt_samples if gt_samples is not None else 2, 2)):
+        if value < low:
+            raise click.UsageError(f"{name} must be >= {low}, got {value}")
+    try:
+        result = run_diagnose_step2(params, text, pose_path=pose_path, instances_path=instances_path, out_dir=out_dir,
+                                    run_dir=run_dir, stage=stage, heads_path=heads_path, gt_samples=gt_samples,
+                                    free_samples=free_samples, free_steps=free_steps,
+                                    device=resolve_device(device), progress=ctx.obj["progress"])
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    summary = {"out": str(out_dir / "step2_bench.json"), "edit_gain": result["edit"]["gain"],
+               "typicality": result["typicality"]}
+    for source in ("run", "gt_turned"):
+        if source in result:
+            summary[source] = {k: result[source][k] for k in ("ratio_encoder", "ratio_free") if k in result[source]}
+            summary[source]["encoder_r"] = result[source]["encoder"]["r"]
+    click.echo(json.dumps(summary))
+
+
 # ----- GAN2Shape method (gan2shape.method.steps / reconstruct) ----------------------------------
 
 _PATH_IN = dict(type=click.Path(dir_okay=False, exists=True, path_type=Path))
@@ -514,7 +626,8 @@ def export_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...]
             m = params.method
             g = load_checkpoint(m.checkpoint, device=resolve_device(device)).g_ema.eval().requires_grad_(False)
             refined = export_gan_refined(shape_path, projected_path, instances_path, out_dir, camera, g,
-                                         f1_d=m.f1_d, relative_enc=m.relative_enc, ids=list(ids) or None,
+                                         f1_d=m.f1_d, relative_enc=m.relative_enc, offset=m.offset,
+                                         ids=list(ids) or None,
                                          progress=ctx.obj["progress"])
             for name, files in refined.items():
                 written.setdefault(name, {}).update(files)

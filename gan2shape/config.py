@@ -27,6 +27,7 @@ __all__ = [
     "EvaluateConfig",
     "GanConfig",
     "ProjectConfig",
+    "PretrainEncoderConfig",
     "StepSchedule",
     "PriorConfig",
     "MethodConfig",
@@ -236,7 +237,9 @@ class ProjectConfig:
     steps: int = 500
     batch_size: int = 50
     lr: float = 0.1
-    w_plus: bool = True
+    w_plus: bool = False
+    latent_prior: float = 0.01        # weight of a Gaussian prior on w in the mapping's whitened space
+    layer_tie: float = 0.0            # w+: weight pulling every layer's w toward their mean (0 = free w+)
     noise_regularize: float = 1e5
     noise_ramp: float = 0.75
     noise_strength: float = 0.05
@@ -251,11 +254,46 @@ class ProjectConfig:
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _check(self.noise_regularize >= 0, "noise_regularize", "must be >= 0")
+        _check(self.latent_prior >= 0, "latent_prior", f"must be >= 0, got {self.latent_prior}")
+        _check(self.layer_tie >= 0, "layer_tie", f"must be >= 0, got {self.layer_tie}")
+        _check(self.w_plus or self.layer_tie == 0, "layer_tie", "ties the layers of a w+ projection: set "
+               "project.w_plus=true or layer_tie=0")
         _check(0 < self.noise_ramp <= 1, "noise_ramp", f"must be in (0, 1], got {self.noise_ramp}")
         _check(self.noise_strength >= 0, "noise_strength", "must be >= 0")
         _check(self.l1_weight >= 0 and self.feature_weight >= 0, "l1_weight", "loss weights must be >= 0")
         _check(self.feature_blocks >= 1, "feature_blocks", f"must be >= 1, got {self.feature_blocks}")
         _check(self.mean_latent_samples >= 100, "mean_latent_samples", "must be >= 100")
+
+
+@dataclass(frozen=True)
+class PretrainEncoderConfig:
+    """Pre-training of the inversion encoder E on the GAN itself (``gan2shape pretrain-encoder``).
+
+    Pairs of GAN images G(w1), G(w2) with w1 = mapping(z1) and w2 = w1 + a (mapping(z2) - w1),
+    a ~ U(mix_range), share their noise; E learns to turn the pair into the offset w2 - w1 as
+    step 2 uses it (method.offset, relative encoding): lam_latent * the offset's squared error in
+    units of the w spread plus lam_image * step 2's image loss (L1 + discriminator features) of
+    G(w1 + offset) against G(w2).
+    """
+
+    steps: int = 6000
+    batch_size: int = 32
+    lr: float = 3e-4
+    mix_range: tuple[float, float] = (0.0, 1.0)
+    lam_latent: float = 1.0
+    lam_image: float = 1.0
+    held_out: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        _check(self.batch_size >= 2, "batch_size", f"must be >= 2, got {self.batch_size}")
+        _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _check(0 <= self.mix_range[0] <= self.mix_range[1], "mix_range", f"must be [lo, hi] with 0 <= lo <= hi, "
+               f"got {list(self.mix_range)}")
+        _check(self.lam_latent >= 0 and self.lam_image >= 0, "lam_latent", "loss weights must be >= 0")
+        _check(self.lam_latent + self.lam_image > 0, "lam_latent", "lam_latent and lam_image cannot both be 0")
+        _check(self.held_out >= 2, "held_out", f"must be >= 2, got {self.held_out}")
 
 
 @dataclass(frozen=True)
@@ -313,6 +351,8 @@ class MethodConfig:
     mode: Literal["instance", "joint"] = "instance"
     seed: int = 0
     f1_d: int = 8
+    offset: Literal["mapping", "linear"] = "mapping"   # how E's output becomes a latent offset (latents.OffsetMap)
+    encoder_init: str | None = None   # a pre-trained E ('encoder' artifact, pretrain-encoder) for runs whose E starts fresh
     relative_enc: bool = True
     perceptual: Literal["discriminator", "lpips", "none"] = "discriminator"
     perceptual_blocks: int = 3
@@ -492,11 +532,16 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     project: ProjectConfig = field(default_factory=ProjectConfig)
+    pretrain_encoder: PretrainEncoderConfig = field(default_factory=PretrainEncoderConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    preset: str | None = None
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check(self.preset is None or self.preset in self.presets, "preset",
+               f"unknown preset {self.preset!r}; defined under presets: {sorted(self.presets)}")
         profiles = sorted(self.method.profiles)
         _check(self.workflow.profile == "auto" or self.workflow.profile in profiles, "workflow.profile",
                f"unknown profile {self.workflow.profile!r}; use auto or one of method.profiles: {profiles}")
@@ -516,6 +561,8 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
@@ -626,17 +673,39 @@ def load_params(
             raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
         if not isinstance(tree, dict):
             raise ConfigError("", f"{path} must hold a mapping of sections, got {type(tree).__name__}")
+    given = set()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(item, "an override must look like section.key=value")
         key, raw = item.split("=", 1)
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        given.add(key.strip())
+    _apply_preset(tree, given)
     try:
         params = parse_section(Params, tree)
     except ConfigError as exc:
         where = f" in {path}" if path is not None else ""
         raise ConfigError(exc.key, f"{exc.message} (fix this key{where})") from None
     return params, yaml.safe_dump(tree, sort_keys=True)
+
+
+def _apply_preset(tree: dict, given: set[str]) -> None:
+    """``preset: NAME`` sets every ``presets.NAME`` key (dotted) that no --set override gave, in place."""
+    name = tree.get("preset")
+    if name is None:
+        return
+    presets = tree.get("presets") or {}
+    if not isinstance(presets, Mapping) or name not in presets:
+        known = sorted(presets) if isinstance(presets, Mapping) else []
+        raise ConfigError("preset", f"unknown preset {name!r}; defined under presets: {known}")
+    values = presets[name] or {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"presets.{name}", "must map dotted keys (e.g. method.view_scale) to values")
+    for key, value in values.items():
+        if str(key).split(".")[0] in ("preset", "presets"):
+            raise ConfigError(f"presets.{name}.{key}", "a preset cannot set presets")
+        if str(key) not in given:
+            _set_dotted(tree, str(key), value)
 
 
 def params_digest(params_text: str) -> str:

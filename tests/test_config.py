@@ -42,6 +42,11 @@ def test_override_changes_one_key(tmp_path):
         ("nosection.key=1", "nosection", "unknown key"),
         ("method.lam_view_joint=-1", "method.lam_view_joint", "must be >= 0"),
         ("method.lam_smooth_joint=-1", "method.lam_smooth_joint", "must be null (= lam_smooth) or >= 0"),
+        ("method.offset=tail", "method.offset", "mapping"),
+        ("project.latent_prior=-1", "project.latent_prior", "must be >= 0"),
+        ("project.layer_tie=-1", "project.layer_tie", "must be >= 0"),
+        ("pretrain_encoder.mix_range=[0.5, 0.1]", "pretrain_encoder.mix_range", "lo <= hi"),
+        ("pretrain_encoder.lam_image=-1", "pretrain_encoder.lam_latent", "must be >= 0"),
     ],
 )
 def test_bad_values_name_their_key(override, key, words):
@@ -89,3 +94,27 @@ def test_view_anchor_weight_follows_the_mode():
     assert params.method.view_anchor == 3
     params, _ = load_params(ROOT / "params.yaml", ["method.lam_view=3", "method.lam_view_joint=0.5", "method.mode=joint"])
     assert params.method.view_anchor == 0.5
+
+
+def test_presets_apply_their_keys_and_a_set_still_wins(tmp_path):
+    params, text = load_params(ROOT / "params.yaml", ["preset=reference"])
+    ref = yaml_load(ROOT / "params.yaml")["presets"]["reference"]
+    assert params.method.view_scale == ref["method.view_scale"] and params.project.w_plus is ref["project.w_plus"]
+    assert params.method.prior.near == ref["method.prior.near"] and "preset: reference" in text
+    again, _ = load_params(ROOT / "params.yaml", ["preset=reference", "method.view_scale=0.5"])
+    assert again.method.view_scale == 0.5 and again.method.prior.near == ref["method.prior.near"]
+    plain, _ = load_params(ROOT / "params.yaml")
+    assert plain.preset is None
+    with pytest.raises(ConfigError, match="unknown preset 'refrence'") as info:
+        load_params(ROOT / "params.yaml", ["preset=refrence"])
+    assert info.value.key == "preset"
+    bad = tmp_path / "p.yaml"
+    bad.write_text("preset: x\npresets:\n  x:\n    method.view_scael: 1.0\n")
+    with pytest.raises(ConfigError, match="did you mean 'view_scale'"):
+        load_params(bad)
+
+
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())

@@ -25,7 +25,7 @@ from gan2shape.export import ExportOptions, GAN_OUTPUT_FILES, export_gan_refined
 from gan2shape.export.gan_refine import render_relights, render_rotations, rotation_views
 from gan2shape.export.images import to_uint8
 from gan2shape.method.instances import read_instances, sample_instances, write_instances
-from gan2shape.method.latents import center_hidden, latent_offset
+from gan2shape.method.latents import latent_offset, make_offset_map
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
 from gan2shape.method.steps import load_nets, make_context
 from gan2shape.model.decode import decode_light
@@ -73,8 +73,8 @@ def _direct(run, encoder, renders: torch.Tensor) -> torch.Tensor:
     ctx, g = run["ctx"], run["ctx"].generator
     inst = read_instances(run["instances"], S)
     with torch.no_grad():
-        h0 = center_hidden(g, ctx.config.f1_d)
-        offset = latent_offset(encoder(renders), encoder(inst.image), h0, g, ctx.config.f1_d, True)
+        omap = make_offset_map(g, ctx.config.offset, ctx.config.f1_d)
+        offset = latent_offset(encoder(renders), encoder(inst.image), omap, True)
         return g.synthesis(inst.latent + offset[:, None, :], noise=inst.noise, randomize_noise=False).clamp(-1, 1)
 
 

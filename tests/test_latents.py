@@ -7,11 +7,14 @@ import pytest
 import torch
 
 from gan2shape.method.latents import (
+    OffsetMap,
     center_hidden,
     check_w_target,
     latent_offset,
+    make_offset_map,
     mapping_split,
     offset_to_latent,
+    w_spread,
     w_target_from_artifact,
     w_target_from_z,
 )
@@ -52,7 +55,7 @@ def test_offset_matches_the_reference_rule(gen, f1_d):
     expected = _style_forward(gen, h_ref + (e_p - e_t), skip=k) - w0_ref
     h0 = center_hidden(gen, f1_d)
     torch.testing.assert_close(h0, h_ref, atol=1e-6, rtol=1e-6)
-    got = latent_offset(e_p, e_t, h0, gen, f1_d)
+    got = latent_offset(e_p, e_t, make_offset_map(gen, "mapping", f1_d))
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -73,51 +76,74 @@ def test_f1_d_2_uses_the_last_three_linear_layers(gen):
             x = layer(x)
         return x
 
-    torch.testing.assert_close(latent_offset(e, None, h0, gen, 2, relative=False), tail(h0 + e) - tail(h0))
+    got = latent_offset(e, None, make_offset_map(gen, "mapping", 2), relative=False)
+    torch.testing.assert_close(got, tail(h0 + e) - tail(h0))
 
 
-def test_equal_encodings_give_w_target_exactly(gen):
+@pytest.mark.parametrize("kind", ["mapping", "linear"])
+def test_equal_encodings_give_w_target_exactly(gen, kind):
     e = torch.randn(4, D)
-    h0 = center_hidden(gen, 2)
+    omap = make_offset_map(gen, kind, 2)
     w_plus = torch.randn(4, gen.n_latent, D)
-    assert torch.equal(offset_to_latent(w_plus, e, e.clone(), h0, gen, 2), w_plus)
+    assert torch.equal(offset_to_latent(w_plus, e, e.clone(), omap), w_plus)
     w = torch.randn(1, D)
-    out = offset_to_latent(w, e, e.clone(), h0, gen, 2)
+    out = offset_to_latent(w, e, e.clone(), omap)
     assert out.shape == (4, D) and torch.equal(out, w.expand(4, D))
 
 
-def test_w_plus_gets_the_same_offset_on_every_layer(gen):
+@pytest.mark.parametrize("kind", ["mapping", "linear"])
+def test_w_plus_gets_the_same_offset_on_every_layer(gen, kind):
     e_p, e_t = torch.randn(3, D), torch.randn(3, D)
-    h0 = center_hidden(gen, 2)
     w_plus = torch.randn(1, gen.n_latent, D)
-    w, offset = offset_to_latent(w_plus, e_p, e_t, h0, gen, 2, return_offset=True)
+    w, offset = offset_to_latent(w_plus, e_p, e_t, make_offset_map(gen, kind, 2), return_offset=True)
     assert w.shape == (3, gen.n_latent, D) and offset.shape == (3, D)
     torch.testing.assert_close(w - w_plus, offset[:, None, :].expand(-1, gen.n_latent, -1))
     assert offset.abs().max() > 0
 
 
-def test_gradients_reach_the_encodings(gen):
+@pytest.mark.parametrize("kind", ["mapping", "linear"])
+def test_gradients_reach_the_encodings(gen, kind):
     e_p = torch.randn(2, D, requires_grad=True)
-    offset = latent_offset(e_p, torch.zeros(1, D), center_hidden(gen, 2), gen, 2)
+    offset = latent_offset(e_p, torch.zeros(1, D), make_offset_map(gen, kind, 2))
     (offset**2).mean().backward()
     assert e_p.grad is not None and e_p.grad.abs().sum() > 0
 
 
+def test_linear_offset_is_the_encoding_in_units_of_the_w_spread(gen):
+    mean, std = w_spread(gen, n=20000, seed=3)
+    w = gen.get_latent(torch.randn(20000, D, generator=torch.Generator().manual_seed(4))).detach()
+    # the spread of an independent draw agrees to sampling error
+    torch.testing.assert_close(std, w.std(0), rtol=0.05, atol=1e-4)
+    torch.testing.assert_close(mean, w.mean(0), rtol=0.0, atol=0.05 * float(std.max()))
+    omap = make_offset_map(gen, "linear")
+    e = torch.randn(3, D)
+    torch.testing.assert_close(omap(e), e * w_spread(gen)[1])  # seed 0, 10,000 draws: the map's own spread
+    # linear in e: small encodings give small offsets (the 'mapping' map with F1_d = n_mlp does not)
+    assert torch.allclose(omap(1e-3 * e), 1e-3 * omap(e), rtol=1e-5, atol=1e-9)
+    pn = make_offset_map(gen, "mapping", 8)
+    big, small = pn(e).norm(dim=1), pn(1e-3 * e).norm(dim=1)
+    assert (small > 0.5 * big).all()  # PixelNorm: the size of e is lost
+
+
 def test_errors_are_clear(gen):
-    h0 = center_hidden(gen, 2)
+    omap = make_offset_map(gen, "mapping", 2)
     e = torch.randn(2, D)
     with pytest.raises(ValueError, match="f1_d"):
         center_hidden(gen, 9)
     with pytest.raises(ValueError, match="needs e_target"):
-        latent_offset(e, None, h0, gen, 2, relative=True)
+        latent_offset(e, None, omap, relative=True)
     with pytest.raises(ValueError, match="e_target must be"):
-        latent_offset(e, torch.zeros(3, D), h0, gen, 2)
+        latent_offset(e, torch.zeros(3, D), omap)
     with pytest.raises(ValueError, match="w_target must be"):
-        offset_to_latent(torch.zeros(2, 3, D), e, e, h0, gen, 2)
+        offset_to_latent(torch.zeros(2, 3, D), e, e, omap)
     with pytest.raises(ValueError, match="batch"):
-        offset_to_latent(torch.zeros(3, D), e, e, h0, gen, 2)
-    with pytest.raises(ValueError, match="h0 must be"):
-        latent_offset(e, e, torch.zeros(2, D), gen, 2)
+        offset_to_latent(torch.zeros(3, D), e, e, omap)
+    with pytest.raises(ValueError, match="needs h0"):
+        OffsetMap("mapping", gen, 2, h0=torch.zeros(2, D))
+    with pytest.raises(ValueError, match="needs scale"):
+        OffsetMap("linear", gen)
+    with pytest.raises(ValueError, match="offset kind"):
+        make_offset_map(gen, "tail")
 
 
 def test_w_target_sources(gen, tmp_path):

@@ -10,6 +10,7 @@ from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import GanConfig, ProjectConfig
 from gan2shape.stylegan2.projector import (
     feature_distance,
+    latent_penalties,
     lr_schedule,
     mean_latent_stats,
     noise_regularize,
@@ -18,6 +19,7 @@ from gan2shape.stylegan2.projector import (
     project_images,
     psnr,
     to_uint8,
+    w_whitening,
 )
 from gan2shape.stylegan2.train import build_networks
 
@@ -108,6 +110,47 @@ def test_mean_latent_stats_matches_direct_mean(tiny_gan):
         w = torch.cat([w, g.get_latent(torch.randn(904, TINY.style_dim, generator=rng))])
     torch.testing.assert_close(mean, w.mean(0))
     assert std == pytest.approx(float((w - w.mean(0)).square().sum(1).mean().sqrt()), rel=1e-5)
+
+
+def test_whitened_latent_penalties(tiny_gan):
+    g, _ = tiny_gan
+    mean, white = w_whitening(g, 20000, seed=2, device="cpu")
+    with torch.no_grad():
+        w = g.get_latent(torch.randn(20000, TINY.style_dim, generator=torch.Generator().manual_seed(3)))
+    x = (w - mean) @ white
+    # whitening: an independent draw has about identity covariance, so the prior is ~1 per sample
+    cov = x.T @ x / x.shape[0]
+    assert (cov.diagonal() - 1).abs().max() < 0.1 and (cov - torch.diag(cov.diagonal())).abs().max() < 0.1
+    prior, tie = latent_penalties(w, mean, white)
+    assert prior.mean() == pytest.approx(1.0, abs=0.05) and torch.equal(tie, torch.zeros_like(tie))
+    # the mean w costs nothing; one w repeated over layers has no tie cost; a w+ of independent layers does
+    prior0, _ = latent_penalties(mean[None], mean, white)
+    assert float(prior0) < 1e-8
+    plus = w[:6].reshape(2, 3, -1)
+    p_plus, t_plus = latent_penalties(plus, mean, white)
+    torch.testing.assert_close(p_plus, prior[:6].reshape(2, 3).mean(1))
+    assert (t_plus > 0.3).all()
+    _, t_rep = latent_penalties(w[:2, None].expand(-1, 3, -1), mean, white)
+    assert t_rep.abs().max() < 1e-10
+
+
+def test_projection_prior_and_tie_pull_the_latent_in(tiny_gan):
+    g, d = tiny_gan
+    _, target = synthesize_targets(g, 2, seed=13)
+    base = dict(steps=40, batch_size=2, feature_blocks=2, mean_latent_samples=1000, seed=0, latent_prior=0.0)
+    mean, white = w_whitening(g, 1000, seed=0, device="cpu")
+    free = project_images(g, d, target, ProjectConfig(**base, w_plus=True), device="cpu", progress=False)
+    tied = project_images(g, d, target, ProjectConfig(**base, w_plus=True, layer_tie=100.0), device="cpu",
+                          progress=False)
+    held = project_images(g, d, target, ProjectConfig(**{**base, "latent_prior": 100.0}, w_plus=False), device="cpu",
+                          progress=False)
+    free_prior, free_tie = latent_penalties(free["latents"], mean, white)
+    _, tied_tie = latent_penalties(tied["latents"], mean, white)
+    held_prior, _ = latent_penalties(held["latents"][:, 0], mean, white)
+    assert (tied_tie < 0.2 * free_tie).all(), (free_tie, tied_tie)
+    assert (held_prior < 0.2 * free_prior).all(), (free_prior, held_prior)
+    with pytest.raises(ValueError, match="layer_tie"):
+        ProjectConfig(w_plus=False, layer_tie=1.0)
 
 
 # --------------------------------------------------------------------------------------------

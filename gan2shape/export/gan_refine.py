@@ -6,7 +6,7 @@ trained inversion encoder E, exactly as step 2 inverts its pseudo-samples
 (gan2shape.method.latents, gan2shape.method.steps)::
 
     e   = E(render) - E(target image)            (method.relative_enc; else e = E(render))
-    w   = w_target + tail(h0 + e) - tail(h0)      (latent_offset with method.f1_d)
+    w   = w_target + offset(e)                    (latent_offset with method.offset and method.f1_d)
     out = G.synthesis(w, the instance's fixed noise), clamped to [-1, 1]
 
 which gives a natural-looking GAN image of the edit. The renders are made like the pseudo-samples
@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from gan2shape.artifacts import read_artifact
 from gan2shape.method.instances import Instances, read_instances
-from gan2shape.method.latents import center_hidden, check_w_target, invert_grouped
+from gan2shape.method.latents import check_w_target, invert_grouped, make_offset_map
 from gan2shape.model.decode import decode_light
 from gan2shape.model.networks import InstanceEnsemble, InversionEncoder
 from gan2shape.render import Camera, depth_to_normals, light_direction, render_view, shade
@@ -87,7 +87,8 @@ class GanRefiner:
     InstanceEnsemble of n of them (instance mode), image (M, 3, S, S) in [-1, 1] -> (M, style_dim).
     latent: (n, n_latent, D) float32 w+ of the instances; noise: num_layers maps (n, 1, r, r);
     target: (n, 3, S, S) in [-1, 1], the instances' images (E(target) is the relative_enc anchor);
-    f1_d, relative_enc: the run's method.f1_d and method.relative_enc; batch_size: rows per GAN call.
+    f1_d, relative_enc, offset: the run's method.f1_d, method.relative_enc and method.offset;
+    batch_size: rows per GAN call.
     All tensors on the generator's device.
     """
 
@@ -99,6 +100,7 @@ class GanRefiner:
     f1_d: int
     relative_enc: bool = True
     batch_size: int = 64
+    offset: str = "mapping"
 
     def __post_init__(self) -> None:
         n = self.target.shape[0]
@@ -139,14 +141,14 @@ class GanRefiner:
         check_tensor("renders", renders, (n, "T", 3, s, s))
         t = renders.shape[1]
         g = self.generator
-        h0 = center_hidden(g, self.f1_d)
+        offset_map = make_offset_map(g, self.offset, self.f1_d)
         e_target = self.encoder(self.target) if self.relative_enc else None
         b = max(1, min(t, self.batch_size // n))
         out = torch.empty(n, t, 3, g.size, g.size, device=self.device)
         for start in range(0, t, b):
             bb = min(b, t - start)
             chunk = renders[:, start:start + bb].to(self.device, torch.float32).reshape(n * bb, 3, s, s)
-            img, _ = invert_grouped(g, self.encoder, chunk, e_target, self.latent, self.noise, h0, self.f1_d,
+            img, _ = invert_grouped(self.encoder, chunk, e_target, self.latent, self.noise, offset_map,
                                     self.relative_enc)
             out[:, start:start + bb] = img.reshape(n, bb, 3, g.size, g.size)
         return out
@@ -185,13 +187,15 @@ class _Sources:
             return cls(projected, instances, mode, size, int(art.attrs.get("enc_nf", 32)), art.network("encoder"),
                        inst, recorded if isinstance(recorded, dict) else {})
 
-    def check_params(self, f1_d: int, relative_enc: bool) -> None:
-        """The inversion must use the f1_d and relative_enc E was trained with (when recorded)."""
-        for key, value in (("f1_d", f1_d), ("relative_enc", relative_enc)):
-            if key in self.recorded and self.recorded[key] != value:
-                raise ValueError(f"{self.projected} was made with method.{key}={self.recorded[key]!r}, the params say "
+    def check_params(self, f1_d: int, relative_enc: bool, offset: str = "mapping") -> None:
+        """The inversion must use the f1_d, relative_enc and offset E was trained with (when recorded;
+        runs made before method.offset existed used 'mapping')."""
+        recorded = {"offset": "mapping", **self.recorded}
+        for key, value in (("f1_d", f1_d), ("relative_enc", relative_enc), ("offset", offset)):
+            if key in recorded and recorded[key] != value:
+                raise ValueError(f"{self.projected} was made with method.{key}={recorded[key]!r}, the params say "
                                  f"{value!r}: export with the run's params (e.g. --set method.{key}="
-                                 f"{str(self.recorded[key]).lower()})")
+                                 f"{str(recorded[key]).lower()})")
 
     def rows(self, ids: Sequence[str] | None) -> list[int]:
         wanted = self.inst.ids if ids is None else [str(i) for i in ids]
@@ -225,15 +229,15 @@ class _Sources:
         return net.to(self.inst.image.device).eval().requires_grad_(False)
 
     def refiner(self, generator: Generator, ids: Sequence[str] | None, f1_d: int, relative_enc: bool,
-                batch_size: int) -> GanRefiner:
-        self.check_params(f1_d, relative_enc)
+                batch_size: int, offset: str = "mapping") -> GanRefiner:
+        self.check_params(f1_d, relative_enc, offset)
         rows = self.rows(ids)
         index = torch.tensor(rows, device=self.inst.image.device)
         inst = self.inst
         try:
             return GanRefiner(generator, self.encoder(rows, generator.style_dim), inst.latent[index],
                               [x[index] for x in inst.noise], inst.image[index], f1_d=f1_d,
-                              relative_enc=relative_enc, batch_size=batch_size)
+                              relative_enc=relative_enc, batch_size=batch_size, offset=offset)
         except ValueError as exc:
             raise ValueError(f"{self.instances}: {exc}") from None
 
@@ -247,17 +251,18 @@ def load_gan_refiner(
     relative_enc: bool = True,
     ids: Sequence[str] | None = None,
     batch_size: int = 64,
+    offset: str = "mapping",
 ) -> GanRefiner:
     """A GanRefiner for the instances ``ids`` (None = all) of one shard.
 
     projected: a 'projected' artifact (stage{k}/projected.h5) holding network 'encoder';
     instances: the shard's instances.h5 (same ids, same order); generator: the run's GAN, on the
-    device to run on; f1_d, relative_enc: the run's method.f1_d / method.relative_enc.
+    device to run on; f1_d, relative_enc, offset: the run's method.f1_d / relative_enc / offset.
     Raises ValueError when the files belong to different shards, an id is missing, or the encoder
     or latents do not fit the generator.
     """
     sources = _Sources.read(projected, instances, generator.input.input.device)
-    return sources.refiner(generator, ids, f1_d, relative_enc, batch_size)
+    return sources.refiner(generator, ids, f1_d, relative_enc, batch_size, offset)
 
 
 # ----- the edits, rendered like step 2's pseudo-samples -----------------------------------------
@@ -362,12 +367,13 @@ def export_gan_refined(
     instance_batch: int = 16,
     batch_size: int = 64,
     progress: bool = False,
+    offset: str = "mapping",
 ) -> dict[str, dict[str, Path]]:
     """Write the GAN-refined media of every (or every selected) instance under ``out_dir/<id>/``.
 
     shape: the final shape.h5 (kind 'shape'); projected: the same stage's projected.h5; instances:
     the shard's instances.h5; camera: the method's camera (image size S = the shape's); generator:
-    the run's GAN (its device is where E and G run); f1_d, relative_enc: the run's method params;
+    the run's GAN (its device is where E and G run); f1_d, relative_enc, offset: the run's method params;
     ids: the ids to export (None = all); what: a subset of GAN_OUTPUTS; options: the plain media's
     ExportOptions (sweep lengths, grid, light circle, fps).
     Returns {id: {file name: path}} with the names of GAN_OUTPUT_FILES.
@@ -408,7 +414,7 @@ def export_gan_refined(
     for start in tqdm(starts, desc="export (GAN-refined)", disable=not progress):
         sel = slice(start, start + instance_batch)
         chunk = names[sel]
-        refiner = sources.refiner(generator, chunk, f1_d, relative_enc, batch_size)
+        refiner = sources.refiner(generator, chunk, f1_d, relative_enc, batch_size, offset)
         depth, albedo = data["canon_depth"][sel], data["canon_albedo"][sel]
         view, light = data["view"][sel], data["light"][sel]
         parts: list[torch.Tensor] = []

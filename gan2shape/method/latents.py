@@ -26,10 +26,16 @@ W-space offset (``latent_offset``).
 
 Our Generator's ``mapping_head(z, n)`` counts linear layers only (PixelNorm always first); the
 reference counts PixelNorm as layer 0; ``mapping_split`` converts.
+
+``method.offset`` picks how e becomes the offset (``OffsetMap``): 'mapping' is the reference's tail
+above; 'linear' is ``offset = spread * e`` with the per-dimension spread of the GAN's w, an offset
+that is small when e is small (with F1_d = n_mlp the tail starts with PixelNorm, which makes any
+nonzero e a jump of about the whole spread of w).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +47,10 @@ __all__ = [
     "mapping_split",
     "center_hidden",
     "mapping_tail_from_hidden",
+    "OFFSET_KINDS",
+    "w_spread",
+    "OffsetMap",
+    "make_offset_map",
     "latent_offset",
     "offset_to_latent",
     "invert_grouped",
@@ -109,82 +119,140 @@ def _check_codes(e_pseudo: torch.Tensor, e_target: torch.Tensor | None, relative
             )
 
 
+OFFSET_KINDS = ("mapping", "linear")
+
+
+@torch.no_grad()
+def w_spread(generator: Generator, n: int = 10000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and per-dimension standard deviation of the mapping's output w over n draws z ~ N(0, I).
+
+    z is drawn on the CPU from ``seed`` (the same numbers on any device). Returns (mean (D,),
+    std (D,)) float32 on the generator's device.
+    """
+    if n < 2:
+        raise ValueError(f"w_spread needs n >= 2 samples, got {n}")
+    rng = torch.Generator().manual_seed(seed)
+    ws = [generator.get_latent(torch.randn(min(4096, n - a), generator.style_dim, generator=rng).to(_device(generator)))
+          for a in range(0, n, 4096)]
+    w = torch.cat(ws)
+    return w.mean(0), w.std(0)
+
+
+@dataclass
+class OffsetMap:
+    """How an encoder difference e (N, D) becomes a W-space latent offset (N, D) (``method.offset``).
+
+    kind 'mapping' (the reference): ``tail(h0 + e) - tail(h0)`` through the mapping network's last
+    layers (module docstring; h0 = ``center_hidden(generator, f1_d)``). With F1_d = n_mlp the tail
+    starts with PixelNorm, so any e of a fresh encoder already moves w by about the whole spread of
+    the GAN's w: the offset cannot be small.
+    kind 'linear': ``scale * e``, scale = the per-dimension spread of w (``w_spread``): E works in
+    units of the GAN's own variation, e = 0 is no change and a small e a small change.
+    Either way an encoder difference of exactly zero gives an offset of exactly zero.
+    """
+
+    kind: str
+    generator: Generator
+    f1_d: int = 8
+    h0: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        dim = self.generator.style_dim
+        if self.kind not in OFFSET_KINDS:
+            raise ValueError(f"offset kind must be one of {OFFSET_KINDS}, got {self.kind!r}")
+        if self.kind == "mapping":
+            mapping_split(self.generator, self.f1_d)
+            if self.h0 is None or tuple(self.h0.shape) != (1, dim):
+                raise ValueError(f"a 'mapping' offset needs h0 (1, {dim}) (center_hidden)")
+        elif self.scale is None or tuple(self.scale.shape) != (1, dim):
+            raise ValueError(f"a 'linear' offset needs scale (1, {dim}) (w_spread)")
+
+    def __call__(self, e: torch.Tensor) -> torch.Tensor:
+        """e (N, D) float -> offset (N, D) float32; exactly 0 where e = 0; differentiable in e."""
+        if self.kind == "linear":
+            return e.float() * self.scale
+        n = e.shape[0]
+        # One tail call on [h0 + e; h0 repeated]: rows with equal inputs then go through the very same
+        # kernel, so e = 0 gives an offset of exactly 0 (separate calls with batch N and batch 1 may
+        # pick different matmul kernels and differ in the last bit).
+        both = mapping_tail_from_hidden(torch.cat([self.h0 + e, self.h0.expand(n, -1)], dim=0), self.generator,
+                                        self.f1_d)
+        return both[:n] - both[n:]
+
+
+def make_offset_map(generator: Generator, kind: str = "mapping", f1_d: int = 8) -> OffsetMap:
+    """The OffsetMap of ``kind`` for this generator (h0 at the F1_d split, or the w spread of 10,000
+    samples drawn with seed 0)."""
+    if kind == "mapping":
+        return OffsetMap(kind, generator, f1_d, h0=center_hidden(generator, f1_d))
+    if kind == "linear":
+        return OffsetMap(kind, generator, f1_d, scale=w_spread(generator)[1][None])
+    raise ValueError(f"offset kind must be one of {OFFSET_KINDS}, got {kind!r}")
+
+
 def latent_offset(
     e_pseudo: torch.Tensor,
     e_target: torch.Tensor | None,
-    h0: torch.Tensor,
-    generator: Generator,
-    f1_d: int,
+    offset_map: OffsetMap,
     relative: bool = True,
 ) -> torch.Tensor:
-    """The W-space offset ``tail(h0 + e) - tail(h0)`` of the module docstring.
+    """The W-space offset of pseudo-samples: ``offset_map(e)``, e = e_pseudo - e_target.
 
     Args:
         e_pseudo: (N, D) float encoder outputs E(pseudo-sample), D = style_dim.
         e_target: (1, D) or (N, D) float E(target image); required when ``relative`` (the
             reference's relative_enc), ignored otherwise.
-        h0: (1, D) float, ``center_hidden(generator, f1_d)``.
-        generator, f1_d: the GAN and the split (``mapping_split``).
+        offset_map: how e becomes an offset (``make_offset_map``).
         relative: e = e_pseudo - e_target when True, e = e_pseudo when False.
 
     Returns:
         (N, D) float32 offset; exactly 0 where e = 0. Differentiable w.r.t. the encodings.
     """
-    dim = generator.style_dim
-    _check_codes(e_pseudo, e_target, relative, dim)
-    if h0.dim() != 2 or h0.shape != (1, dim):
-        raise ValueError(f"h0 must be (1, {dim}) (center_hidden), got {tuple(h0.shape)}")
+    _check_codes(e_pseudo, e_target, relative, offset_map.generator.style_dim)
     e = e_pseudo - e_target if relative else e_pseudo
-    n = e.shape[0]
-    # One tail call on [h0 + e; h0 repeated]: rows with equal inputs then go through the very same
-    # kernel, so e = 0 gives an offset of exactly 0 (separate calls with batch N and batch 1 may
-    # pick different matmul kernels and differ in the last bit).
-    both = mapping_tail_from_hidden(torch.cat([h0 + e, h0.expand(n, -1)], dim=0), generator, f1_d)
-    return both[:n] - both[n:]
+    return offset_map(e)
 
 
 def offset_to_latent(
     w_target: torch.Tensor,
     e_pseudo: torch.Tensor,
     e_target: torch.Tensor | None,
-    h0: torch.Tensor,
-    generator: Generator,
-    f1_d: int,
+    offset_map: OffsetMap,
     relative: bool = True,
     return_offset: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Latents of the pseudo-samples: ``w = w_target + (tail(h0 + e) - tail(h0))``.
+    """Latents of the pseudo-samples: ``w = w_target + offset_map(e)``.
 
     Args:
         w_target: the target's latent, (1 or N, D) w or (1 or N, n_latent, D) w+; a batch of 1 is
             shared by all N pseudo-samples (the reference's instance mode).
-        e_pseudo, e_target, h0, generator, f1_d, relative: as in ``latent_offset``.
+        e_pseudo, e_target, offset_map, relative: as in ``latent_offset``.
         return_offset: also return the (N, D) W offset (for the lam_regular * mean(offset^2) term).
 
     Returns:
         w: (N, D) or (N, n_latent, D) float32, the same offset added to every layer's latent;
         or (w, offset) when ``return_offset``. With e = 0, w equals w_target exactly.
     """
+    generator = offset_map.generator
     _check_codes(e_pseudo, e_target, relative, generator.style_dim)
     check_w_target(w_target, generator)
     n = e_pseudo.shape[0]
     if w_target.shape[0] not in (1, n):
         raise ValueError(f"w_target has batch {w_target.shape[0]}; it must be 1 or e_pseudo's batch {n}")
-    offset = latent_offset(e_pseudo, e_target, h0, generator, f1_d, relative)
+    offset = latent_offset(e_pseudo, e_target, offset_map, relative)
     step = offset if w_target.dim() == 2 else offset[:, None, :]
     w = w_target.to(offset.dtype) + step
     return (w, offset) if return_offset else w
 
 
 def invert_grouped(
-    generator: Generator,
     encoder: torch.nn.Module,
     images: torch.Tensor,
     e_target: torch.Tensor | None,
     latent: torch.Tensor,
     noise: list[torch.Tensor],
-    h0: torch.Tensor,
-    f1_d: int,
+    offset_map: OffsetMap,
     relative: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Invert B images per instance through E and G (step 2's projection and the GAN-refined exports).
@@ -192,16 +260,16 @@ def invert_grouped(
     images: (N*B, 3, S, S) float in [-1, 1], rows i*B .. i*B+B-1 belonging to instance i;
     e_target: (N, D) E(target image) of each instance (required when ``relative``, else None);
     latent: (N, n_latent, D) w+ of the instances; noise: num_layers maps (N or 1, 1, r, r), the
-    instances' fixed noise; h0, f1_d, relative: as in ``latent_offset``.
+    instances' fixed noise; offset_map, relative: as in ``latent_offset`` (the GAN is offset_map's).
     Returns (images (N*B, 3, R, R) float in [-1, 1] at the GAN's size R, offsets (N*B, D)).
     """
     n = latent.shape[0]
     b = images.shape[0] // n
     anchor = e_target.repeat_interleave(b, 0) if relative else None
-    w, offset = offset_to_latent(latent.repeat_interleave(b, 0), encoder(images), anchor, h0, generator, f1_d,
-                                 relative, return_offset=True)
+    w, offset = offset_to_latent(latent.repeat_interleave(b, 0), encoder(images), anchor, offset_map, relative,
+                                 return_offset=True)
     rows = [x.expand(n, *x.shape[1:]).repeat_interleave(b, 0) for x in noise]
-    return generator.synthesis(w, noise=rows, randomize_noise=False).clamp(-1.0, 1.0), offset
+    return offset_map.generator.synthesis(w, noise=rows, randomize_noise=False).clamp(-1.0, 1.0), offset
 
 
 def check_w_target(w: torch.Tensor, generator: Generator) -> None:

@@ -36,6 +36,7 @@ Choices where METHOD.md is silent (following XingangPan/GAN2Shape ``model.py``):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -50,7 +51,8 @@ from tqdm.auto import tqdm
 from gan2shape.artifacts import Artifact, read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
 from gan2shape.method.instances import Instances, read_instance_masks, read_instances, resize_images
-from gan2shape.method.latents import center_hidden, invert_grouped
+from gan2shape.method.encoder import load_encoder
+from gan2shape.method.latents import OffsetMap, invert_grouped, make_offset_map
 from gan2shape.method.masks import canonical_mask
 from gan2shape.method.prior import prior_boxes, prior_variant
 from gan2shape.method.sampling import ViewDistribution, sample_lights
@@ -78,7 +80,8 @@ from gan2shape.stylegan2.model import Discriminator, Generator
 __all__ = [
     "SHAPE_KIND", "ALBEDO_KIND", "PSEUDO_KIND", "PROJECTED_KIND", "NET_NAMES",
     "Context", "make_context", "build_nets", "load_nets", "nets_from_joint", "predict", "predict_view_light", "with_shape", "photo_loss",
-    "method_key", "stage_flips", "run_prior", "run_step1", "run_pseudo", "run_invert", "run_step3",
+    "method_key", "stage_flips", "pretrained_encoder", "run_prior", "run_step1", "run_pseudo", "run_invert",
+    "run_step3",
 ]
 
 log = logging.getLogger(__name__)
@@ -335,9 +338,19 @@ def method_key(ctx: Context) -> str:
     sched = dataclasses.asdict(ctx.config.schedule)
     sched.pop("stages")
     cam = dataclasses.asdict(ctx.camera)
+    if ctx.config.encoder_init is not None:  # the pre-trained E's content, not only its path
+        cfg["encoder_init"] = _file_digest(ctx.config.encoder_init)
     blob = json.dumps({"method": cfg, "schedule": sched, "camera": cam, "nf": ctx.nf, "enc_nf": ctx.enc_nf},
                       sort_keys=True, default=str)
     return params_digest(blob)
+
+
+def _file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (16 hex digits), or 'missing' (the step that reads it then says so)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "missing"
 
 
 def _meta(ctx: Context, stage: int, n: int, extra: dict | None = None) -> dict:
@@ -558,7 +571,7 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
 # ----- step 2b: the inversion encoder and the projected samples -------------------------------
 
 
-def _gan_project(ctx: Context, encoder: nn.Module, inst: Instances, pseudo: torch.Tensor, h0: torch.Tensor,
+def _gan_project(ctx: Context, encoder: nn.Module, inst: Instances, pseudo: torch.Tensor, offset_map: OffsetMap,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Invert pseudo-samples through E and G.
 
@@ -567,13 +580,24 @@ def _gan_project(ctx: Context, encoder: nn.Module, inst: Instances, pseudo: torc
     """
     cfg = ctx.config
     e_target = encoder(inst.image) if cfg.relative_enc else None
-    img, offset = invert_grouped(ctx.generator, encoder, pseudo, e_target, inst.latent, inst.noise, h0, cfg.f1_d,
-                                 cfg.relative_enc)
+    img, offset = invert_grouped(encoder, pseudo, e_target, inst.latent, inst.noise, offset_map, cfg.relative_enc)
     return resize_images(img, ctx.size), offset
 
 
 def _d_features(ctx: Context, img: torch.Tensor) -> list[torch.Tensor]:
     return ctx.discriminator.features(resize_images(img, ctx.discriminator.size), ctx.feature_blocks)
+
+
+def pretrained_encoder(ctx: Context, n: int) -> nn.Module:
+    """E from method.encoder_init (a 'pretrain-encoder' artifact): one shared copy in joint mode, n copies
+    (one per instance) in instance mode; a file made for other settings is refused by name."""
+    cfg = ctx.config
+    try:
+        return load_encoder(cfg.encoder_init, image_size=ctx.size, enc_nf=ctx.enc_nf,
+                            style_dim=ctx.generator.style_dim, offset=cfg.offset, f1_d=cfg.f1_d,
+                            n=n if cfg.mode == "instance" else None, device=ctx.device)
+    except ValueError as exc:
+        raise ConfigError("method.encoder_init", str(exc)) from None
 
 
 def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path, out_path: str | Path,
@@ -584,7 +608,8 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
     E starts from the 'encoder' network of ``encoder_init`` (the previous stage's projected.h5: the
     reference keeps E across stages; or, in an instance run, a joint-mode projected.h5 of joint
     pre-training, whose shared E then starts every instance, as ``nets_from_joint``) or, when None,
-    fresh and seeded.
+    from method.encoder_init (an E pre-trained on the GAN, ``pretrained_encoder``) or, when that is
+    null too, fresh and seeded. The offset E's output becomes is method.offset's (``make_offset_map``).
 
     Writes kind 'projected': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) (float16; the
     pseudo-samples' masks), view_delta (N, M, 6) (the pseudo-samples', when pseudo.h5 has it),
@@ -602,7 +627,9 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
     n, m, s = inst.n, pseudo.shape[1], ctx.size
     bsz = min(cfg.schedule.batch_size, m)
     rng = _rng(ctx, "invert", stage)
-    if encoder_init is None:
+    if encoder_init is None and cfg.encoder_init is not None:
+        nets = {"encoder": pretrained_encoder(ctx, n)}
+    elif encoder_init is None:
         nets = build_nets(ctx, n, ("encoder",), salt=_STEP_SALT["encoder"] + 1009 * stage)
     else:
         with read_artifact(encoder_init, PROJECTED_KIND) as art:
@@ -611,7 +638,7 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
             else:
                 _check_ids(art.ids, inst.ids, str(encoder_init))
                 nets = load_nets(ctx, art, n, ("encoder",))
-    h0 = center_hidden(ctx.generator, cfg.f1_d)
+    offset_map = make_offset_map(ctx.generator, cfg.offset, cfg.f1_d)
 
     def batch_of(rows: torch.Tensor, which: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """rows (K, B) indices into the pools of instances ``which`` (K,) (None: all N, K = N) ->
@@ -627,7 +654,7 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
         rows = torch.stack([torch.randperm(m, generator=rng)[:bsz] for _ in range(len(which))])
         which = which.to(ctx.device)
         img, msk = batch_of(rows, which)
-        proj, offset = _gan_project(ctx, nets["encoder"], inst.subset(which), img, h0)
+        proj, offset = _gan_project(ctx, nets["encoder"], inst.subset(which), img, offset_map)
         with torch.no_grad():
             target_feats = _d_features(ctx, img * msk)
         per = (masked_l1(proj, img, msk) + feature_matching(_d_features(ctx, proj * msk), target_feats, msk)
@@ -641,7 +668,7 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
     with torch.no_grad():
         for a, b in zip(edges[:-1], edges[1:]):
             img, _ = batch_of(torch.arange(a, b).expand(n, -1))
-            proj, _ = _gan_project(ctx, nets["encoder"], inst, img, h0)
+            proj, _ = _gan_project(ctx, nets["encoder"], inst, img, offset_map)
             projected[:, a:b] = proj.reshape(n, b - a, 3, s, s)
     return write_artifact(
         out_path, PROJECTED_KIND,

@@ -4,6 +4,11 @@ The projector of Karras et al. (2020b, StyleGAN2 section 5 / appendix): start at
 optimise with Adam under a cosine ramp-up/ramp-down learning rate, add Gaussian noise to w whose
 strength decays to zero over the first ``noise_ramp`` of the steps, penalise spatial
 autocorrelation of the noise maps at all scales and renormalise them after every step.
+Optionally (``latent_prior``, ``layer_tie``; not in the reference) the latent is kept where the
+mapping network puts its samples: a Gaussian prior on w in the mapping's whitened space, and for
+w+ a pull of every layer's w toward their mean (``latent_penalties``). A latent far from there
+reproduces the image but does not respond to latent edits as the GAN's samples do (step 2's
+latent offsets barely turn such an instance).
 The image loss is ``l1_weight * L1 + feature_weight * feature distance``. VGG/LPIPS weights cannot
 be downloaded here, so the default feature source is the GAN's own discriminator (its first
 ``feature_blocks`` blocks, each feature vector normalised over channels as in LPIPS); any other
@@ -32,6 +37,7 @@ __all__ = [
     "FeatureFn",
     "discriminator_features",
     "feature_distance",
+    "latent_penalties",
     "lr_schedule",
     "mean_latent_stats",
     "noise_regularize",
@@ -40,6 +46,7 @@ __all__ = [
     "project_images",
     "psnr",
     "to_uint8",
+    "w_whitening",
 ]
 
 log = logging.getLogger(__name__)
@@ -164,6 +171,42 @@ def mean_latent_stats(generator: nn.Module, n: int, seed: int, device: torch.dev
     return mean, std
 
 
+@torch.no_grad()
+def w_whitening(generator: nn.Module, n: int, seed: int, device: torch.device | str) -> tuple[Tensor, Tensor]:
+    """The mapping's output distribution as a Gaussian: mean and whitening matrix of w.
+
+    Draws n latents z ~ N(0, I) with ``seed``. Returns (mean (D,), white (D, D)) float32 with
+    ``(w - mean) @ white`` of identity covariance over the draws (white = C^(-1/2), eigenvalues of
+    the covariance C floored at 1e-6 of the largest).
+    """
+    rng = torch.Generator(device=device)
+    rng.manual_seed(seed)
+    ws = [generator.get_latent(torch.randn(min(4096, n - a), generator.style_dim, generator=rng, device=device))
+          for a in range(0, n, 4096)]
+    w = torch.cat(ws).double()
+    mean = w.mean(0)
+    cov = (w - mean).T @ (w - mean) / max(1, n - 1)
+    vals, vecs = torch.linalg.eigh(cov)
+    vals = vals.clamp_min(float(vals.max()) * 1e-6)
+    white = vecs @ torch.diag(vals.rsqrt()) @ vecs.T
+    return mean.float(), white.float()
+
+
+def latent_penalties(latent: Tensor, mean: Tensor, white: Tensor) -> tuple[Tensor, Tensor]:
+    """How atypical a projection's latent is, per image, in the mapping's whitened space.
+
+    latent: (N, D) w or (N, L, D) w+; mean (D,), white (D, D) from ``w_whitening``.
+    Returns (prior (N,), tie (N,)): prior = mean over layers and dimensions of the squared
+    whitened w (about 1 for a sampled w, 0 at the mean w); tie = the same of each layer's deviation
+    from the mean over layers (0 for a single w repeated; always 0 for (N, D) input).
+    """
+    x = latent if latent.dim() == 3 else latent[:, None]
+    white_x = (x - mean) @ white
+    prior = white_x.square().mean(dim=(1, 2))
+    tie = (white_x - white_x.mean(1, keepdim=True)).square().mean(dim=(1, 2))
+    return prior, tie
+
+
 # --------------------------------------------------------------------------------------------
 # Projection
 # --------------------------------------------------------------------------------------------
@@ -190,6 +233,7 @@ def _project_batch(
     w_std: float,
     rng: torch.Generator,
     progress_bar: Any,
+    whitening: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, Any]:
     """Optimise one batch; see :func:`project_images` for the meaning of the outputs."""
     device = target.device
@@ -223,6 +267,9 @@ def _project_batch(
             loss = loss + config.feature_weight * feature_distance(features(image), target_feats)
         if config.noise_regularize > 0:
             loss = loss + config.noise_regularize * noise_regularize(noises)
+        if whitening is not None:
+            prior, tie = latent_penalties(latent, *whitening)
+            loss = loss + config.latent_prior * prior + config.layer_tie * tie
         # Per-image losses are summed: each image's variables get exactly its own gradient.
         grads = torch.autograd.grad(loss.sum(), variables)
         for v, g in zip(variables, grads):
@@ -296,6 +343,9 @@ def project_images(
         torch.backends.cudnn.allow_tf32 = True
 
     w_mean, w_std = mean_latent_stats(generator, config.mean_latent_samples, config.seed, device)
+    whitening = None
+    if config.latent_prior > 0 or config.layer_tie > 0:
+        whitening = w_whitening(generator, config.mean_latent_samples, config.seed, device)
     rng = torch.Generator(device=device)
     rng.manual_seed(config.seed + 1)
 
@@ -309,7 +359,7 @@ def project_images(
     history_sum = torch.zeros(config.steps, device=device)
     for start in range(0, n, config.batch_size):
         batch = images[start : start + config.batch_size]
-        part = _project_batch(generator, batch, config, features, w_mean, w_std, rng, bar)
+        part = _project_batch(generator, batch, config, features, w_mean, w_std, rng, bar, whitening)
         history_sum += part.pop("loss_history") * batch.shape[0]
         parts.append({k: ([x.cpu() for x in v] if isinstance(v, list) else v.cpu()) for k, v in part.items()})
     bar.close()
