@@ -26,12 +26,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from tqdm.auto import tqdm
 
 from gan2shape.artifacts import ArtifactWriter, read_artifact
 from gan2shape.config import HeadsConfig
 from gan2shape.data import head_model as hm
 from gan2shape.data.contact_sheet import save_contact_sheets
+from gan2shape.progress import Progress
 from gan2shape.render import Camera, depth_to_normals, light_direction, render_view, shade
 
 __all__ = [
@@ -290,8 +290,8 @@ def make_heads(
         }
         path = out_dir / f"{split}.h5"
         # lzf (shipped with h5py): a third of the size (masks, constant backgrounds) for ~5% time.
-        with ArtifactWriter(path, KIND, params_text=text, attrs=attrs, compression="lzf") as writer, tqdm(
-            total=n, desc=f"heads {split}", unit="img", disable=not progress
+        with ArtifactWriter(path, KIND, params_text=text, attrs=attrs, compression="lzf") as writer, Progress(
+            n, f"heads {split}", unit="img", bar=progress
         ) as bar:
             for start in range(0, n, config.batch_size):
                 count = min(config.batch_size, n - start)

@@ -40,6 +40,7 @@ from gan2shape.artifacts import Artifact, read_artifact
 from gan2shape.evaluate.metrics import ScoreAccumulator
 from gan2shape.method.prior import box_from_mask, ellipsoid_prior
 from gan2shape.render import Camera
+from gan2shape.progress import track
 
 __all__ = [
     "BASELINES",
@@ -90,12 +91,7 @@ def average_gt_depth(
             raise ValueError(f"{train_path} holds no images to average (n={art.n}, max_images={max_images})")
         total = np.zeros(shape[1:], dtype=np.float64)
         count = np.zeros(shape[1:], dtype=np.int64)
-        starts = range(0, n, chunk)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="average GT depth", unit="chunk")
-        for start in starts:
+        for start in track(range(0, n, chunk), "average GT depth", unit="chunk", bar=progress):
             block = art.array("depth", slice(start, min(n, start + chunk)))
             if foreground_only:
                 fg = block < block.reshape(block.shape[0], -1).max(axis=1)[:, None, None]
@@ -217,12 +213,7 @@ def evaluate_baselines(
     accumulators = {name: ScoreAccumulator() for name in predictors}
     with read_artifact(test_path, kind="heads", require=("depth",)) as art:
         rows = select_rows(art, ids=ids, max_images=max_images)
-        starts = range(0, rows.size, batch_size)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="baselines", unit="batch")
-        for start in starts:
+        for start in track(range(0, rows.size, batch_size), "baselines", unit="batch", bar=progress):
             batch_rows = rows[start : start + batch_size]
             batch_ids = [art.ids[i] for i in batch_rows]
             gt = torch.from_numpy(art.array("depth", batch_rows)).to(torch.float32)

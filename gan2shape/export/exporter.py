@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from gan2shape.artifacts import read_artifact
 from gan2shape.model.decode import decode_light
 from gan2shape.render import Camera, depth_to_normals, render_view, shade
+from gan2shape.progress import track
 from gan2shape.render._checks import check_tensor
 
 from . import images, media, mesh, preview
@@ -270,7 +270,7 @@ def export_instances(
                 rows = [art.ids.index(str(i)) for i in ids]
             names = [_check_id(art.ids[r]) for r in rows]
             result: dict[str, dict[str, Path]] = {}
-            for name, row in tqdm(list(zip(names, rows)), desc="export", disable=not progress):
+            for name, row in track(list(zip(names, rows)), "export", unit="instance", bar=progress):
                 data = {k: _tensor(k, art.array(k, [row])[0]) for k in (*REQUIRED, *present)}
                 result[name] = export_instance(Path(out_dir) / name, camera, **data, what=what, options=options)
             return result
@@ -293,7 +293,7 @@ def export_instances(
     if len(set(names)) != len(names):
         raise ValueError(f"instance ids must be unique, got {names}")
     result = {}
-    for row, name in enumerate(tqdm(names, desc="export", disable=not progress)):
+    for row, name in enumerate(track(names, "export", unit="instance", bar=progress)):
         data = {k: v[row] for k, v in arrays.items()}
         result[name] = export_instance(Path(out_dir) / name, camera, **data, what=what, options=options)
     return result

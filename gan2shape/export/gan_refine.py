@@ -44,7 +44,6 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
-from tqdm import tqdm
 
 from gan2shape.artifacts import read_artifact
 from gan2shape.method.instances import Instances, read_instances
@@ -52,6 +51,7 @@ from gan2shape.method.latents import center_hidden, check_w_target, invert_group
 from gan2shape.model.decode import decode_light
 from gan2shape.model.networks import InstanceEnsemble, InversionEncoder
 from gan2shape.render import Camera, depth_to_normals, light_direction, render_view, shade
+from gan2shape.progress import track
 from gan2shape.render._checks import check_tensor
 from gan2shape.stylegan2.model import Generator
 
@@ -405,7 +405,7 @@ def export_gan_refined(
     light_xy = media.relight_light_xy(options.n_frames, options.relight_radius)
     result: dict[str, dict[str, Path]] = {name: {} for name in names}
     starts = range(0, len(names), instance_batch)
-    for start in tqdm(starts, desc="export (GAN-refined)", disable=not progress):
+    for start in track(starts, "export (GAN-refined)", unit="batch", bar=progress):
         sel = slice(start, start + instance_batch)
         chunk = names[sel]
         refiner = sources.refiner(generator, chunk, f1_d, relative_enc, batch_size)

@@ -45,7 +45,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from gan2shape.artifacts import Artifact, read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
@@ -72,6 +71,7 @@ from gan2shape.model.networks import (
     ViewNet,
 )
 from gan2shape.render import Camera, depth_to_normals, render_view, shade
+from gan2shape.progress import track
 from gan2shape.stylegan2.checkpoint import load_checkpoint
 from gan2shape.stylegan2.model import Discriminator, Generator
 
@@ -259,7 +259,7 @@ def _instance_rows(ctx: Context, n: int, rng: torch.Generator) -> torch.Tensor:
 
 
 def _progress(ctx: Context, n: int, desc: str):
-    return tqdm(range(n), desc=desc, disable=not ctx.progress, leave=False)
+    return track(range(n), desc, unit="iter", bar=ctx.progress, leave=False)
 
 
 # ----- the photo-geometric forward pass ------------------------------------------------------

@@ -299,11 +299,11 @@ def project_images(
     rng = torch.Generator(device=device)
     rng.manual_seed(config.seed + 1)
 
-    from tqdm.auto import tqdm
+    from gan2shape.progress import Progress
 
     n = images.shape[0]
     n_batches = math.ceil(n / config.batch_size)
-    bar = tqdm(total=n_batches * config.steps, unit="step", desc="project", disable=not progress, dynamic_ncols=True)
+    bar = Progress(n_batches * config.steps, "project", unit="step", bar=progress, dynamic_ncols=True)
     t0 = time.perf_counter()
     parts: list[dict[str, Any]] = []
     history_sum = torch.zeros(config.steps, device=device)

@@ -685,12 +685,10 @@ def train_gan(
         write_png(path, sample_grid(trainer.samples(sample_z)))
         return path
 
-    from tqdm.auto import tqdm
+    from gan2shape.progress import Progress
 
-    bar = tqdm(
-        total=round(stop_at / 1000, 3), initial=round(start_images / 1000, 3), unit="kimg",
-        disable=not progress, dynamic_ncols=True, desc="train-gan",
-    )
+    bar = Progress(round(stop_at / 1000, 3), "train-gan", unit="kimg", bar=progress,
+                   initial=round(start_images / 1000, 3), dynamic_ncols=True)
     sums: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
     last_losses: dict[str, float] = {}
