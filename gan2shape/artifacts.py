@@ -27,6 +27,7 @@ import torch
 
 from gan2shape import __version__
 from gan2shape.config import params_digest
+from gan2shape.errors import ArtifactError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -39,10 +40,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 _NETWORKS = "networks"
-
-
-class ArtifactError(RuntimeError):
-    """An artifact file is missing, truncated, of the wrong kind or schema, or inconsistent."""
 
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:

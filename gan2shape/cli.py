@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import click
 
 from gan2shape import __version__
+from gan2shape.errors import ConfigError, Gan2ShapeError
 
 log = logging.getLogger("gan2shape")
 
@@ -42,45 +45,50 @@ def _load(params_path: Path, overrides: tuple[str, ...]):
 
     try:
         return load_params(params_path, overrides)
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
+    except FileNotFoundError as exc:  # the params file itself
+        raise ConfigError("", str(exc)) from None
+
+
+# Errors of the file system that a user fixes (a wrong path, a permission): one line, like ours.
+_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 class _Group(click.Group):
-    """Turns the library's own input errors into one clear line and exit code 1 (no traceback)."""
+    """Turns the errors a user can fix (gan2shape.errors.Gan2ShapeError and a few OSErrors) into one
+    line ``Error: ...`` and exit code 1 (2 for configuration errors), without a traceback; ``-v`` adds
+    the traceback."""
 
     def invoke(self, ctx: click.Context):
-        from gan2shape.artifacts import ArtifactError
-        from gan2shape.config import ConfigError
-        from gan2shape.stylegan2.checkpoint import CheckpointError
-
         try:
             return super().invoke(ctx)
-        except (ArtifactError, CheckpointError, ConfigError, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from None
+        except (Gan2ShapeError, *_OS_ERRORS) as exc:
+            obj = ctx.obj or {}
+            if obj.get("verbose"):
+                traceback.print_exc()
+            message = f"Error: {exc}"
+            click.echo(message, err=True)
+            ctx.exit(2 if isinstance(exc, ConfigError) else 1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gan2shape")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug); tracebacks of errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (the log still gets one line per phase).")
 @click.option("--threads", type=int, default=None,
               help="CPU threads for torch (capped at this machine's cores); default: torch's choice.")
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> None:
     """gan2shape: 3D shape from pretrained 2D StyleGAN2s (GAN2Shape)."""
+    ctx.obj = {"progress": not quiet, "verbose": verbose}
     if threads is not None:
         if threads < 1:
             raise click.UsageError(f"--threads must be >= 1, got {threads}")
-        import os
-
         import torch
 
         # more threads than cores makes torch's OpenMP workers spin against each other
         torch.set_num_threads(min(threads, os.cpu_count() or threads))
     level = logging.WARNING - 10 * min(verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
-    ctx.obj = {"progress": not quiet}
 
 
 @main.command("check-params")
@@ -148,11 +156,8 @@ def tables_cmd(params_path: Path, overrides: tuple[str, ...], eval_dir: Path, ou
 
     params, _ = _load(params_path, overrides)
     bench = params.bench.variant(small)
-    try:
-        written = run_tables(eval_dir, out_dir, priors=bench.priors, perceptual=bench.perceptual,
-                             default_row=(params.method.perceptual, params.method.prior.variant))
-    except ValueError as exc:  # the lists of params.yaml do not make every row
-        raise click.ClickException(str(exc)) from None
+    written = run_tables(eval_dir, out_dir, priors=bench.priors, perceptual=bench.perceptual,
+                         default_row=(params.method.perceptual, params.method.prior.variant))
     for name in ("table1.md", "table2.md", "perceptual.md"):
         click.echo(written[name].read_text(encoding="utf-8"))
 
@@ -180,11 +185,8 @@ def train_gan_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, .
     from gan2shape.stylegan2.train import train_gan
 
     params, text = _load(params_path, overrides)
-    try:
-        summary = train_gan(params.gan, data_path, out_dir, device=resolve_device(device), max_kimg=max_kimg,
-                            progress=ctx.obj["progress"], params_text=text, half_final=half_final, init=init_path)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    summary = train_gan(params.gan, data_path, out_dir, device=resolve_device(device), max_kimg=max_kimg,
+                        progress=ctx.obj["progress"], params_text=text, half_final=half_final, init=init_path)
     click.echo(json.dumps(summary, default=str))
 
 
@@ -235,14 +237,13 @@ def import_images_cmd(folder: Path, checkpoint_path: Path | None, size: int | No
 
     if (checkpoint_path is None) == (size is None):
         raise click.UsageError("give exactly one of --checkpoint (the GAN's resolution) or --size")
+    if limit is not None and limit < 1:
+        raise click.UsageError(f"--limit must be >= 1, got {limit}")
     if checkpoint_path is not None:
         from gan2shape.stylegan2.checkpoint import load_checkpoint
 
         size = load_checkpoint(checkpoint_path, device="cpu").g_ema.size
-    try:
-        path = import_images(folder, out_path, size, limit=limit)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    path = import_images(folder, out_path, size, limit=limit)
     click.echo(json.dumps({"out": str(path), "size": size}))
 
 
@@ -254,14 +255,13 @@ def import_images_cmd(folder: Path, checkpoint_path: Path | None, size: int | No
 @click.option("--half/--full", default=True, show_default=True, help="Store weights in float16.")
 def export_gan_cmd(checkpoint_path: Path, out_path: Path, half: bool) -> None:
     """Strip a checkpoint to what inference needs (g_ema, d, latent_avg), e.g. to ship it."""
-    from gan2shape.stylegan2.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from gan2shape.errors import CheckpointError
+    from gan2shape.stylegan2.checkpoint import load_checkpoint, save_checkpoint
 
-    try:
-        ckpt = load_checkpoint(checkpoint_path)
-    except CheckpointError as exc:
-        raise click.ClickException(str(exc)) from None
+    ckpt = load_checkpoint(checkpoint_path)
     if ckpt.d is None:
-        raise click.ClickException(f"{checkpoint_path} has no discriminator ('d'); the method needs it")
+        raise CheckpointError(f"{checkpoint_path} has no discriminator ('d'), which the method needs: export a "
+                              "checkpoint that has one (a training checkpoint.pt or an official file)")
     extra = {k: v for k, v in (ckpt.extra or {}).items() if k != "gan2shape_train"}
     train = (ckpt.extra or {}).get("gan2shape_train", {})
     if "images_seen" in train:
@@ -288,11 +288,8 @@ def _method_context(ctx: click.Context, params_path: Path, overrides: tuple[str,
     from gan2shape.method.steps import make_context
 
     params, text = _load(params_path, overrides)
-    try:
-        return make_context(params, text, device=resolve_device(device), progress=ctx.obj["progress"],
-                            nf=params.method.nf, enc_nf=params.method.enc_nf)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    return make_context(params, text, device=resolve_device(device), progress=ctx.obj["progress"],
+                        nf=params.method.nf, enc_nf=params.method.enc_nf)
 
 
 def _views(view_dist: Path | None):
@@ -346,10 +343,7 @@ def sample_instances_cmd(ctx: click.Context, params_path: Path, overrides: tuple
     if masks_path is not None:
         from gan2shape.method.masks import read_masks
 
-        try:
-            inst.mask = read_masks(masks_path, inst.ids, params.method.image_size).to(inst.image.device)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+        inst.mask = read_masks(masks_path, inst.ids, params.method.image_size).to(inst.image.device)
         attrs["masks"] = str(masks_path)
     write_instances(out_path, inst, params_text=text, attrs={**attrs, "checkpoint": params.method.checkpoint})
     _done(out_path, start)
@@ -492,7 +486,6 @@ def export_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...]
                device: str) -> None:
     """Depth/normal/albedo/shading PNGs, textured OBJ mesh, rotation and relighting GIFs (and, with
     --projected and --instances, their GAN-refined versions, inverted back into the GAN)."""
-    from gan2shape.artifacts import ArtifactError
     from gan2shape.export import export_instances
     from gan2shape.render import Camera
 
@@ -501,25 +494,22 @@ def export_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...]
     params, _ = _load(params_path, overrides)
     r = params.render
     camera = Camera(params.method.image_size, r.fov_deg, r.min_depth, r.max_depth, r.rot_center_depth)
-    try:
-        written = export_instances(shape_path, out_dir, camera, ids=list(ids) or None, progress=ctx.obj["progress"])
-        if projected_path is None:
-            log.info("GAN-refined media skipped: pass --projected stageK/projected.h5 --instances instances.h5 to "
-                     "write rotate_gan.gif, relight_gan.gif and their grid/strip")
-        else:
-            from gan2shape.device import resolve_device
-            from gan2shape.export.gan_refine import export_gan_refined
-            from gan2shape.stylegan2.checkpoint import load_checkpoint
+    written = export_instances(shape_path, out_dir, camera, ids=list(ids) or None, progress=ctx.obj["progress"])
+    if projected_path is None:
+        log.info("GAN-refined media skipped: pass --projected stageK/projected.h5 --instances instances.h5 to "
+                 "write rotate_gan.gif, relight_gan.gif and their grid/strip")
+    else:
+        from gan2shape.device import resolve_device
+        from gan2shape.export.gan_refine import export_gan_refined
+        from gan2shape.stylegan2.checkpoint import load_checkpoint
 
-            m = params.method
-            g = load_checkpoint(m.checkpoint, device=resolve_device(device)).g_ema.eval().requires_grad_(False)
-            refined = export_gan_refined(shape_path, projected_path, instances_path, out_dir, camera, g,
-                                         f1_d=m.f1_d, relative_enc=m.relative_enc, ids=list(ids) or None,
-                                         progress=ctx.obj["progress"])
-            for name, files in refined.items():
-                written.setdefault(name, {}).update(files)
-    except (ArtifactError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        m = params.method
+        g = load_checkpoint(m.checkpoint, device=resolve_device(device)).g_ema.eval().requires_grad_(False)
+        refined = export_gan_refined(shape_path, projected_path, instances_path, out_dir, camera, g,
+                                     f1_d=m.f1_d, relative_enc=m.relative_enc, ids=list(ids) or None,
+                                     progress=ctx.obj["progress"])
+        for name, files in refined.items():
+            written.setdefault(name, {}).update(files)
     click.echo(json.dumps({k: sorted(str(p) for p in v.values()) for k, v in written.items()}, indent=1))
 
 

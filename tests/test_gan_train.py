@@ -18,6 +18,7 @@ import torch
 
 from gan2shape.artifacts import write_artifact
 from gan2shape.config import GanConfig
+from gan2shape.errors import ArtifactError, CheckpointError
 from gan2shape.stylegan2.model import Discriminator
 from gan2shape.stylegan2.train import (
     build_networks,
@@ -258,7 +259,7 @@ def test_resume_is_bit_identical_to_uninterrupted_run(heads_h5, tmp_path):
 
 def test_resume_refuses_other_architecture(heads_h5, tmp_path):
     train_gan(tiny_config(steps=1), heads_h5, tmp_path, device="cpu", progress=False)
-    with pytest.raises(ValueError, match="channel_max"):
+    with pytest.raises(CheckpointError, match="channel_max"):
         train_gan(tiny_config(steps=2, channel_max=16), heads_h5, tmp_path, device="cpu", progress=False)
 
 
@@ -297,13 +298,13 @@ def test_warm_start_continues_from_a_finished_generator(heads_h5, tmp_path):
 
 def test_warm_start_refuses_other_architecture(heads_h5, tmp_path):
     train_gan(tiny_config(steps=1), heads_h5, tmp_path / "a", device="cpu", progress=False)
-    with pytest.raises(ValueError, match="warm-start.*channel_max"):
+    with pytest.raises(CheckpointError, match="warm-start.*channel_max"):
         train_gan(tiny_config(steps=2, channel_max=16), heads_h5, tmp_path / "b", device="cpu", progress=False,
                   init=tmp_path / "a" / "final.pt")
 
 
 def test_data_of_wrong_size_is_rejected(heads_h5, tmp_path):
-    with pytest.raises(ValueError, match="gan.size"):
+    with pytest.raises(ArtifactError, match="gan.size"):
         train_gan(tiny_config(size=64), heads_h5, tmp_path, device="cpu", progress=False)
 
 

@@ -18,6 +18,7 @@ import torch
 
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import load_params
+from gan2shape.errors import ArtifactError
 from gan2shape.method.instances import instances_from_latents, read_instances, sample_instances, write_instances
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
 from gan2shape.method.steps import make_context, pseudo_count, run_prior, run_step1
@@ -183,7 +184,7 @@ def test_joint_mode_runs_one_shared_set(tiny_gan_path, instances_path, tmp_path)
         joint_depth = art.array("canon_depth")
     # An instance-mode run refuses to continue from joint-mode artifacts ...
     inst_ctx = _context(tiny_gan_path, "method.profiles.tiny.stages=1")
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ArtifactError, match="mode"):
         run_step1(inst_ctx, instances_path, tmp_path / "stage0" / "shape.h5", tmp_path / "x.h5")
     # ... but starts every instance from the joint networks when asked (reset_weight).
     path = run_prior(inst_ctx, instances_path, tmp_path / "init.h5", init_path=summary["shape"])
@@ -199,7 +200,7 @@ def test_joint_mode_runs_one_shared_set(tiny_gan_path, instances_path, tmp_path)
             copy_i = nets["albedo"].copy_state_dict(i)
             assert copy_i.keys() == shared.keys()
             assert all(torch.equal(copy_i[k], v.to(copy_i[k].dtype)) for k, v in shared.items())
-    with pytest.raises(ValueError, match="joint"):
+    with pytest.raises(ArtifactError, match="joint"):
         run_prior(inst_ctx, instances_path, tmp_path / "init2.h5", init_path=path)
 
 

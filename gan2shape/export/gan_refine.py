@@ -46,12 +46,13 @@ import yaml
 from torch import nn
 
 from gan2shape.artifacts import read_artifact
+from gan2shape.errors import ArtifactError, ConfigError, InputError
 from gan2shape.method.instances import Instances, read_instances
 from gan2shape.method.latents import center_hidden, check_w_target, invert_grouped
 from gan2shape.model.decode import decode_light
 from gan2shape.model.networks import InstanceEnsemble, InversionEncoder
-from gan2shape.render import Camera, depth_to_normals, light_direction, render_view, shade
 from gan2shape.progress import track
+from gan2shape.render import Camera, depth_to_normals, light_direction, render_view, shade
 from gan2shape.render._checks import check_tensor
 from gan2shape.stylegan2.model import Generator
 
@@ -172,10 +173,11 @@ class _Sources:
         with read_artifact(projected, PROJECTED_KIND) as art:
             mode, size = art.attrs.get("mode"), int(art.attrs["image_size"])
             if mode not in ("instance", "joint"):
-                raise ValueError(f"{projected}: unknown mode {mode!r} (expected 'instance' or 'joint')")
+                raise ArtifactError(f"{projected}: unknown mode {mode!r} (expected 'instance' or 'joint'): give a "
+                                    "projected.h5 of `gan2shape invert`")
             inst = read_instances(instances, size, device)
             if list(art.ids) != inst.ids:
-                raise ValueError(f"{projected} and {instances} hold different instance ids ({art.ids[:3]}... vs "
+                raise ArtifactError(f"{projected} and {instances} hold different instance ids ({art.ids[:3]}... vs "
                                  f"{inst.ids[:3]}...): give the projected.h5 and instances.h5 of the same shard")
             try:
                 tree = yaml.safe_load(art.attrs.get("params_text") or "") or {}
@@ -189,7 +191,7 @@ class _Sources:
         """The inversion must use the f1_d and relative_enc E was trained with (when recorded)."""
         for key, value in (("f1_d", f1_d), ("relative_enc", relative_enc)):
             if key in self.recorded and self.recorded[key] != value:
-                raise ValueError(f"{self.projected} was made with method.{key}={self.recorded[key]!r}, the params say "
+                raise ConfigError(f"method.{key}", f"{self.projected} was made with method.{key}={self.recorded[key]!r}, the params say "
                                  f"{value!r}: export with the run's params (e.g. --set method.{key}="
                                  f"{str(self.recorded[key]).lower()})")
 
@@ -197,8 +199,8 @@ class _Sources:
         wanted = self.inst.ids if ids is None else [str(i) for i in ids]
         missing = [i for i in wanted if i not in self.inst.ids]
         if missing:
-            raise ValueError(f"{self.instances} has no instance(s) {missing[:5]}; it holds {self.inst.n} ids, "
-                             f"e.g. {self.inst.ids[:3]}")
+            raise InputError(f"{self.instances} has no instance(s) {missing[:5]}; it holds {self.inst.n} ids, "
+                             f"e.g. {self.inst.ids[:3]}: give ids of this shard (--id)")
         return [self.inst.ids.index(i) for i in wanted]
 
     def encoder(self, rows: list[int], out_dim: int) -> nn.Module:
@@ -220,7 +222,7 @@ class _Sources:
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
-            raise ValueError(f"{self.projected}: its encoder does not fit (image size {size}, enc_nf {enc_nf}, GAN "
+            raise ArtifactError(f"{self.projected}: its encoder does not fit (image size {size}, enc_nf {enc_nf}, GAN "
                              f"style_dim {out_dim}): was it made with another GAN? ({exc})") from None
         return net.to(self.inst.image.device).eval().requires_grad_(False)
 
@@ -235,7 +237,8 @@ class _Sources:
                               [x[index] for x in inst.noise], inst.image[index], f1_d=f1_d,
                               relative_enc=relative_enc, batch_size=batch_size)
         except ValueError as exc:
-            raise ValueError(f"{self.instances}: {exc}") from None
+            raise ArtifactError(f"{self.instances}: {exc}: give the instances.h5 the projected.h5 was made from "
+                                "(the same shard and GAN)") from None
 
 
 def load_gan_refiner(
@@ -383,16 +386,17 @@ def export_gan_refined(
     with read_artifact(shape, "shape", require=REQUIRED, shapes=shapes) as art, \
             read_artifact(projected, PROJECTED_KIND) as proj:
         if list(art.ids) != list(proj.ids):
-            raise ValueError(f"{shape} and {projected} hold different instance ids: give the projected.h5 of the "
+            raise ArtifactError(f"{shape} and {projected} hold different instance ids: give the projected.h5 of the "
                              "same shard and stage")
         stage, proj_stage = art.attrs.get("stage"), proj.attrs.get("stage")
         if stage != proj_stage:
-            raise ValueError(f"{shape} is stage {stage} but {projected} is stage {proj_stage}: give the projected.h5 "
+            raise ArtifactError(f"{shape} is stage {stage} but {projected} is stage {proj_stage}: give the projected.h5 "
                              f"of stage {stage} (its encoder is the one trained with this shape)")
         wanted = list(art.ids) if ids is None else [str(i) for i in ids]
         missing = [i for i in wanted if i not in art.ids]
         if missing:
-            raise ValueError(f"{shape} has no instance(s) {missing}; it holds {art.n} ids, e.g. {art.ids[:5]}")
+            raise InputError(f"{shape} has no instance(s) {missing}; it holds {art.n} ids, e.g. {art.ids[:5]}: "
+                             "give ids of this file (--id)")
         rows = [art.ids.index(i) for i in wanted]
         device = generator.input.input.device  # render, encode and synthesise on the GAN's device
         data = {k: torch.from_numpy(np.asarray(art.array(k, rows), np.float32)).to(device) for k in REQUIRED}
