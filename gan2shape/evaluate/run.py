@@ -117,7 +117,8 @@ def evaluate_prediction(
         kind = probe.kind
     if kind not in _PREDICTION_DATASETS:
         raise ArtifactError(
-            f"{pred_path} holds a {kind!r} artifact; evaluate reads {sorted(_PREDICTION_DATASETS)} artifacts"
+            f"{pred_path} holds a {kind!r} artifact; evaluate reads {sorted(_PREDICTION_DATASETS)} artifacts: give "
+            "--pred a stage<k>/shape.h5 of the method or a prediction file"
         )
     depth_name, valid_name = _PREDICTION_DATASETS[kind]
     with read_artifact(pred_path, kind=kind, require=(depth_name,), shapes={depth_name: (size, size)}) as pred:

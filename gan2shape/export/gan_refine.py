@@ -191,9 +191,10 @@ class _Sources:
         """The inversion must use the f1_d and relative_enc E was trained with (when recorded)."""
         for key, value in (("f1_d", f1_d), ("relative_enc", relative_enc)):
             if key in self.recorded and self.recorded[key] != value:
-                raise ConfigError(f"method.{key}", f"{self.projected} was made with method.{key}={self.recorded[key]!r}, the params say "
-                                 f"{value!r}: export with the run's params (e.g. --set method.{key}="
-                                 f"{str(self.recorded[key]).lower()})")
+                raise ConfigError(f"method.{key}",
+                                  f"{self.projected} was made with method.{key}={self.recorded[key]!r}, the params "
+                                  f"say {value!r}: export with the run's params (e.g. --set method.{key}="
+                                  f"{str(self.recorded[key]).lower()})")
 
     def rows(self, ids: Sequence[str] | None) -> list[int]:
         wanted = self.inst.ids if ids is None else [str(i) for i in ids]

@@ -136,7 +136,8 @@ def feature_distance(a: Sequence[Tensor], b: Sequence[Tensor], eps: float = 1e-1
 def discriminator_features(discriminator: nn.Module, n_blocks: int) -> FeatureFn:
     """The default feature source: outputs of the discriminator's first n_blocks blocks."""
     if not 1 <= n_blocks <= discriminator.n_blocks:
-        raise ConfigError("project.feature_blocks", f"must be in [1, {discriminator.n_blocks}] for this discriminator, got {n_blocks}")
+        raise ConfigError("project.feature_blocks",
+                          f"must be in [1, {discriminator.n_blocks}] for this discriminator, got {n_blocks}")
     if n_blocks == discriminator.n_blocks:
         log.warning(
             "feature_blocks=%d includes the discriminator's final block, whose minibatch-stddev "

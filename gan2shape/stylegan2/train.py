@@ -307,7 +307,8 @@ class GanTrainer:
             )
         group = min(config.batch_size, 4)  # the discriminator's minibatch-stddev group
         if config.batch_size % group:
-            raise ConfigError("gan.batch_size", f"must be a multiple of 4 (minibatch stddev groups), got {config.batch_size}")
+            raise ConfigError("gan.batch_size",
+                              f"must be a multiple of 4 (minibatch stddev groups), got {config.batch_size}")
         self.data = data.to(self.device)
         self.g, self.d, self.g_ema = build_networks(config, self.device)
         self.g.set_fused_modconv(fused_modconv)
@@ -554,7 +555,8 @@ class GanTrainer:
                                   "give --init a file with one")
         diff = _arch_diff(dataclasses.asdict(loaded.config), self.config, "file")
         if diff:
-            raise CheckpointError(f"cannot warm-start from {path}: another architecture ({diff}); set gan.* to match it")
+            raise CheckpointError(f"cannot warm-start from {path}: another architecture ({diff}); "
+                                  "set gan.* to match it")
         _copy_weights(((self.g, loaded.g_ema), (self.g_ema, loaded.g_ema), (self.d, loaded.d)))
         extra = loaded.extra or {}
         state = extra.get(_STATE_KEY, {})
