@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -56,7 +57,7 @@ _OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirecto
 class _Group(click.Group):
     """Turns the errors a user can fix (gan2shape.errors.Gan2ShapeError and a few OSErrors) into one
     line ``Error: ...`` and exit code 1 (2 for configuration errors), without a traceback; ``-v`` adds
-    the traceback."""
+    the traceback. Under ``--log`` the line goes to the log and to the terminal."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -67,19 +68,41 @@ class _Group(click.Group):
                 traceback.print_exc()
             message = f"Error: {exc}"
             click.echo(message, err=True)
+            terminal = obj.get("terminal")
+            if terminal is not None:
+                command = ctx.invoked_subcommand or "gan2shape"
+                terminal.write(f"gan2shape {command}: {message} (log: {obj['log_path']})\n")
+                terminal.flush()
             ctx.exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+def _divert_output(log_path: Path) -> TextIO:
+    """Send this process's stdout and stderr (log records, progress bars, output, tracebacks, also
+    those of C libraries) to ``log_path``; returns a stream to the terminal's stderr as it was."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    terminal_fd = os.dup(2)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return os.fdopen(terminal_fd, "w", buffering=1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gan2shape")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug); tracebacks of errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars (the log still gets one line per phase).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write everything (log, output, errors, tracebacks) to this file; the terminal gets one "
+                   "line per phase of the work and any error. The workflow's rules run this way.")
 @click.option("--threads", type=int, default=None,
               help="CPU threads for torch (capped at this machine's cores); default: torch's choice.")
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> None:
+def main(ctx: click.Context, verbose: int, quiet: bool, log_path: Path | None, threads: int | None) -> None:
     """gan2shape: 3D shape from pretrained 2D StyleGAN2s (GAN2Shape)."""
-    ctx.obj = {"progress": not quiet, "verbose": verbose}
+    ctx.obj = {"progress": not quiet, "verbose": verbose, "log_path": log_path, "terminal": None}
     if threads is not None:
         if threads < 1:
             raise click.UsageError(f"--threads must be >= 1, got {threads}")
@@ -88,7 +111,15 @@ def main(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> 
         # more threads than cores makes torch's OpenMP workers spin against each other
         torch.set_num_threads(min(threads, os.cpu_count() or threads))
     level = logging.WARNING - 10 * min(verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
+    fmt = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+    if log_path is None:
+        logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+        return
+    terminal = ctx.obj["terminal"] = _divert_output(log_path)
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    from gan2shape.progress import terminal_handler
+
+    logging.getLogger().addHandler(terminal_handler(terminal, f"gan2shape {ctx.invoked_subcommand}"))
 
 
 @main.command("check-params")
