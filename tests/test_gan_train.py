@@ -138,6 +138,7 @@ def test_sample_grid_layout():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_r1_matches_finite_differences():
     torch.manual_seed(0)
     d = Discriminator(8, channel_multiplier=1, channel_max=8).double()
@@ -231,6 +232,7 @@ def test_ema_after_one_step_is_analytic(heads_h5, tmp_path):
     assert moved > 10  # the step changed the generator, so the check above is not vacuous
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical_to_uninterrupted_run(heads_h5, tmp_path):
     cfg = tiny_config(steps=4)
     chunked, straight = tmp_path / "chunked", tmp_path / "straight"
@@ -343,6 +345,7 @@ def test_discriminate_pair_equals_two_calls():
     assert not torch.allclose(d(torch.cat([a, b]))[:8], d(a), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_continues_from_the_last_checkpoint(heads_h5, tmp_path):
     """A SIGKILL gives no chance to save: the rerun must continue from the last periodic checkpoint."""
     every_kimg = 2 * BATCH / 1000  # a checkpoint every 2 steps

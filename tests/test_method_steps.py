@@ -62,6 +62,7 @@ def _final(out: Path, name: str) -> np.ndarray:
         return art.array(name)
 
 
+@pytest.mark.slow
 def test_every_step_writes_a_readable_artifact(ctx, instances_path, run_a):
     out, summary = run_a
     assert summary["skipped"] == [] and len(summary["ran"]) == 1 + 4 * 2
@@ -107,6 +108,7 @@ def test_every_step_writes_a_readable_artifact(ctx, instances_path, run_a):
     assert np.abs(again - stored).mean() < 2e-4
 
 
+@pytest.mark.slow
 def test_run_is_deterministic_and_resumes(ctx, instances_path, run_a, tmp_path):
     out_a, _ = run_a
     out_b = tmp_path / "run_b"
@@ -128,6 +130,7 @@ def test_run_is_deterministic_and_resumes(ctx, instances_path, run_a, tmp_path):
     assert np.array_equal(_final(out_b, "recon_depth"), reference)
 
 
+@pytest.mark.slow
 def test_seed_changes_the_result_and_changed_params_rebuild(tiny_gan_path, instances_path, run_a, tmp_path):
     out_a, _ = run_a
     shutil.copytree(out_a, tmp_path / "run")
@@ -141,6 +144,7 @@ def test_seed_changes_the_result_and_changed_params_rebuild(tiny_gan_path, insta
     assert len(summary["skipped"]) == 9 and summary["ran"][0] == "stage3/albedo.h5"
 
 
+@pytest.mark.slow
 def test_step1_lowers_its_loss_on_a_fixed_target(tiny_gan_path, instances_path, run_a, tmp_path):
     out_a, _ = run_a
     ctx = _context(tiny_gan_path, "method.profiles.tiny.step1_iters=[25, 25]", "method.lr=0.001")
@@ -204,6 +208,7 @@ def test_joint_mode_runs_one_shared_set(tiny_gan_path, instances_path, tmp_path)
         run_prior(inst_ctx, instances_path, tmp_path / "init2.h5", init_path=path)
 
 
+@pytest.mark.slow
 def test_encoder_persists_across_stages(tiny_gan_path, instances_path, run_a, tmp_path):
     from gan2shape.method.steps import run_invert
 
@@ -216,6 +221,7 @@ def test_encoder_persists_across_stages(tiny_gan_path, instances_path, run_a, tm
         assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in new)
 
 
+@pytest.mark.slow
 def test_instance_run_from_joint_starts_the_encoder_from_the_joint_one(tiny_gan_path, instances_path, tmp_path):
     """method.joint_encoder: an instance run with --init starts stage 1's E from the joint run's E (every
     copy; the reference's reset_weight restores netEnc too); off, E starts fresh; a missing joint
@@ -249,6 +255,7 @@ def test_instance_run_from_joint_starts_the_encoder_from_the_joint_one(tiny_gan_
     assert not (tmp_path / "inst_missing" / "stage0").exists()
 
 
+@pytest.mark.slow
 def test_cli_sample_and_reconstruct(tiny_gan_path, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
@@ -306,6 +313,7 @@ def test_flip_term_doubles_the_loss_of_a_mirror_symmetric_shape(ctx):
     assert not torch.allclose(both, 2 * plain, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_view_anchor_carries_the_pseudo_views_and_pulls_the_predicted_ones(tiny_gan_path, instances_path, run_a,
                                                                          tmp_path):
     """pseudo.h5 and projected.h5 carry view_delta = requested view - the instance's predicted view;

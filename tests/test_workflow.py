@@ -40,7 +40,7 @@ import yaml
 
 from gan2shape.artifacts import read_artifact
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]  # minutes: the real Snakemake workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 32
