@@ -55,7 +55,6 @@ _MAX_CRC_BLOCKS = 8192
 _FIX = "delete it and rerun the step that produces it"
 
 
-
 def _to_numpy(value: Any, name: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()

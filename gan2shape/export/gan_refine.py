@@ -178,7 +178,7 @@ class _Sources:
             inst = read_instances(instances, size, device)
             if list(art.ids) != inst.ids:
                 raise ArtifactError(f"{projected} and {instances} hold different instance ids ({art.ids[:3]}... vs "
-                                 f"{inst.ids[:3]}...): give the projected.h5 and instances.h5 of the same shard")
+                                    f"{inst.ids[:3]}...): give the projected.h5 and instances.h5 of the same shard")
             try:
                 tree = yaml.safe_load(art.attrs.get("params_text") or "") or {}
                 recorded = tree.get("method") or {} if isinstance(tree, dict) else {}
@@ -224,7 +224,7 @@ class _Sources:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise ArtifactError(f"{self.projected}: its encoder does not fit (image size {size}, enc_nf {enc_nf}, GAN "
-                             f"style_dim {out_dim}): was it made with another GAN? ({exc})") from None
+                                f"style_dim {out_dim}): was it made with another GAN? ({exc})") from None
         return net.to(self.inst.image.device).eval().requires_grad_(False)
 
     def refiner(self, generator: Generator, ids: Sequence[str] | None, f1_d: int, relative_enc: bool,
@@ -388,11 +388,11 @@ def export_gan_refined(
             read_artifact(projected, PROJECTED_KIND) as proj:
         if list(art.ids) != list(proj.ids):
             raise ArtifactError(f"{shape} and {projected} hold different instance ids: give the projected.h5 of the "
-                             "same shard and stage")
+                                "same shard and stage")
         stage, proj_stage = art.attrs.get("stage"), proj.attrs.get("stage")
         if stage != proj_stage:
-            raise ArtifactError(f"{shape} is stage {stage} but {projected} is stage {proj_stage}: give the projected.h5 "
-                             f"of stage {stage} (its encoder is the one trained with this shape)")
+            raise ArtifactError(f"{shape} is stage {stage} but {projected} is stage {proj_stage}: give the "
+                                f"projected.h5 of stage {stage} (its encoder is the one trained with this shape)")
         wanted = list(art.ids) if ids is None else [str(i) for i in ids]
         missing = [i for i in wanted if i not in art.ids]
         if missing:

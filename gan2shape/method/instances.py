@@ -163,7 +163,7 @@ def _read_mask(art: Artifact, path: str | Path, image_size: int, device: torch.d
         return None
     if art.shape("mask")[1:] != (image_size, image_size):
         raise ArtifactError(f"{path}: dataset 'mask' has per-instance shape {art.shape('mask')[1:]}, expected "
-                         f"{(image_size, image_size)}; rebuild it with gan2shape sample-instances --masks")
+                            f"{(image_size, image_size)}; rebuild it with gan2shape sample-instances --masks")
     return (art.tensor("mask", device=device) > 0).to(torch.uint8)
 
 

@@ -182,7 +182,8 @@ def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] 
         try:
             shared.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
         except RuntimeError as exc:
-            raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc})") from None
+            raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); give "
+                                "--init a joint run of the same image size and network widths") from None
         if ctx.config.mode == "instance":
             shared = InstanceEnsemble.replicate(shared, n).to(ctx.device)
         nets[name] = shared
