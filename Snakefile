@@ -2,7 +2,8 @@
 # Main job:  snakemake --cores 4 --resources gpu=1
 # (reconstructs workflow.instances samples of the shipped GAN, or the images of workflow.images;
 # results in results/default/export/<id>/ or results/images/export/<id>/; report:
-# snakemake --report report.html)
+# snakemake --report report.html). Settings of the main job: profiles/default/config.yaml. Each rule
+# runs `gan2shape -q --log {log} ...`: the log gets everything, the terminal one line per phase.
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -10,6 +10,12 @@ Layout of one artifact file::
 Writes are atomic: everything goes to ``<path>.tmp`` first, the ``complete`` flag is set last and
 the file is moved into place with ``os.replace``; a killed job never leaves a file that looks
 complete. Reads validate the schema and say which file is wrong, why, and what to do.
+
+Integrity: every numeric dataset carries CRC32 checksums of its bytes (attributes ``crc32``, one
+per block of ``crc32_rows`` consecutive rows, the dataset's HDF5 chunk; ``crc32_rows`` 0 = one
+checksum of the whole dataset, as for network tensors). Every read checks the blocks it touches,
+so bytes changed after the write (a disk or copy error) are reported with the file and the
+dataset instead of being computed with. Files written before checksums existed read unchecked.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -27,10 +34,12 @@ import torch
 
 from gan2shape import __version__
 from gan2shape.config import params_digest
+from gan2shape.errors import ArtifactError, CorruptArtifactError
 
 __all__ = [
     "SCHEMA_VERSION",
     "ArtifactError",
+    "CorruptArtifactError",
     "Artifact",
     "ArtifactWriter",
     "write_artifact",
@@ -39,10 +48,11 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 _NETWORKS = "networks"
-
-
-class ArtifactError(RuntimeError):
-    """An artifact file is missing, truncated, of the wrong kind or schema, or inconsistent."""
+_CRC, _CRC_ROWS = "crc32", "crc32_rows"
+# At most this many block checksums per dataset: an HDF5 attribute holds up to 64 KiB (the writer
+# coarsens the blocks beyond it).
+_MAX_CRC_BLOCKS = 8192
+_FIX = "delete it and rerun the step that produces it"
 
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
@@ -80,6 +90,60 @@ def _read_attr(value: Any) -> Any:
     return value
 
 
+def _bytes(data: np.ndarray) -> np.ndarray:
+    """The bytes of a C-contiguous array as a flat uint8 view (what zlib.crc32 reads)."""
+    return data.reshape(-1).view(np.uint8)
+
+
+def _checksummed(dtype: np.dtype) -> bool:
+    """Numbers and booleans: their bytes read back as written (object / variable-length data do not)."""
+    return dtype.kind in "biufc"
+
+
+class _BlockCrc:
+    """CRC32 of each block of ``rows`` consecutive rows of a dataset, fed batch by batch in row order."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.crcs: list[int] = []
+        self._crc = 0
+        self._filled = 0
+
+    def update(self, data: np.ndarray) -> None:
+        data = np.ascontiguousarray(data)
+        i = 0
+        while i < data.shape[0]:
+            take = min(self.rows - self._filled, data.shape[0] - i)
+            self._crc = zlib.crc32(_bytes(data[i : i + take]), self._crc)
+            self._filled += take
+            i += take
+            if self._filled == self.rows:
+                self.crcs.append(self._crc)
+                self._crc, self._filled = 0, 0
+
+    def finish(self) -> np.ndarray:
+        if self._filled:
+            self.crcs.append(self._crc)
+            self._crc, self._filled = 0, 0
+        return np.asarray(self.crcs, dtype=np.uint32)
+
+
+def _block_crcs(ds: h5py.Dataset, rows: int) -> np.ndarray:
+    """CRC32 per block of ``rows`` rows of a dataset as stored (read back block by block)."""
+    crc = _BlockCrc(rows)
+    for start in range(0, ds.shape[0], rows):
+        crc.update(ds[start : start + rows])
+    return crc.finish()
+
+
+def _set_checksums(ds: h5py.Dataset, crcs: np.ndarray, rows: int) -> None:
+    if crcs.size > _MAX_CRC_BLOCKS:  # coarser blocks, a whole number of the old ones
+        rows *= -(-crcs.size // _MAX_CRC_BLOCKS)
+        crcs = _block_crcs(ds, rows)
+    ds.attrs[_CRC] = crcs
+    ds.attrs[_CRC_ROWS] = rows
+
+
 class ArtifactWriter:
     """Stream instances into an artifact, batch by batch, committed atomically on close.
 
@@ -113,6 +177,7 @@ class ArtifactWriter:
         self._ids: list[str] = []
         self._file: h5py.File | None = None
         self._shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        self._crcs: dict[str, _BlockCrc] = {}
 
     def __enter__(self) -> "ArtifactWriter":
         self.open()
@@ -164,6 +229,8 @@ class ArtifactWriter:
                     chunks=(chunk_rows, *data.shape[1:]),
                     compression=self._compression,
                 )
+                if _checksummed(data.dtype):  # a block = a chunk, which HDF5 reads whole anyway
+                    self._crcs[name] = _BlockCrc(chunk_rows)
             shape, dtype = self._shapes[name]
             if data.shape[1:] != shape or data.dtype != dtype:
                 raise ValueError(
@@ -174,6 +241,8 @@ class ArtifactWriter:
             start = ds.shape[0]
             ds.resize(start + b, axis=0)
             ds[start:] = data
+            if name in self._crcs:
+                self._crcs[name].update(data)
         self._ids.extend(ids)
 
     def add_network(self, name: str, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -182,13 +251,19 @@ class ArtifactWriter:
         _check_name(name)
         group = f.require_group(_NETWORKS).create_group(name)
         for key, tensor in state_dict.items():
-            group.create_dataset(key, data=_to_numpy(tensor, f"{name}.{key}"))
+            data = np.ascontiguousarray(_to_numpy(tensor, f"{name}.{key}"))
+            ds = group.create_dataset(key, data=data)
+            if _checksummed(data.dtype):
+                ds.attrs[_CRC] = np.asarray([zlib.crc32(_bytes(data))], dtype=np.uint32)
+                ds.attrs[_CRC_ROWS] = 0
 
     def commit(self) -> Path:
         f = self._require_open()
         if len(set(self._ids)) != len(self._ids):
             self.abort()
             raise ValueError(f"artifact {self.path}: instance ids are not unique")
+        for name, crc in self._crcs.items():
+            _set_checksums(f[name], crc.finish(), crc.rows)
         attrs = {
             "kind": self.kind,
             "schema_version": SCHEMA_VERSION,
@@ -277,17 +352,100 @@ class Artifact:
         return self._f[name]
 
     def array(self, name: str, index: slice | Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        """Read dataset ``name`` (all rows, a slice, or sorted/unsorted row indices)."""
+        """Read dataset ``name`` (all rows, a slice, or sorted/unsorted row indices).
+
+        The checksum blocks the rows lie in are read whole and checked (CorruptArtifactError, naming
+        the file and the dataset, when the bytes changed since the write).
+        """
         ds = self._dataset(name)
-        if index is None:
-            return ds[()]
+        n = ds.shape[0]
         if isinstance(index, slice):
-            return ds[index]
-        # h5py fancy indexing needs unique increasing rows: read those, then reorder/repeat.
-        unique, inverse = np.unique(np.asarray(index, dtype=np.int64), return_inverse=True)
-        if unique.size and (unique[0] < 0 or unique[-1] >= ds.shape[0]):
-            raise IndexError(f"{self.path}: row index out of range 0..{ds.shape[0] - 1} for {name!r}")
-        return ds[unique.tolist()][inverse]
+            start, stop, step = index.indices(n)
+            if step == 1:
+                if stop <= start:
+                    return ds[start:start]
+                lo, data = self._read_blocks(name, ds, start, stop)
+                return data[start - lo : stop - lo]
+            index = np.arange(start, stop, step)
+        if index is None:
+            return self._read_blocks(name, ds, 0, n)[1]
+        # read the blocks holding the rows, then pick (reordered, repeated) rows from them
+        rows = np.asarray(index, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise IndexError(f"{self.path}: row index out of range 0..{n - 1} for {name!r}")
+        if rows.size == 0:
+            return ds[0:0]
+        block = self._block_rows(ds) or n
+        blocks = np.unique(rows // block)
+        runs = np.split(blocks, np.flatnonzero(np.diff(blocks) != 1) + 1)
+        parts, firsts, offsets, filled = [], [], [], 0
+        for run in runs:  # consecutive blocks in one read
+            first, data = self._read_blocks(name, ds, int(run[0]) * block, min(n, (int(run[-1]) + 1) * block))
+            parts.append(data)
+            firsts.append(first)
+            offsets.append(filled)
+            filled += data.shape[0]
+        which = np.searchsorted(np.asarray(firsts), rows, side="right") - 1
+        return np.concatenate(parts)[np.asarray(offsets)[which] + rows - np.asarray(firsts)[which]]
+
+    @staticmethod
+    def _block_rows(ds: h5py.Dataset) -> int | None:
+        """Rows per checksum block (0 = one checksum of the whole dataset), None without checksums."""
+        return int(ds.attrs[_CRC_ROWS]) if _CRC in ds.attrs and _CRC_ROWS in ds.attrs else None
+
+    def _read_blocks(self, name: str, ds: h5py.Dataset, start: int, stop: int) -> tuple[int, np.ndarray]:
+        """Rows [first, last) of ``ds``: the checksum blocks holding rows [start, stop), checked.
+        Returns (first, rows)."""
+        block = self._block_rows(ds)
+        whole = block == 0 or ds.ndim == 0
+        if block is None:
+            first, last = start, stop
+        elif whole:
+            first, last = 0, (ds.shape[0] if ds.ndim else 0)
+        else:
+            first, last = start // block * block, min(ds.shape[0], -(-stop // block) * block)
+        try:
+            data = ds[()] if ds.ndim == 0 or (first == 0 and last == ds.shape[0]) else ds[first:last]
+        except Exception as exc:  # noqa: BLE001 - h5py raises OSError and others on damaged chunks
+            raise CorruptArtifactError(
+                f"{self.path}: dataset {name!r} cannot be read ({type(exc).__name__}: {exc}); the file is "
+                f"damaged: {_FIX}"
+            ) from None
+        data = np.ascontiguousarray(data)
+        if block is None:
+            return first, data
+        expected = np.asarray(ds.attrs[_CRC], dtype=np.uint32).reshape(-1)
+        if whole:
+            found = [(0, zlib.crc32(_bytes(data)))]
+        else:
+            found = [(b, zlib.crc32(_bytes(data[r - first : r - first + block])))
+                     for b, r in enumerate(range(first, last, block), start=first // block)]
+        for b, crc in found:
+            if b >= expected.size or crc != int(expected[b]):
+                rows = "" if whole else f" (rows {b * block}..{min(ds.shape[0], (b + 1) * block) - 1})"
+                raise CorruptArtifactError(
+                    f"{self.path}: dataset {name!r} is corrupted{rows}: its bytes differ from the checksum "
+                    f"written with the file (a disk or copy error, or an edit); {_FIX}"
+                )
+        return first, data
+
+    def verify(self) -> int:
+        """Read every dataset and network tensor, checking all checksums (CorruptArtifactError names the
+        first damaged dataset). Returns the number of datasets checked (those without checksums, in
+        files written before checksums existed, are read but cannot be checked)."""
+        checked = 0
+        for name in self.names:
+            ds = self._f[name]
+            block = self._block_rows(ds) or max(1, ds.shape[0])
+            rows_per_read = block * max(1, (16 << 20) // max(1, block * ds.dtype.itemsize * int(np.prod(ds.shape[1:]))))
+            for start in range(0, ds.shape[0], rows_per_read):
+                self._read_blocks(name, ds, start, min(ds.shape[0], start + rows_per_read))
+            checked += self._block_rows(ds) is not None
+        for net in self.network_names:
+            group = self._f[_NETWORKS][net]
+            self.network(net)
+            checked += sum(self._block_rows(group[key]) is not None for key in group.keys())
+        return checked
 
     def tensor(self, name: str, index=None, device: str | torch.device = "cpu") -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(self.array(name, index))).to(device)
@@ -297,7 +455,9 @@ class Artifact:
         if name not in self.network_names:
             raise ArtifactError(f"{self.path} has no network {name!r}; it has {self.network_names}")
         group = self._f[_NETWORKS][name]
-        return {key: torch.from_numpy(group[key][()]) for key in group.keys()}
+        return {key: torch.from_numpy(self._read_blocks(f"{_NETWORKS}/{name}/{key}", group[key], 0,
+                                                        group[key].shape[0] if group[key].ndim else 0)[1])
+                for key in group.keys()}
 
     def close(self) -> None:
         self._f.close()

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from gan2shape import __version__
+from gan2shape.errors import ConfigError, Gan2ShapeError
 
 log = logging.getLogger("gan2shape")
 
@@ -42,45 +46,80 @@ def _load(params_path: Path, overrides: tuple[str, ...]):
 
     try:
         return load_params(params_path, overrides)
-    except (FileNotFoundError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
+    except FileNotFoundError as exc:  # the params file itself
+        raise ConfigError("", str(exc)) from None
+
+
+# Errors of the file system that a user fixes (a wrong path, a permission): one line, like ours.
+_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 class _Group(click.Group):
-    """Turns the library's own input errors into one clear line and exit code 1 (no traceback)."""
+    """Turns the errors a user can fix (gan2shape.errors.Gan2ShapeError and a few OSErrors) into one
+    line ``Error: ...`` and exit code 1 (2 for configuration errors), without a traceback; ``-v`` adds
+    the traceback. Under ``--log`` the line goes to the log and to the terminal."""
 
     def invoke(self, ctx: click.Context):
-        from gan2shape.artifacts import ArtifactError
-        from gan2shape.config import ConfigError
-        from gan2shape.stylegan2.checkpoint import CheckpointError
-
         try:
             return super().invoke(ctx)
-        except (ArtifactError, CheckpointError, ConfigError, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from None
+        except (Gan2ShapeError, *_OS_ERRORS) as exc:
+            obj = ctx.obj or {}
+            if obj.get("verbose"):
+                traceback.print_exc()
+            message = f"Error: {exc}"
+            click.echo(message, err=True)
+            terminal = obj.get("terminal")
+            if terminal is not None:
+                command = ctx.invoked_subcommand or "gan2shape"
+                terminal.write(f"gan2shape {command}: {message} (log: {obj['log_path']})\n")
+                terminal.flush()
+            ctx.exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+def _divert_output(log_path: Path) -> TextIO:
+    """Send this process's stdout and stderr (log records, progress bars, output, tracebacks, also
+    those of C libraries) to ``log_path``; returns a stream to the terminal's stderr as it was."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    terminal_fd = os.dup(2)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return os.fdopen(terminal_fd, "w", buffering=1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gan2shape")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug); tracebacks of errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (the log still gets one line per phase).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write everything (log, output, errors, tracebacks) to this file; the terminal gets one "
+                   "line per phase of the work and any error. The workflow's rules run this way.")
 @click.option("--threads", type=int, default=None,
               help="CPU threads for torch (capped at this machine's cores); default: torch's choice.")
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> None:
+def main(ctx: click.Context, verbose: int, quiet: bool, log_path: Path | None, threads: int | None) -> None:
     """gan2shape: 3D shape from pretrained 2D StyleGAN2s (GAN2Shape)."""
+    ctx.obj = {"progress": not quiet, "verbose": verbose, "log_path": log_path, "terminal": None}
     if threads is not None:
         if threads < 1:
             raise click.UsageError(f"--threads must be >= 1, got {threads}")
-        import os
-
         import torch
 
         # more threads than cores makes torch's OpenMP workers spin against each other
         torch.set_num_threads(min(threads, os.cpu_count() or threads))
     level = logging.WARNING - 10 * min(verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s", stream=sys.stderr)
-    ctx.obj = {"progress": not quiet}
+    fmt = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+    if log_path is None:
+        logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+        return
+    terminal = ctx.obj["terminal"] = _divert_output(log_path)
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    from gan2shape.progress import terminal_handler
+
+    logging.getLogger().addHandler(terminal_handler(terminal, f"gan2shape {ctx.invoked_subcommand}"))
 
 
 @main.command("check-params")
@@ -90,6 +129,27 @@ def check_params(params_path: Path, overrides: tuple[str, ...]) -> None:
     """Validate params.yaml and print the effective configuration."""
     _, text = _load(params_path, overrides)
     click.echo(text, nl=False)
+
+
+@main.command("check-artifact")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def check_artifact_cmd(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+    """Read every byte of artifact files (.h5) and check them against their checksums; names each
+    damaged file with its dataset (reads check only what they read)."""
+    from gan2shape.artifacts import read_artifact
+
+    failed = 0
+    for path in paths:
+        try:
+            with read_artifact(path) as art:
+                checked = art.verify()
+                click.echo(f"{path}: ok (kind {art.kind!r}, {art.n} instance(s), {checked} checksummed dataset(s))")
+        except Gan2ShapeError as exc:
+            failed += 1
+            click.echo(f"Error: {exc}", err=True)
+    if failed:
+        ctx.exit(1)
 
 
 @main.command("make-heads")
@@ -148,11 +208,8 @@ def tables_cmd(params_path: Path, overrides: tuple[str, ...], eval_dir: Path, ou
 
     params, _ = _load(params_path, overrides)
     bench = params.bench.variant(small)
-    try:
-        written = run_tables(eval_dir, out_dir, priors=bench.priors, perceptual=bench.perceptual,
-                             default_row=(params.method.perceptual, params.method.prior.variant))
-    except ValueError as exc:  # the lists of params.yaml do not make every row
-        raise click.ClickException(str(exc)) from None
+    written = run_tables(eval_dir, out_dir, priors=bench.priors, perceptual=bench.perceptual,
+                         default_row=(params.method.perceptual, params.method.prior.variant))
     for name in ("table1.md", "table2.md", "perceptual.md"):
         click.echo(written[name].read_text(encoding="utf-8"))
 
@@ -180,11 +237,8 @@ def train_gan_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, .
     from gan2shape.stylegan2.train import train_gan
 
     params, text = _load(params_path, overrides)
-    try:
-        summary = train_gan(params.gan, data_path, out_dir, device=resolve_device(device), max_kimg=max_kimg,
-                            progress=ctx.obj["progress"], params_text=text, half_final=half_final, init=init_path)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    summary = train_gan(params.gan, data_path, out_dir, device=resolve_device(device), max_kimg=max_kimg,
+                        progress=ctx.obj["progress"], params_text=text, half_final=half_final, init=init_path)
     click.echo(json.dumps(summary, default=str))
 
 
@@ -235,14 +289,13 @@ def import_images_cmd(folder: Path, checkpoint_path: Path | None, size: int | No
 
     if (checkpoint_path is None) == (size is None):
         raise click.UsageError("give exactly one of --checkpoint (the GAN's resolution) or --size")
+    if limit is not None and limit < 1:
+        raise click.UsageError(f"--limit must be >= 1, got {limit}")
     if checkpoint_path is not None:
         from gan2shape.stylegan2.checkpoint import load_checkpoint
 
         size = load_checkpoint(checkpoint_path, device="cpu").g_ema.size
-    try:
-        path = import_images(folder, out_path, size, limit=limit)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    path = import_images(folder, out_path, size, limit=limit)
     click.echo(json.dumps({"out": str(path), "size": size}))
 
 
@@ -254,14 +307,13 @@ def import_images_cmd(folder: Path, checkpoint_path: Path | None, size: int | No
 @click.option("--half/--full", default=True, show_default=True, help="Store weights in float16.")
 def export_gan_cmd(checkpoint_path: Path, out_path: Path, half: bool) -> None:
     """Strip a checkpoint to what inference needs (g_ema, d, latent_avg), e.g. to ship it."""
-    from gan2shape.stylegan2.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from gan2shape.errors import CheckpointError
+    from gan2shape.stylegan2.checkpoint import load_checkpoint, save_checkpoint
 
-    try:
-        ckpt = load_checkpoint(checkpoint_path)
-    except CheckpointError as exc:
-        raise click.ClickException(str(exc)) from None
+    ckpt = load_checkpoint(checkpoint_path)
     if ckpt.d is None:
-        raise click.ClickException(f"{checkpoint_path} has no discriminator ('d'); the method needs it")
+        raise CheckpointError(f"{checkpoint_path} has no discriminator ('d'), which the method needs: export a "
+                              "checkpoint that has one (a training checkpoint.pt or an official file)")
     extra = {k: v for k, v in (ckpt.extra or {}).items() if k != "gan2shape_train"}
     train = (ckpt.extra or {}).get("gan2shape_train", {})
     if "images_seen" in train:
@@ -289,11 +341,11 @@ def train_pose_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, 
     from gan2shape.evaluate.pose import save_pose_regressor, train_pose_regressor
 
     params, text = _load(params_path, overrides)
-    try:
-        net, report = train_pose_regressor(params.heads, n_images=n_images, steps=steps, seed=seed,
-                                           device=resolve_device(device), progress=ctx.obj["progress"])
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    for name, value in (("--images", n_images), ("--steps", steps)):
+        if value < 2:
+            raise click.UsageError(f"{name} must be >= 2, got {value}")
+    net, report = train_pose_regressor(params.heads, n_images=n_images, steps=steps, seed=seed,
+                                       device=resolve_device(device), progress=ctx.obj["progress"])
     save_pose_regressor(out_path, net, report, params_text=text)
     click.echo(json.dumps({"out": str(out_path), "held_out": report["held_out"], "seconds": report["seconds"]}))
 
@@ -309,6 +361,7 @@ def pretrain_encoder_cmd(ctx: click.Context, params_path: Path, overrides: tuple
                          device: str) -> None:
     """Pre-train the inversion encoder E on method.checkpoint's own image pairs (pretrain_encoder section)."""
     from gan2shape.device import resolve_device
+    from gan2shape.errors import CheckpointError
     from gan2shape.method.encoder import pretrain_encoder, save_encoder
     from gan2shape.stylegan2.checkpoint import load_checkpoint
 
@@ -318,14 +371,12 @@ def pretrain_encoder_cmd(ctx: click.Context, params_path: Path, overrides: tuple
         raise click.UsageError("pretrain-encoder trains the relative encoding (method.relative_enc=true)")
     ckpt = load_checkpoint(m.checkpoint, device=resolve_device(device))
     if ckpt.d is None:
-        raise click.ClickException(f"{m.checkpoint} has no discriminator ('d'); pre-training needs its features")
+        raise CheckpointError(f"{m.checkpoint} has no discriminator ('d'); pre-training needs its features: give a "
+                              "checkpoint that holds one")
     g, d = ckpt.g_ema.eval().requires_grad_(False), ckpt.d.eval().requires_grad_(False)
-    try:
-        encoder, report = pretrain_encoder(g, d, params.pretrain_encoder, image_size=m.image_size, enc_nf=m.enc_nf,
-                                           offset=m.offset, f1_d=m.f1_d, feature_blocks=m.perceptual_blocks,
-                                           progress=ctx.obj["progress"])
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    encoder, report = pretrain_encoder(g, d, params.pretrain_encoder, image_size=m.image_size, enc_nf=m.enc_nf,
+                                       offset=m.offset, f1_d=m.f1_d, feature_blocks=m.perceptual_blocks,
+                                       progress=ctx.obj["progress"])
     save_encoder(out_path, encoder, offset=m.offset, f1_d=m.f1_d, checkpoint=m.checkpoint, report=report,
                  params_text=text)
     click.echo(json.dumps({"out": str(out_path), "bytes": out_path.stat().st_size,
@@ -367,13 +418,10 @@ def diagnose_step2_cmd(ctx: click.Context, params_path: Path, overrides: tuple[s
                              ("--gt-samples", gt_samples if gt_samples is not None else 2, 2)):
         if value < low:
             raise click.UsageError(f"{name} must be >= {low}, got {value}")
-    try:
-        result = run_diagnose_step2(params, text, pose_path=pose_path, instances_path=instances_path, out_dir=out_dir,
-                                    run_dir=run_dir, stage=stage, heads_path=heads_path, gt_samples=gt_samples,
-                                    free_samples=free_samples, free_steps=free_steps,
-                                    device=resolve_device(device), progress=ctx.obj["progress"])
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = run_diagnose_step2(params, text, pose_path=pose_path, instances_path=instances_path, out_dir=out_dir,
+                                run_dir=run_dir, stage=stage, heads_path=heads_path, gt_samples=gt_samples,
+                                free_samples=free_samples, free_steps=free_steps,
+                                device=resolve_device(device), progress=ctx.obj["progress"])
     summary = {"out": str(out_dir / "step2_bench.json"), "edit_gain": result["edit"]["gain"],
                "typicality": result["typicality"]}
     for source in ("run", "gt_turned"):
@@ -400,11 +448,8 @@ def _method_context(ctx: click.Context, params_path: Path, overrides: tuple[str,
     from gan2shape.method.steps import make_context
 
     params, text = _load(params_path, overrides)
-    try:
-        return make_context(params, text, device=resolve_device(device), progress=ctx.obj["progress"],
-                            nf=params.method.nf, enc_nf=params.method.enc_nf)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    return make_context(params, text, device=resolve_device(device), progress=ctx.obj["progress"],
+                        nf=params.method.nf, enc_nf=params.method.enc_nf)
 
 
 def _views(view_dist: Path | None):
@@ -458,10 +503,7 @@ def sample_instances_cmd(ctx: click.Context, params_path: Path, overrides: tuple
     if masks_path is not None:
         from gan2shape.method.masks import read_masks
 
-        try:
-            inst.mask = read_masks(masks_path, inst.ids, params.method.image_size).to(inst.image.device)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+        inst.mask = read_masks(masks_path, inst.ids, params.method.image_size).to(inst.image.device)
         attrs["masks"] = str(masks_path)
     write_instances(out_path, inst, params_text=text, attrs={**attrs, "checkpoint": params.method.checkpoint})
     _done(out_path, start)
@@ -604,7 +646,6 @@ def export_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...]
                device: str) -> None:
     """Depth/normal/albedo/shading PNGs, textured OBJ mesh, rotation and relighting GIFs (and, with
     --projected and --instances, their GAN-refined versions, inverted back into the GAN)."""
-    from gan2shape.artifacts import ArtifactError
     from gan2shape.export import export_instances
     from gan2shape.render import Camera
 
@@ -613,26 +654,22 @@ def export_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...]
     params, _ = _load(params_path, overrides)
     r = params.render
     camera = Camera(params.method.image_size, r.fov_deg, r.min_depth, r.max_depth, r.rot_center_depth)
-    try:
-        written = export_instances(shape_path, out_dir, camera, ids=list(ids) or None, progress=ctx.obj["progress"])
-        if projected_path is None:
-            log.info("GAN-refined media skipped: pass --projected stageK/projected.h5 --instances instances.h5 to "
-                     "write rotate_gan.gif, relight_gan.gif and their grid/strip")
-        else:
-            from gan2shape.device import resolve_device
-            from gan2shape.export.gan_refine import export_gan_refined
-            from gan2shape.stylegan2.checkpoint import load_checkpoint
+    written = export_instances(shape_path, out_dir, camera, ids=list(ids) or None, progress=ctx.obj["progress"])
+    if projected_path is None:
+        log.info("GAN-refined media skipped: pass --projected stageK/projected.h5 --instances instances.h5 to "
+                 "write rotate_gan.gif, relight_gan.gif and their grid/strip")
+    else:
+        from gan2shape.device import resolve_device
+        from gan2shape.export.gan_refine import export_gan_refined
+        from gan2shape.stylegan2.checkpoint import load_checkpoint
 
-            m = params.method
-            g = load_checkpoint(m.checkpoint, device=resolve_device(device)).g_ema.eval().requires_grad_(False)
-            refined = export_gan_refined(shape_path, projected_path, instances_path, out_dir, camera, g,
-                                         f1_d=m.f1_d, relative_enc=m.relative_enc, offset=m.offset,
-                                         ids=list(ids) or None,
-                                         progress=ctx.obj["progress"])
-            for name, files in refined.items():
-                written.setdefault(name, {}).update(files)
-    except (ArtifactError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        m = params.method
+        g = load_checkpoint(m.checkpoint, device=resolve_device(device)).g_ema.eval().requires_grad_(False)
+        refined = export_gan_refined(shape_path, projected_path, instances_path, out_dir, camera, g,
+                                     f1_d=m.f1_d, relative_enc=m.relative_enc, offset=m.offset,
+                                     ids=list(ids) or None, progress=ctx.obj["progress"])
+        for name, files in refined.items():
+            written.setdefault(name, {}).update(files)
     click.echo(json.dumps({k: sorted(str(p) for p in v.values()) for k, v in written.items()}, indent=1))
 
 

@@ -18,6 +18,8 @@ from typing import Any, Literal, Mapping, Sequence, Union
 
 import yaml
 
+from gan2shape.errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "RenderConfig",
@@ -40,19 +42,6 @@ __all__ = [
     "load_params",
     "params_digest",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration key is unknown, has the wrong type or an invalid value.
-
-    ``key`` is the dotted path of the offending key (relative while the error travels up the
-    dataclass tree, absolute once it leaves :func:`parse_section`).
-    """
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        self.message = message
-        super().__init__(f"{key}: {message}" if key else message)
 
 
 def _check(condition: bool, key: str, message: str) -> None:
@@ -673,19 +662,39 @@ def load_params(
             raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
         if not isinstance(tree, dict):
             raise ConfigError("", f"{path} must hold a mapping of sections, got {type(tree).__name__}")
-    given = set()
+    where = f" in {path}" if path is not None else ""
+    if overrides:  # the file alone first, so that an error says whether the file or a --set is wrong
+        try:
+            parse_section(Params, tree)
+        except ConfigError as exc:
+            raise ConfigError(exc.key, f"{exc.message} (fix this key{where})") from None
+    set_keys = []
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(item, "an override must look like section.key=value")
-        key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
-        given.add(key.strip())
-    _apply_preset(tree, given)
+        key, raw = item.split("=", 1) if "=" in item else (item, None)
+        key = key.strip()
+        if raw is None or not key:
+            raise ConfigError("", f"--set {item}: an override must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(key, f"--set {item}: the value is not valid YAML ({str(exc).splitlines()[0]}); "
+                                   "quote it or fix it") from None
+        try:
+            _set_dotted(tree, key, value)
+        except ConfigError as exc:
+            raise ConfigError(exc.key, f"{exc.message} (fix --set {item})") from None
+        set_keys.append((key, item))
+    _apply_preset(tree, {key for key, _ in set_keys})
     try:
         params = parse_section(Params, tree)
     except ConfigError as exc:
-        where = f" in {path}" if path is not None else ""
-        raise ConfigError(exc.key, f"{exc.message} (fix this key{where})") from None
+        hits = [item for key, item in set_keys if exc.key == key or exc.key.startswith((key + ".", key + "["))
+                or key.startswith(exc.key + ".")]
+        if hits:
+            fix = f"fix --set {hits[-1]}"
+        else:  # a check across keys that the overrides broke (e.g. max_depth below an overridden min_depth)
+            fix = f"fix this key{where} or the --set overrides {[item for _, item in set_keys]}"
+        raise ConfigError(exc.key, f"{exc.message} ({fix})") from None
     return params, yaml.safe_dump(tree, sort_keys=True)
 
 

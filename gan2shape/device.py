@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from gan2shape.errors import InputError
+
 if TYPE_CHECKING:  # torch is imported where a device is built: claiming a GPU needs none
     import torch
 
@@ -85,9 +87,9 @@ def _pick_gpu(spec: str) -> torch.device:
         try:
             index = int(slot)
         except ValueError:
-            raise ValueError(f"{GPU_ENV}={slot!r} is not a GPU index; set it to 0..{count - 1} or unset it") from None
+            raise InputError(f"{GPU_ENV}={slot!r} is not a GPU index; set it to 0..{count - 1} or unset it") from None
         if not 0 <= index < count:
-            raise ValueError(f"{GPU_ENV}={index}: this machine has {count} GPU(s) (0..{count - 1})")
+            raise InputError(f"{GPU_ENV}={index}: this machine has {count} GPU(s) (0..{count - 1})")
         log.info("--device %s: GPU %d of %d (from %s)", spec, index, count, GPU_ENV)
         return torch.device(f"cuda:{index}")
     if count == 1:
@@ -120,16 +122,16 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto")
+            raise InputError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto")
         try:
             dev = torch.device(spec)
         except RuntimeError:
-            raise ValueError(f"--device {spec!r} is not understood; use cuda or cuda:N") from None
+            raise InputError(f"--device {spec!r} is not understood; use cuda or cuda:N") from None
         if dev.index is None:
             return _pick_gpu(spec)
         if dev.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise InputError(
                 f"--device {spec}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..)"
             )
         return dev
-    raise ValueError(f"--device {spec!r} is not understood; use auto, cpu, cuda or cuda:N")
+    raise InputError(f"--device {spec!r} is not understood; use auto, cpu, cuda or cuda:N")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# One torch thread per test process (and its subprocesses: the CLI, DVC's commands; the workflow's
+# rules set --threads themselves). The test networks are tiny, and two intra-op threads per process
+# on a shared 2-core machine spin against the other processes: measured 2-2.5x slower than one
+# thread at a load average of 2. Export OMP_NUM_THREADS to choose otherwise.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from gan2shape.config import GanConfig
 

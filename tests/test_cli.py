@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -54,3 +57,33 @@ def test_train_gan_init_of_another_architecture_fails_with_one_clear_line(tmp_pa
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "cannot warm-start" in result.output and "channel_max: file 128 vs config 64" in result.output
     assert not (tmp_path / "gan" / "checkpoint.pt").exists()
+
+
+def _gan2shape(*args: str) -> subprocess.CompletedProcess:
+    """The CLI in its own process (--log redirects the process's own stdout and stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "gan2shape.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_log_sends_everything_to_the_file_and_one_line_per_phase_to_the_terminal(tmp_path):
+    log = tmp_path / "logs" / "make_heads.log"
+    res = _gan2shape("-q", "--log", str(log), "make-heads", "--params", str(ROOT / "params.yaml"), "--out",
+                     str(tmp_path / "heads"), "--set", "heads.n_train=4", "--set", "heads.n_test=2", "--set",
+                     "heads.image_size=16", "--set", "heads.batch_size=4", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ""
+    assert res.stderr.splitlines()[0] == "gan2shape make-heads: heads train: 4 img"
+    assert "gan2shape make-heads: heads test: done, 2 img in " in res.stderr
+    text = log.read_text()
+    assert "gan2shape.progress INFO: heads train: 4 img" in text and '"n_train": 4' in text  # phases and output
+
+
+def test_log_shows_an_error_on_the_terminal_and_in_the_log(tmp_path):
+    log = tmp_path / "evaluate.log"
+    res = _gan2shape("-q", "--log", str(log), "evaluate", "--params", str(ROOT / "params.yaml"), "--test",
+                     str(tmp_path / "nope.h5"), "--out", str(tmp_path / "ev"))
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.strip() == (f"gan2shape evaluate: Error: {tmp_path / 'nope.h5'} does not exist: run the step "
+                                  f"that produces it first (log: {log})")
+    assert f"Error: {tmp_path / 'nope.h5'} does not exist" in log.read_text() and "Traceback" not in log.read_text()

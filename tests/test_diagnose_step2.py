@@ -10,6 +10,7 @@ import torch
 
 from gan2shape.config import load_params
 from gan2shape.data.heads import make_heads
+from gan2shape.errors import ArtifactError
 from gan2shape.diagnose.step2 import (
     edit_gain,
     follow,
@@ -116,7 +117,7 @@ def test_gt_turned_renders_without_spread_are_the_heads_in_their_own_view(setup,
         masks = torch.from_numpy(art.array("mask")).float()
     torch.testing.assert_close(gt["mask"][0, :, 0], masks[2].expand(3, -1, -1))
     torch.testing.assert_close(gt["mask"][1, :, 0], masks[0].expand(3, -1, -1))
-    with pytest.raises(ValueError, match="has no head"):
+    with pytest.raises(ArtifactError, match="has no head"):
         gt_turned_pseudo(params, heads, ["test-000009"], 2, seed=0, image_size=S)
 
 

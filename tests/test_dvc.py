@@ -83,6 +83,23 @@ def _copy_repo(dest: Path) -> None:
     shutil.copytree(ROOT / "gan2shape", dest / "gan2shape", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
+@pytest.mark.skipif(not HAS_DVC, reason="dvc is not installed")
+def test_the_shipped_generator_is_up_to_date_for_dvc(tmp_path: Path) -> None:
+    """The frozen gan stage's output, data/stylegan2_heads64.pt, has a dvc.lock entry with its hash, so that
+    `dvc status` in a clone does not list it as modified (it did without an entry)."""
+    import hashlib
+
+    shipped = ROOT / "data" / "stylegan2_heads64.pt"
+    (out,) = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]["gan"]["outs"]
+    assert out["path"] == "data/stylegan2_heads64.pt" and out["size"] == shipped.stat().st_size
+    assert out["md5"] == hashlib.md5(shipped.read_bytes()).hexdigest()
+    repo, _, dvc = _small_repo(tmp_path)
+    for name in ("dvc.lock", "data/stylegan2_heads64.pt"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    assert "up to date" in dvc("status", "gan")
+
+
 def _finite_row(row: dict, n: int) -> None:
     assert row["n"] == n
     for key in ("side_x1e2_mean", "side_x1e2_std", "mad_mean", "mad_std"):

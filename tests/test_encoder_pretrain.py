@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gan2shape.config import PretrainEncoderConfig, load_params
+from gan2shape.errors import ArtifactError
 from gan2shape.method.encoder import GanPairs, load_encoder, pretrain_encoder, save_encoder
 from gan2shape.method.instances import sample_instances, write_instances
 from gan2shape.method.latents import make_offset_map
@@ -64,7 +65,7 @@ def test_a_stored_encoder_for_other_settings_is_refused(gan, tmp_path):
     kw = dict(image_size=S, enc_nf=8, style_dim=g.style_dim, offset="linear", f1_d=1)
     for key, value, words in (("offset", "mapping", "method.offset"), ("enc_nf", 16, "method.enc_nf"),
                               ("image_size", 64, "method.image_size")):
-        with pytest.raises(ValueError, match=words):
+        with pytest.raises(ArtifactError, match=words):
             load_encoder(path, **{**kw, key: value})
 
 

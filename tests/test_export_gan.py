@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gan2shape.artifacts import read_artifact, write_artifact
+from gan2shape.artifacts import ArtifactError, read_artifact, write_artifact
 from gan2shape.config import load_params
 from gan2shape.export import ExportOptions, GAN_OUTPUT_FILES, export_gan_refined, load_gan_refiner
 from gan2shape.export.gan_refine import render_relights, render_rotations, rotation_views
@@ -193,7 +193,7 @@ def test_files_cli_and_refusals(run, tmp_path, monkeypatch):
     # Another shard's instances.h5 is refused.
     other = tmp_path / "other.h5"
     write_instances(other, sample_instances(ctx.generator, N, seed=9, image_size=S))
-    with pytest.raises(ValueError, match="different instance ids"):
+    with pytest.raises(ArtifactError, match="different instance ids"):
         _refiner({**run, "instances": other})
     # Params other than the run's (E was trained with f1_d=1) and a shape of another stage are refused.
     with pytest.raises(ValueError, match=r"method\.f1_d=1"):
@@ -202,7 +202,7 @@ def test_files_cli_and_refusals(run, tmp_path, monkeypatch):
     shutil.copy(run["shape"], later)
     with h5py.File(later, "r+") as f:
         f.attrs["stage"] = 2
-    with pytest.raises(ValueError, match="is stage 2 but .* is stage 1"):
+    with pytest.raises(ArtifactError, match="is stage 2 but .* is stage 1"):
         export_gan_refined(later, run["projected"], run["instances"], tmp_path / "no", ctx.camera, ctx.generator,
                            f1_d=ctx.config.f1_d)
 

@@ -18,6 +18,7 @@ import torch
 
 from gan2shape.artifacts import write_artifact
 from gan2shape.config import GanConfig
+from gan2shape.errors import ArtifactError, CheckpointError
 from gan2shape.stylegan2.model import Discriminator
 from gan2shape.stylegan2.train import (
     build_networks,
@@ -137,6 +138,7 @@ def test_sample_grid_layout():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_r1_matches_finite_differences():
     torch.manual_seed(0)
     d = Discriminator(8, channel_multiplier=1, channel_max=8).double()
@@ -230,6 +232,7 @@ def test_ema_after_one_step_is_analytic(heads_h5, tmp_path):
     assert moved > 10  # the step changed the generator, so the check above is not vacuous
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical_to_uninterrupted_run(heads_h5, tmp_path):
     cfg = tiny_config(steps=4)
     chunked, straight = tmp_path / "chunked", tmp_path / "straight"
@@ -258,7 +261,7 @@ def test_resume_is_bit_identical_to_uninterrupted_run(heads_h5, tmp_path):
 
 def test_resume_refuses_other_architecture(heads_h5, tmp_path):
     train_gan(tiny_config(steps=1), heads_h5, tmp_path, device="cpu", progress=False)
-    with pytest.raises(ValueError, match="channel_max"):
+    with pytest.raises(CheckpointError, match="channel_max"):
         train_gan(tiny_config(steps=2, channel_max=16), heads_h5, tmp_path, device="cpu", progress=False)
 
 
@@ -297,13 +300,13 @@ def test_warm_start_continues_from_a_finished_generator(heads_h5, tmp_path):
 
 def test_warm_start_refuses_other_architecture(heads_h5, tmp_path):
     train_gan(tiny_config(steps=1), heads_h5, tmp_path / "a", device="cpu", progress=False)
-    with pytest.raises(ValueError, match="warm-start.*channel_max"):
+    with pytest.raises(CheckpointError, match="warm-start.*channel_max"):
         train_gan(tiny_config(steps=2, channel_max=16), heads_h5, tmp_path / "b", device="cpu", progress=False,
                   init=tmp_path / "a" / "final.pt")
 
 
 def test_data_of_wrong_size_is_rejected(heads_h5, tmp_path):
-    with pytest.raises(ValueError, match="gan.size"):
+    with pytest.raises(ArtifactError, match="gan.size"):
         train_gan(tiny_config(size=64), heads_h5, tmp_path, device="cpu", progress=False)
 
 
@@ -342,6 +345,7 @@ def test_discriminate_pair_equals_two_calls():
     assert not torch.allclose(d(torch.cat([a, b]))[:8], d(a), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_continues_from_the_last_checkpoint(heads_h5, tmp_path):
     """A SIGKILL gives no chance to save: the rerun must continue from the last periodic checkpoint."""
     every_kimg = 2 * BATCH / 1000  # a checkpoint every 2 steps

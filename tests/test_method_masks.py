@@ -22,6 +22,7 @@ from PIL import Image
 
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import ConfigError, load_params
+from gan2shape.errors import ArtifactError, InputError
 from gan2shape.evaluate.metrics import erode_mask
 from gan2shape.method.instances import read_instance_masks, read_instances, sample_instances, write_instances
 from gan2shape.method.masks import canonical_mask, read_masks
@@ -66,7 +67,7 @@ def test_masks_from_an_artifact_by_id_resized_nearest(tmp_path, caplog):
     soft = write_artifact(tmp_path / "soft.h5", "x", {"mask": masks[:, None, ::2, ::2].astype(np.float32)},
                           ids=["a", "b", "c"])
     np.testing.assert_array_equal(read_masks(soft, ["b"], S)[0].numpy(), masks[1, ::2, ::2])
-    with pytest.raises(ValueError, match=r"no mask for instance id\(s\) \['zz'\]"):
+    with pytest.raises(ArtifactError, match=r"no mask for instance id\(s\) \['zz'\]"):
         read_masks(path, ["a", "zz"], S)
 
 
@@ -77,10 +78,10 @@ def test_masks_from_a_png_folder(tmp_path):
     Image.fromarray(np.repeat(_rect(S, 10, 1, 12, 30)[:, :, None] * 255, 3, axis=2)).save(folder / "s2_00001.png")
     out = read_masks(folder, ["s2_00001", "s2_00000"], S)
     assert box_from_mask(out, raise_top_frac=0.0).tolist() == [[10, 1, 12, 30], [3, 5, 20, 28]]
-    with pytest.raises(ValueError, match="s2_00002"):
+    with pytest.raises(InputError, match="s2_00002"):
         read_masks(folder, ["s2_00002"], S)
     Image.fromarray(_rect(16, 3, 5, 10, 12) * 255).save(folder / "s2_00002.png")
-    with pytest.raises(ValueError, match="different sizes"):
+    with pytest.raises(InputError, match="different sizes"):
         read_masks(folder, ["s2_00000", "s2_00002"], S)
 
 
@@ -94,7 +95,7 @@ def test_prior_sits_over_the_mask_box(tiny_gan_path, tmp_path):
     assert torch.equal(again.mask, inst.mask)
     ids, mask_only = read_instance_masks(tmp_path / "instances.h5", S)  # what step 2a reads
     assert ids == inst.ids and torch.equal(mask_only, inst.mask)
-    with pytest.raises(ValueError, match=r"per-instance shape \(32, 32\), expected \(16, 16\)"):
+    with pytest.raises(ArtifactError, match=r"per-instance shape \(32, 32\), expected \(16, 16\)"):
         read_instance_masks(tmp_path / "instances.h5", 16)
     path = run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
     with read_artifact(path, "shape") as art:

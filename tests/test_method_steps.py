@@ -18,6 +18,7 @@ import torch
 
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import load_params
+from gan2shape.errors import ArtifactError
 from gan2shape.method.instances import instances_from_latents, read_instances, sample_instances, write_instances
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
 from gan2shape.method.steps import make_context, pseudo_count, run_prior, run_step1
@@ -61,6 +62,7 @@ def _final(out: Path, name: str) -> np.ndarray:
         return art.array(name)
 
 
+@pytest.mark.slow
 def test_every_step_writes_a_readable_artifact(ctx, instances_path, run_a):
     out, summary = run_a
     assert summary["skipped"] == [] and len(summary["ran"]) == 1 + 4 * 2
@@ -106,6 +108,7 @@ def test_every_step_writes_a_readable_artifact(ctx, instances_path, run_a):
     assert np.abs(again - stored).mean() < 2e-4
 
 
+@pytest.mark.slow
 def test_run_is_deterministic_and_resumes(ctx, instances_path, run_a, tmp_path):
     out_a, _ = run_a
     out_b = tmp_path / "run_b"
@@ -127,6 +130,7 @@ def test_run_is_deterministic_and_resumes(ctx, instances_path, run_a, tmp_path):
     assert np.array_equal(_final(out_b, "recon_depth"), reference)
 
 
+@pytest.mark.slow
 def test_seed_changes_the_result_and_changed_params_rebuild(tiny_gan_path, instances_path, run_a, tmp_path):
     out_a, _ = run_a
     shutil.copytree(out_a, tmp_path / "run")
@@ -140,6 +144,7 @@ def test_seed_changes_the_result_and_changed_params_rebuild(tiny_gan_path, insta
     assert len(summary["skipped"]) == 9 and summary["ran"][0] == "stage3/albedo.h5"
 
 
+@pytest.mark.slow
 def test_step1_lowers_its_loss_on_a_fixed_target(tiny_gan_path, instances_path, run_a, tmp_path):
     out_a, _ = run_a
     ctx = _context(tiny_gan_path, "method.profiles.tiny.step1_iters=[25, 25]", "method.lr=0.001")
@@ -183,7 +188,7 @@ def test_joint_mode_runs_one_shared_set(tiny_gan_path, instances_path, tmp_path)
         joint_depth = art.array("canon_depth")
     # An instance-mode run refuses to continue from joint-mode artifacts ...
     inst_ctx = _context(tiny_gan_path, "method.profiles.tiny.stages=1")
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ArtifactError, match="mode"):
         run_step1(inst_ctx, instances_path, tmp_path / "stage0" / "shape.h5", tmp_path / "x.h5")
     # ... but starts every instance from the joint networks when asked (reset_weight).
     path = run_prior(inst_ctx, instances_path, tmp_path / "init.h5", init_path=summary["shape"])
@@ -199,10 +204,11 @@ def test_joint_mode_runs_one_shared_set(tiny_gan_path, instances_path, tmp_path)
             copy_i = nets["albedo"].copy_state_dict(i)
             assert copy_i.keys() == shared.keys()
             assert all(torch.equal(copy_i[k], v.to(copy_i[k].dtype)) for k, v in shared.items())
-    with pytest.raises(ValueError, match="joint"):
+    with pytest.raises(ArtifactError, match="joint"):
         run_prior(inst_ctx, instances_path, tmp_path / "init2.h5", init_path=path)
 
 
+@pytest.mark.slow
 def test_encoder_persists_across_stages(tiny_gan_path, instances_path, run_a, tmp_path):
     from gan2shape.method.steps import run_invert
 
@@ -215,6 +221,7 @@ def test_encoder_persists_across_stages(tiny_gan_path, instances_path, run_a, tm
         assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in new)
 
 
+@pytest.mark.slow
 def test_instance_run_from_joint_starts_the_encoder_from_the_joint_one(tiny_gan_path, instances_path, tmp_path):
     """method.joint_encoder: an instance run with --init starts stage 1's E from the joint run's E (every
     copy; the reference's reset_weight restores netEnc too); off, E starts fresh; a missing joint
@@ -248,6 +255,7 @@ def test_instance_run_from_joint_starts_the_encoder_from_the_joint_one(tiny_gan_
     assert not (tmp_path / "inst_missing" / "stage0").exists()
 
 
+@pytest.mark.slow
 def test_cli_sample_and_reconstruct(tiny_gan_path, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
@@ -305,6 +313,7 @@ def test_flip_term_doubles_the_loss_of_a_mirror_symmetric_shape(ctx):
     assert not torch.allclose(both, 2 * plain, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_view_anchor_carries_the_pseudo_views_and_pulls_the_predicted_ones(tiny_gan_path, instances_path, run_a,
                                                                          tmp_path):
     """pseudo.h5 and projected.h5 carry view_delta = requested view - the instance's predicted view;

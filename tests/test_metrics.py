@@ -386,7 +386,7 @@ def test_run_evaluate_rejects_mismatched_predictions(tmp_path):
     gt = torch.stack([_sphere_depth(), _sphere_depth((0.01, 0.0), 0.05)])
     _write_split(tmp_path / "test.h5", gt, "te")
     write_artifact(tmp_path / "other.h5", "prediction", {"depth": gt}, ids=["te000", "zz999"])
-    with pytest.raises(ValueError, match="zz999"):
+    with pytest.raises(ArtifactError, match="zz999"):
         run_evaluate(tmp_path / "test.h5", tmp_path / "other.h5", tmp_path / "out", baselines=False)
     write_artifact(tmp_path / "small.h5", "prediction", {"depth": gt[:, :16, :16]}, ids=["te000", "te001"])
     with pytest.raises(ArtifactError, match="per-instance shape"):
@@ -394,7 +394,7 @@ def test_run_evaluate_rejects_mismatched_predictions(tmp_path):
     valid = torch.zeros(2, S, S, dtype=torch.uint8)
     valid[0] = 1  # image te001 has no valid predicted pixel
     write_artifact(tmp_path / "invalid.h5", "prediction", {"depth": gt, "valid": valid}, ids=["te000", "te001"])
-    with pytest.raises(ValueError, match="te001"):
+    with pytest.raises(ArtifactError, match="te001"):
         run_evaluate(tmp_path / "test.h5", tmp_path / "invalid.h5", tmp_path / "out", baselines=False)
 
 

@@ -158,6 +158,7 @@ def test_projection_prior_and_tie_pull_the_latent_in(tiny_gan):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_projection_recovers_generated_images(tiny_gan):
     g, d = tiny_gan
     _, target = synthesize_targets(g, 4, seed=11)
@@ -203,6 +204,7 @@ def test_projection_rejects_bad_input(tiny_gan):
         project_images(g, None, torch.zeros(1, 3, 32, 32), config, device="cpu", progress=False)
 
 
+@pytest.mark.slow
 def test_project_file_round_trip(tiny_gan, tmp_path):
     from gan2shape.stylegan2.checkpoint import save_checkpoint
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,12 +120,25 @@ def test_truncated_file_raises(tmp_path: Path) -> None:
     data = path.read_bytes()
     bad = tmp_path / "truncated.pt"
     bad.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated.pt.*not a readable PyTorch file"):
+    with pytest.raises(CheckpointError, match="truncated.pt cannot be read.*re-download or re-create it"):
         load_checkpoint(bad)
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="notes.pt"):
         load_checkpoint(text)
+
+
+@pytest.mark.parametrize("head", [b"", b"\x80\x02"], ids=["random", "pickle-like"])
+def test_random_bytes_say_what_to_do_without_pytorchs_pickle_advice(tmp_path: Path, head: bytes) -> None:
+    """A file of random bytes (also one that starts like a legacy pickle, which torch.load's
+    weights_only unpickler rejects with advice about trusting the file) is named with the fix."""
+    bad = tmp_path / "random.pt"
+    bad.write_bytes(head + np.random.default_rng(0).integers(0, 256, 1 << 16, dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    message = str(info.value)
+    assert "random.pt cannot be read" in message and "re-download or re-create it" in message
+    assert "weights_only" not in message and "\n" not in message
 
 
 def test_missing_file_raises(tmp_path: Path) -> None:

@@ -169,7 +169,7 @@ def test_cli_tables_full_and_small(eval_dir: Path, tmp_path: Path) -> None:
                                        "bench.small.priors=[flat]", "--set", "bench.small.perceptual=[none]",
                                        "--set", "method.perceptual=discriminator", "--eval", str(eval_dir),
                                        "--out", str(tmp_path / "bad")])
-    assert result.exit_code == 1 and "bench.priors" in result.output and "method.prior.variant" in result.output
+    assert result.exit_code == 2 and "bench.priors" in result.output and "method.prior.variant" in result.output
     assert not (tmp_path / "bad").exists()
 
     # the full benchmark's priors include ones not evaluated here: one clear line, exit 1

@@ -40,7 +40,7 @@ import yaml
 
 from gan2shape.artifacts import read_artifact
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]  # minutes: the real Snakemake workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 S = 32
@@ -86,6 +86,7 @@ def template(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("template")
     shutil.copy2(ROOT / "Snakefile", work / "Snakefile")
     shutil.copytree(ROOT / "workflow", work / "workflow")
+    shutil.copytree(ROOT / "profiles", work / "profiles")  # the workflow profile, as in a clone
     gan = GanConfig(size=S, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, seed=5)
     _, d, g_ema = build_networks(gan)
     (work / "data").mkdir()
@@ -112,9 +113,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 24
 
 @pytest.fixture(scope="module")
 def finished(template, tmp_path_factory) -> Path:
-    """An uninterrupted run of the default target (the reference of the other tests)."""
+    """An uninterrupted run of the default target (the reference of the other tests); what it showed
+    on the terminal is in ../terminal.txt."""
     work = _copy(template, tmp_path_factory.mktemp("run") / "work")
-    snakemake(work)
+    res = snakemake(work)
+    (work.parent / "terminal.txt").write_text(res.stdout + res.stderr)
     return work
 
 
@@ -137,6 +140,19 @@ def test_end_to_end_exports_and_report(finished):
         assert instance in html
     for figure in ("mesh_preview", "depth", "normal", "rotate", "relight"):
         assert figure in html
+
+
+def test_the_terminal_shows_one_line_per_phase_of_each_rule(finished):
+    """Each rule's log holds everything; the terminal gets its phases, named by subcommand."""
+    terminal = (finished.parent / "terminal.txt").read_text()
+    assert "Using workflow specific profile profiles/default" in terminal
+    for line in ("gan2shape make-heads: heads train: 8 img", "gan2shape prior: prior: 1 iter",
+                 "gan2shape step1: stage 1 step 1: done, 1 iter in ", "gan2shape invert: stage 1 step 2: 1 iter",
+                 "gan2shape step3: stage 1 step 3: done, 1 iter in ", f"gan2shape export: export: {N} instance"):
+        assert line in terminal, line
+    log = (finished / RUN / "logs/step1_stage1.log").read_text()
+    assert "gan2shape.progress INFO: stage 1 step 1: 1 iter" in log and '"out": ' in log  # phases and the result
+    assert "Traceback" not in terminal
 
 
 def test_workflow_profile_is_checked_against_method_profiles():
@@ -293,7 +309,7 @@ def _fails(workdir: Path, *args: str) -> str:
     assert res.returncode != 0, res.stdout[-2000:]
     text = res.stdout + res.stderr
     logs = "".join(p.read_text() for p in workdir.glob("results/**/logs/*.log"))
-    return text + logs, before
+    return text + "\n--- logs ---\n" + logs, before
 
 
 def test_bad_inputs_fail_early_and_touch_nothing(finished, tmp_path):
@@ -339,6 +355,9 @@ def test_bad_inputs_fail_early_and_touch_nothing(finished, tmp_path):
     albedo.write_bytes(albedo.read_bytes()[: albedo.stat().st_size // 3])
     text, before = _fails(work, "--forcerun", "pseudo")
     assert "stage1/albedo.h5" in text and "truncated" in text and "rerun" in text
+    terminal = text[: text.index("--- logs ---")]  # the failed rule's error and its log, on the terminal
+    assert "gan2shape pseudo: Error: " in terminal and "truncated" in terminal
+    assert "logs/pseudo_stage1.log" in terminal and "Traceback" not in terminal
     after = _snapshot(work)
     assert str(RUN / "stage1/pseudo.h5") not in after
     del before[str(RUN / "stage1/pseudo.h5")]

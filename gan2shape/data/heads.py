@@ -26,12 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from tqdm.auto import tqdm
 
 from gan2shape.artifacts import ArtifactWriter, read_artifact
 from gan2shape.config import HeadsConfig
 from gan2shape.data import head_model as hm
 from gan2shape.data.contact_sheet import save_contact_sheets
+from gan2shape.errors import ArtifactError, ConfigError
+from gan2shape.progress import Progress
 from gan2shape.render import Camera, depth_to_normals, light_direction, render_view, shade
 
 __all__ = [
@@ -200,8 +201,8 @@ def render_heads(sample: HeadSample, config: HeadsConfig) -> dict[str, torch.Ten
     far = background_depth(config)
     mask = rendered.mask[:, 0] > 0.5
     if mask.any() and float(rendered.depth[mask].max()) >= far:
-        raise ValueError(
-            f"heads.background_depth={far} is not larger than the farthest head depth "
+        raise ConfigError(
+            "heads.background_depth", f"{far} is not larger than the farthest head depth "
             f"{float(rendered.depth[mask].max()):.4f}: set it above {camera.max_depth} (or null)"
         )
     depth = torch.where(mask, rendered.depth, torch.full_like(rendered.depth, far))
@@ -290,8 +291,8 @@ def make_heads(
         }
         path = out_dir / f"{split}.h5"
         # lzf (shipped with h5py): a third of the size (masks, constant backgrounds) for ~5% time.
-        with ArtifactWriter(path, KIND, params_text=text, attrs=attrs, compression="lzf") as writer, tqdm(
-            total=n, desc=f"heads {split}", unit="img", disable=not progress
+        with ArtifactWriter(path, KIND, params_text=text, attrs=attrs, compression="lzf") as writer, Progress(
+            n, f"heads {split}", unit="img", bar=progress
         ) as bar:
             for start in range(0, n, config.batch_size):
                 count = min(config.batch_size, n - start)
@@ -358,7 +359,8 @@ def load_heads(
     rows = None if limit is None else slice(0, int(limit))
     with read_artifact(file, KIND, require=("image", "depth", "normal", "mask")) as art:
         if art.attrs.get("split") != split:
-            raise ValueError(f"{file} holds the {art.attrs.get('split')!r} split, not {split!r}")
+            raise ArtifactError(f"{file} holds the {art.attrs.get('split')!r} split, not {split!r}: give the "
+                                f"{split} split's file")
         out: dict[str, torch.Tensor] = {}
         for name in art.names:
             data = torch.from_numpy(np.ascontiguousarray(art.array(name, rows)))

@@ -14,16 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from gan2shape.errors import ImageFolderError
+
 __all__ = ["IMAGE_SUFFIXES", "KIND", "ImageFolderError", "list_images", "image_id", "load_image_folder",
            "import_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KIND = "images"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-class ImageFolderError(ValueError):
-    """A folder of images cannot be used as it is (missing, empty, a wrong size, unreadable)."""
 
 
 def list_images(folder: str | Path) -> list[Path]:

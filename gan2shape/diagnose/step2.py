@@ -38,6 +38,7 @@ import torch
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import Params
 from gan2shape.data.contact_sheet import tile_images
+from gan2shape.errors import ArtifactError
 from gan2shape.data.heads import render_heads, sample_heads
 from gan2shape.evaluate.pose import DEG, PoseRegressor, line_fit, load_pose_regressor, predict_pose
 from gan2shape.method.instances import Instances, read_instances, resize_images
@@ -221,7 +222,7 @@ def gt_turned_pseudo(params: Params, heads_path: str | Path, ids: list[str], m: 
         known, split = list(art.ids), art.attrs.get("split", "test")
     missing = [i for i in ids if i not in known]
     if missing:
-        raise ValueError(f"{heads_path} has no head(s) {missing[:3]}: give the heads file the instances were "
+        raise ArtifactError(f"{heads_path} has no head(s) {missing[:3]}: give the heads file the instances were "
                          "projected from (e.g. results/bench/heads/test.h5)")
     heads_cfg = params.heads
     rng = torch.Generator().manual_seed(seed)
@@ -335,7 +336,7 @@ def run_diagnose_step2(params: Params, params_text: str | None, *, pose_path: st
             projected = art.tensor("image", device=ctx.device).float()
             projected_ids = list(art.ids)
         if pseudo_ids != inst.ids or projected_ids != inst.ids:
-            raise ValueError(f"{run_dir} stage {stage} holds other instances than {instances_path}: give the run's "
+            raise ArtifactError(f"{run_dir} stage {stage} holds other instances than {instances_path}: give the run's "
                              "own instances.h5")
         sources.append(("run", pseudo, mask, requested, projected))
     if heads_path is not None:

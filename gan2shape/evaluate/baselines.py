@@ -37,8 +37,10 @@ import numpy as np
 import torch
 
 from gan2shape.artifacts import Artifact, read_artifact
+from gan2shape.errors import ArtifactError
 from gan2shape.evaluate.metrics import ScoreAccumulator
 from gan2shape.method.prior import box_from_mask, ellipsoid_prior
+from gan2shape.progress import track
 from gan2shape.render import Camera
 
 __all__ = [
@@ -84,18 +86,15 @@ def average_gt_depth(
     with read_artifact(train_path, kind="heads", require=("depth",)) as art:
         shape = art.shape("depth")
         if len(shape) != 3 or shape[1] != shape[2]:
-            raise ValueError(f"{train_path}: dataset 'depth' must be (N, S, S), got {shape}")
+            raise ArtifactError(f"{train_path}: dataset 'depth' must be (N, S, S), got {shape}: give a split of "
+                                "`gan2shape make-heads`")
         n = art.n if max_images is None else min(art.n, int(max_images))
         if n < 1:
-            raise ValueError(f"{train_path} holds no images to average (n={art.n}, max_images={max_images})")
+            raise ArtifactError(f"{train_path} holds no images to average (n={art.n}, max_images={max_images}): "
+                                "give a train split with images")
         total = np.zeros(shape[1:], dtype=np.float64)
         count = np.zeros(shape[1:], dtype=np.int64)
-        starts = range(0, n, chunk)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="average GT depth", unit="chunk")
-        for start in starts:
+        for start in track(range(0, n, chunk), "average GT depth", unit="chunk", bar=progress):
             block = art.array("depth", slice(start, min(n, start + chunk)))
             if foreground_only:
                 fg = block < block.reshape(block.shape[0], -1).max(axis=1)[:, None, None]
@@ -105,7 +104,8 @@ def average_gt_depth(
                 total += block.sum(axis=0, dtype=np.float64)
                 count += block.shape[0]
     if count.sum() == 0:
-        raise ValueError(f"{train_path}: no foreground pixel in the first {n} depth maps (all at their max)")
+        raise ArtifactError(f"{train_path}: no foreground pixel in the first {n} depth maps (all at their max): "
+                            "give a split of `gan2shape make-heads`")
     fill = total.sum() / count.sum()
     mean = np.where(count > 0, total / np.maximum(count, 1), fill)
     return torch.from_numpy(mean).to(torch.float32)
@@ -131,14 +131,15 @@ def ellipsoid_prior_prediction(
 
 def select_rows(art: Artifact, ids: Sequence[str] | None = None, max_images: int | None = None) -> np.ndarray:
     """Row indices of ``art`` to evaluate: those of ``ids`` (in that order), else the first
-    ``max_images`` rows (None = all). Raises ValueError naming ids that ``art`` lacks."""
+    ``max_images`` rows (None = all). Raises ArtifactError naming ids that ``art`` lacks."""
     if ids is not None:
         position = {name: i for i, name in enumerate(art.ids)}
         missing = [name for name in ids if name not in position]
         if missing:
-            raise ValueError(
-                f"{art.path} lacks {len(missing)} of the requested ids, e.g. {missing[:5]}: the "
-                "prediction must come from this test split"
+            raise ArtifactError(
+                f"{art.path} lacks {len(missing)} of the {len(ids)} ids of the prediction, e.g. {missing[:5]} (it "
+                f"holds {art.ids[:3]}...): evaluate a prediction made from this test split, or give the test "
+                "split it was made from (--test)"
             )
         rows = np.asarray([position[name] for name in ids], dtype=np.int64)
     else:
@@ -147,7 +148,8 @@ def select_rows(art: Artifact, ids: Sequence[str] | None = None, max_images: int
     if max_images is not None:
         rows = rows[: int(max_images)]
     if rows.size == 0:
-        raise ValueError(f"no test images selected from {art.path} (n={art.n}, max_images={max_images})")
+        raise ArtifactError(f"no test images selected from {art.path} (n={art.n}, max_images={max_images}): give a "
+                            "test split with images")
     return rows
 
 
@@ -208,7 +210,7 @@ def evaluate_baselines(
                 raise ValueError("the 'average_gt_depth' baseline needs the train split: pass train_path")
             mean_map = average_gt_depth(train_path, progress=progress)
             if mean_map.shape != (camera.image_size, camera.image_size):
-                raise ValueError(
+                raise ArtifactError(
                     f"{train_path} depth maps are {tuple(mean_map.shape)}, the test camera is "
                     f"{camera.image_size}x{camera.image_size}: use the train split of the same benchmark"
                 )
@@ -217,12 +219,7 @@ def evaluate_baselines(
     accumulators = {name: ScoreAccumulator() for name in predictors}
     with read_artifact(test_path, kind="heads", require=("depth",)) as art:
         rows = select_rows(art, ids=ids, max_images=max_images)
-        starts = range(0, rows.size, batch_size)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="baselines", unit="batch")
-        for start in starts:
+        for start in track(range(0, rows.size, batch_size), "baselines", unit="batch", bar=progress):
             batch_rows = rows[start : start + batch_size]
             batch_ids = [art.ids[i] for i in batch_rows]
             gt = torch.from_numpy(art.array("depth", batch_rows)).to(torch.float32)

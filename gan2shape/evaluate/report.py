@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from gan2shape.atomic import write_text_atomic
+from gan2shape.errors import ConfigError, InputError
 from gan2shape.evaluate.run import SUMMARY_KEYS
 from gan2shape.evaluate.tables import ROW_LABELS, markdown_table, write_metrics_json
 
@@ -78,9 +79,12 @@ def read_run(eval_dir: str | Path, run: str) -> dict[int, dict[str, Any]]:
         )
     stages: dict[int, dict[str, Any]] = {}
     for k in sorted(found):
-        metrics = json.loads(found[k].read_text(encoding="utf-8"))
-        if "prediction" not in metrics.get("rows", {}):
-            raise ValueError(f"{found[k]} has no 'prediction' row: evaluate it with --pred")
+        try:
+            metrics = json.loads(found[k].read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InputError(f"{found[k]} is not valid JSON ({exc}): delete it and rerun its evaluation") from None
+        if not isinstance(metrics, dict) or "prediction" not in metrics.get("rows", {}):
+            raise InputError(f"{found[k]} has no 'prediction' row: rerun its evaluation with --pred")
         stages[k] = metrics
     return stages
 
@@ -155,7 +159,8 @@ def run_tables(
     if default_row is not None and default_row[0] not in perceptual:
         name, variant = default_row
         if variant not in prior_runs:
-            raise ValueError(
+            raise ConfigError(
+                "bench.priors",
                 f"the perceptual ablation takes its '{name}' row (method.perceptual) from the Table 2 run of the "
                 f"'{variant}' prior (method.prior.variant), but bench.priors {list(priors)} does not have it: "
                 f"add '{variant}' to bench.priors or '{name}' to bench.perceptual"

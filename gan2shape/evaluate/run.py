@@ -42,6 +42,7 @@ import torch
 from gan2shape.artifacts import Artifact, ArtifactError, read_artifact
 from gan2shape.atomic import write_png, write_text_atomic
 from gan2shape.config import EvaluateConfig, PriorConfig
+from gan2shape.errors import InputError
 from gan2shape.evaluate.baselines import evaluate_baselines, select_rows
 from gan2shape.evaluate.metrics import ScoreAccumulator
 from gan2shape.evaluate.sheet import depth_sheet
@@ -60,7 +61,7 @@ def camera_from_artifact(art: Artifact) -> Camera:
     """The camera the split was rendered with, from the attributes make_heads writes.
 
     Reads ``image_size`` (else the depth maps' size), ``camera_fov_deg`` and, when present,
-    ``camera_min_depth``, ``camera_max_depth``, ``camera_rot_center_depth``. Raises ValueError
+    ``camera_min_depth``, ``camera_max_depth``, ``camera_rot_center_depth``. Raises ArtifactError
     naming the file when the fov is missing.
     """
     attrs = art.attrs
@@ -68,7 +69,7 @@ def camera_from_artifact(art: Artifact) -> Camera:
     if size is None:
         size = art.shape("depth")[-1]
     if attrs.get("camera_fov_deg") is None:
-        raise ValueError(
+        raise ArtifactError(
             f"{art.path} has no 'camera_fov_deg' attribute (the camera it was rendered with): pass "
             "camera= explicitly or rebuild the split with `gan2shape make-heads`"
         )
@@ -116,7 +117,8 @@ def evaluate_prediction(
         kind = probe.kind
     if kind not in _PREDICTION_DATASETS:
         raise ArtifactError(
-            f"{pred_path} holds a {kind!r} artifact; evaluate reads {sorted(_PREDICTION_DATASETS)} artifacts"
+            f"{pred_path} holds a {kind!r} artifact; evaluate reads {sorted(_PREDICTION_DATASETS)} artifacts: give "
+            "--pred a stage<k>/shape.h5 of the method or a prediction file"
         )
     depth_name, valid_name = _PREDICTION_DATASETS[kind]
     with read_artifact(pred_path, kind=kind, require=(depth_name,), shapes={depth_name: (size, size)}) as pred:
@@ -137,8 +139,8 @@ def evaluate_prediction(
             valid = torch.from_numpy(pred.array(valid_name, slice(start, stop))) if has_valid else None
             try:
                 mask = acc.add(batch_ids, depth, gt, camera, pred_valid=valid, erode_pixels=erode_pixels)
-            except ValueError as exc:
-                raise ValueError(f"{pred_path}: {exc}") from None
+            except ValueError as exc:  # e.g. an image without a valid predicted pixel
+                raise ArtifactError(f"{pred_path}: {exc}; check how the prediction was made") from None
             if with_images:
                 sheet["images"].append(test.array("image", rows[start:stop]))
                 sheet["gt"].append(gt.numpy())
@@ -233,7 +235,7 @@ def run_evaluate(
     config = config or EvaluateConfig()
     prior = prior or PriorConfig()
     if pred_path is None and not baselines:
-        raise ValueError("nothing to evaluate: give a prediction file or enable the baselines")
+        raise InputError("nothing to evaluate: give a prediction file (--pred) or enable the baselines")
     out_dir = Path(out_dir)
     rows: dict[str, dict[str, object]] = {}
     skipped: dict[str, str] = {}
@@ -242,9 +244,9 @@ def run_evaluate(
         camera = camera or camera_from_artifact(test)
         depth_shape = test.shape("depth")
         if depth_shape[1:] != (camera.image_size, camera.image_size):
-            raise ValueError(
+            raise ArtifactError(
                 f"{test_path} depth maps are {depth_shape[1:]}, the camera is "
-                f"{camera.image_size}x{camera.image_size}"
+                f"{camera.image_size}x{camera.image_size}: rebuild the split with `gan2shape make-heads`"
             )
         prediction = None
         if pred_path is not None:

@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from gan2shape.artifacts import read_artifact
+from gan2shape.errors import ArtifactError, InputError
 from gan2shape.model.decode import decode_light
+from gan2shape.progress import track
 from gan2shape.render import Camera, depth_to_normals, render_view, shade
 from gan2shape.render._checks import check_tensor
 
@@ -258,19 +259,21 @@ def export_instances(
             present = [n for n in OPTIONAL if n in art.names]
             for name, shape in (("image", (3, s, s)), ("recon_depth", (s, s))):
                 if name in present and art.shape(name)[1:] != shape:
-                    raise ValueError(
-                        f"{source}: dataset {name!r} has per-instance shape {art.shape(name)[1:]}, expected {shape}"
+                    raise ArtifactError(
+                        f"{source}: dataset {name!r} has per-instance shape {art.shape(name)[1:]}, expected {shape}: "
+                        "export with the params of the run that made it (method.image_size)"
                     )
             if ids is None:
                 rows = list(range(art.n))
             else:
                 missing = [i for i in ids if str(i) not in art.ids]
                 if missing:
-                    raise ValueError(f"{source} has no instance(s) {missing}; it holds {art.n} ids, e.g. {art.ids[:5]}")
+                    raise InputError(f"{source} has no instance(s) {missing}; it holds {art.n} ids, e.g. "
+                                     f"{art.ids[:5]}: give ids of this file (--id)")
                 rows = [art.ids.index(str(i)) for i in ids]
             names = [_check_id(art.ids[r]) for r in rows]
             result: dict[str, dict[str, Path]] = {}
-            for name, row in tqdm(list(zip(names, rows)), desc="export", disable=not progress):
+            for name, row in track(list(zip(names, rows)), "export", unit="instance", bar=progress):
                 data = {k: _tensor(k, art.array(k, [row])[0]) for k in (*REQUIRED, *present)}
                 result[name] = export_instance(Path(out_dir) / name, camera, **data, what=what, options=options)
             return result
@@ -293,7 +296,7 @@ def export_instances(
     if len(set(names)) != len(names):
         raise ValueError(f"instance ids must be unique, got {names}")
     result = {}
-    for row, name in enumerate(tqdm(names, desc="export", disable=not progress)):
+    for row, name in enumerate(track(names, "export", unit="instance", bar=progress)):
         data = {k: v[row] for k, v in arrays.items()}
         result[name] = export_instance(Path(out_dir) / name, camera, **data, what=what, options=options)
     return result

@@ -44,13 +44,14 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
-from tqdm import tqdm
 
 from gan2shape.artifacts import read_artifact
+from gan2shape.errors import ArtifactError, ConfigError, InputError
 from gan2shape.method.instances import Instances, read_instances
 from gan2shape.method.latents import check_w_target, invert_grouped, make_offset_map
 from gan2shape.model.decode import decode_light
 from gan2shape.model.networks import InstanceEnsemble, InversionEncoder
+from gan2shape.progress import track
 from gan2shape.render import Camera, depth_to_normals, light_direction, render_view, shade
 from gan2shape.render._checks import check_tensor
 from gan2shape.stylegan2.model import Generator
@@ -174,11 +175,12 @@ class _Sources:
         with read_artifact(projected, PROJECTED_KIND) as art:
             mode, size = art.attrs.get("mode"), int(art.attrs["image_size"])
             if mode not in ("instance", "joint"):
-                raise ValueError(f"{projected}: unknown mode {mode!r} (expected 'instance' or 'joint')")
+                raise ArtifactError(f"{projected}: unknown mode {mode!r} (expected 'instance' or 'joint'): give a "
+                                    "projected.h5 of `gan2shape invert`")
             inst = read_instances(instances, size, device)
             if list(art.ids) != inst.ids:
-                raise ValueError(f"{projected} and {instances} hold different instance ids ({art.ids[:3]}... vs "
-                                 f"{inst.ids[:3]}...): give the projected.h5 and instances.h5 of the same shard")
+                raise ArtifactError(f"{projected} and {instances} hold different instance ids ({art.ids[:3]}... vs "
+                                    f"{inst.ids[:3]}...): give the projected.h5 and instances.h5 of the same shard")
             try:
                 tree = yaml.safe_load(art.attrs.get("params_text") or "") or {}
                 recorded = tree.get("method") or {} if isinstance(tree, dict) else {}
@@ -193,16 +195,17 @@ class _Sources:
         recorded = {"offset": "mapping", **self.recorded}
         for key, value in (("f1_d", f1_d), ("relative_enc", relative_enc), ("offset", offset)):
             if key in recorded and recorded[key] != value:
-                raise ValueError(f"{self.projected} was made with method.{key}={recorded[key]!r}, the params say "
-                                 f"{value!r}: export with the run's params (e.g. --set method.{key}="
-                                 f"{str(recorded[key]).lower()})")
+                raise ConfigError(f"method.{key}",
+                                  f"{self.projected} was made with method.{key}={recorded[key]!r}, the params "
+                                  f"say {value!r}: export with the run's params (e.g. --set method.{key}="
+                                  f"{str(recorded[key]).lower()})")
 
     def rows(self, ids: Sequence[str] | None) -> list[int]:
         wanted = self.inst.ids if ids is None else [str(i) for i in ids]
         missing = [i for i in wanted if i not in self.inst.ids]
         if missing:
-            raise ValueError(f"{self.instances} has no instance(s) {missing[:5]}; it holds {self.inst.n} ids, "
-                             f"e.g. {self.inst.ids[:3]}")
+            raise InputError(f"{self.instances} has no instance(s) {missing[:5]}; it holds {self.inst.n} ids, "
+                             f"e.g. {self.inst.ids[:3]}: give ids of this shard (--id)")
         return [self.inst.ids.index(i) for i in wanted]
 
     def encoder(self, rows: list[int], out_dim: int) -> nn.Module:
@@ -224,8 +227,8 @@ class _Sources:
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
-            raise ValueError(f"{self.projected}: its encoder does not fit (image size {size}, enc_nf {enc_nf}, GAN "
-                             f"style_dim {out_dim}): was it made with another GAN? ({exc})") from None
+            raise ArtifactError(f"{self.projected}: its encoder does not fit (image size {size}, enc_nf {enc_nf}, GAN "
+                                f"style_dim {out_dim}): was it made with another GAN? ({exc})") from None
         return net.to(self.inst.image.device).eval().requires_grad_(False)
 
     def refiner(self, generator: Generator, ids: Sequence[str] | None, f1_d: int, relative_enc: bool,
@@ -239,7 +242,8 @@ class _Sources:
                               [x[index] for x in inst.noise], inst.image[index], f1_d=f1_d,
                               relative_enc=relative_enc, batch_size=batch_size, offset=offset)
         except ValueError as exc:
-            raise ValueError(f"{self.instances}: {exc}") from None
+            raise ArtifactError(f"{self.instances}: {exc}: give the instances.h5 the projected.h5 was made from "
+                                "(the same shard and GAN)") from None
 
 
 def load_gan_refiner(
@@ -389,16 +393,17 @@ def export_gan_refined(
     with read_artifact(shape, "shape", require=REQUIRED, shapes=shapes) as art, \
             read_artifact(projected, PROJECTED_KIND) as proj:
         if list(art.ids) != list(proj.ids):
-            raise ValueError(f"{shape} and {projected} hold different instance ids: give the projected.h5 of the "
-                             "same shard and stage")
+            raise ArtifactError(f"{shape} and {projected} hold different instance ids: give the projected.h5 of the "
+                                "same shard and stage")
         stage, proj_stage = art.attrs.get("stage"), proj.attrs.get("stage")
         if stage != proj_stage:
-            raise ValueError(f"{shape} is stage {stage} but {projected} is stage {proj_stage}: give the projected.h5 "
-                             f"of stage {stage} (its encoder is the one trained with this shape)")
+            raise ArtifactError(f"{shape} is stage {stage} but {projected} is stage {proj_stage}: give the "
+                                f"projected.h5 of stage {stage} (its encoder is the one trained with this shape)")
         wanted = list(art.ids) if ids is None else [str(i) for i in ids]
         missing = [i for i in wanted if i not in art.ids]
         if missing:
-            raise ValueError(f"{shape} has no instance(s) {missing}; it holds {art.n} ids, e.g. {art.ids[:5]}")
+            raise InputError(f"{shape} has no instance(s) {missing}; it holds {art.n} ids, e.g. {art.ids[:5]}: "
+                             "give ids of this file (--id)")
         rows = [art.ids.index(i) for i in wanted]
         device = generator.input.input.device  # render, encode and synthesise on the GAN's device
         data = {k: torch.from_numpy(np.asarray(art.array(k, rows), np.float32)).to(device) for k in REQUIRED}
@@ -411,7 +416,7 @@ def export_gan_refined(
     light_xy = media.relight_light_xy(options.n_frames, options.relight_radius)
     result: dict[str, dict[str, Path]] = {name: {} for name in names}
     starts = range(0, len(names), instance_batch)
-    for start in tqdm(starts, desc="export (GAN-refined)", disable=not progress):
+    for start in track(starts, "export (GAN-refined)", unit="batch", bar=progress):
         sel = slice(start, start + instance_batch)
         chunk = names[sel]
         refiner = sources.refiner(generator, chunk, f1_d, relative_enc, batch_size, offset)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import PretrainEncoderConfig
+from gan2shape.errors import ArtifactError
 from gan2shape.method.instances import resize_images
 from gan2shape.method.latents import make_offset_map, w_spread
 from gan2shape.model.losses import feature_matching, masked_l1
@@ -174,7 +175,7 @@ def load_encoder(path: str | Path, *, image_size: int, enc_nf: int, style_dim: i
     """A pre-trained E from an 'encoder' artifact, checked against the run's settings.
 
     image_size, enc_nf, style_dim, offset, f1_d: what the run uses (method.image_size, enc_nf, the
-    GAN's style_dim, method.offset, f1_d); a mismatch raises ValueError naming the setting.
+    GAN's style_dim, method.offset, f1_d); a mismatch raises ArtifactError naming the setting.
     n: None for one shared E (joint mode), else an InstanceEnsemble of n copies of it.
     Returns the network in float32 on ``device`` (train mode, as a fresh one).
     """
@@ -188,7 +189,7 @@ def load_encoder(path: str | Path, *, image_size: int, enc_nf: int, style_dim: i
         if attrs.get(key) != value:
             hint = {"image_size": "method.image_size", "enc_nf": "method.enc_nf", "offset": "method.offset",
                     "f1_d": "method.f1_d", "style_dim": "method.checkpoint (another GAN)"}[key]
-            raise ValueError(f"{path} holds an encoder made for {key}={attrs.get(key)!r}, this run uses {value!r}: "
+            raise ArtifactError(f"{path} holds an encoder made for {key}={attrs.get(key)!r}, this run uses {value!r}: "
                              f"pre-train one for these settings (gan2shape pretrain-encoder) or fix {hint}")
     with torch.random.fork_rng(devices=[]):
         net = InversionEncoder(image_size, out_dim=style_dim, nf=enc_nf)

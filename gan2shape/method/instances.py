@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from gan2shape.artifacts import Artifact, read_artifact, write_artifact
+from gan2shape.errors import ArtifactError
 from gan2shape.method.latents import check_w_target, w_target_from_z
 from gan2shape.stylegan2.model import Generator
 
@@ -136,7 +137,8 @@ def instances_from_latents(generator: Generator, path: str | Path, image_size: i
         check_w_target(latent, generator)
         _check_noise(noise, generator, latent.shape[0])
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}; was it projected with another generator?") from None
+        raise ArtifactError(f"{path}: {exc}; was it projected with another generator? Project the images with "
+                            "method.checkpoint's GAN") from None
     return Instances(list(ids), synthesize(generator, latent, noise, image_size), latent, noise)
 
 
@@ -160,8 +162,8 @@ def _read_mask(art: Artifact, path: str | Path, image_size: int, device: torch.d
     if "mask" not in art.names:
         return None
     if art.shape("mask")[1:] != (image_size, image_size):
-        raise ValueError(f"{path}: dataset 'mask' has per-instance shape {art.shape('mask')[1:]}, expected "
-                         f"{(image_size, image_size)}; rebuild it with gan2shape sample-instances --masks")
+        raise ArtifactError(f"{path}: dataset 'mask' has per-instance shape {art.shape('mask')[1:]}, expected "
+                            f"{(image_size, image_size)}; rebuild it with gan2shape sample-instances --masks")
     return (art.tensor("mask", device=device) > 0).to(torch.uint8)
 
 

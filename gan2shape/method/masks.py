@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gan2shape.artifacts import read_artifact
+from gan2shape.errors import ArtifactError, InputError
 from gan2shape.render import Camera
 from gan2shape.render.warp import canon_to_view_grid
 
@@ -63,7 +64,7 @@ def _from_artifact(path: Path, ids: Sequence[str]) -> np.ndarray:
     with read_artifact(path, require=("mask",)) as art:
         missing = [i for i in ids if i not in art.ids]
         if missing:
-            raise ValueError(
+            raise ArtifactError(
                 f"{path} has no mask for instance id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} "
                 f"({len(missing)} of {len(ids)}); it holds {art.n} ids, e.g. {art.ids[:3]}. Masks are matched "
                 "by instance id: use the artifact the latents were projected from, or a folder of <id>.png"
@@ -71,7 +72,8 @@ def _from_artifact(path: Path, ids: Sequence[str]) -> np.ndarray:
         index = {name: row for row, name in enumerate(art.ids)}
         shape = art.shape("mask")
         if not (len(shape) == 3 or (len(shape) == 4 and shape[1] == 1)):
-            raise ValueError(f"{path}: dataset 'mask' must be (M, H, W) or (M, 1, H, W), got {shape}")
+            raise ArtifactError(f"{path}: dataset 'mask' must be (M, H, W) or (M, 1, H, W), got {shape}: give "
+                                "another mask source")
         rows = [index[i] for i in ids]
         return _unit(np.asarray(art.array("mask", rows))).reshape(len(ids), shape[-2], shape[-1])
 
@@ -79,18 +81,21 @@ def _from_artifact(path: Path, ids: Sequence[str]) -> np.ndarray:
 def _from_pngs(folder: Path, ids: Sequence[str]) -> np.ndarray:
     missing = [i for i in ids if not (folder / f"{i}.png").is_file()]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{folder} lacks mask PNG(s) for instance id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} "
             f"({len(missing)} of {len(ids)}); expected one file <id>.png per instance, "
             f"e.g. {folder / (ids[0] + '.png')}"
         )
     masks = []
     for i in ids:
-        with Image.open(folder / f"{i}.png") as im:
-            masks.append(_unit(np.asarray(im.convert("L"))))
+        try:
+            with Image.open(folder / f"{i}.png") as im:
+                masks.append(_unit(np.asarray(im.convert("L"))))
+        except OSError as exc:  # PIL's UnidentifiedImageError too
+            raise InputError(f"{folder / f'{i}.png'} cannot be read as an image ({exc}): replace it") from None
     sizes = sorted({m.shape for m in masks})
     if len(sizes) != 1:
-        raise ValueError(f"{folder}: the mask PNGs have different sizes {sizes}; give them one size")
+        raise InputError(f"{folder}: the mask PNGs have different sizes {sizes}; give them one size")
     return np.stack(masks)
 
 
@@ -106,8 +111,9 @@ def read_masks(source: str | Path, ids: Sequence[str], image_size: int) -> torch
         (N, S, S) uint8 {0, 1} on the CPU, row i the mask of ids[i].
 
     Raises:
-        ValueError: an id without a mask, masks that are not square, or PNGs of different sizes.
-        gan2shape.artifacts.ArtifactError: an unreadable artifact or one without a 'mask' dataset.
+        ArtifactError: an unreadable artifact, one without a 'mask' dataset or without a mask of an id.
+        InputError: a PNG folder without a mask of an id, masks that are not square, or PNGs of
+            different sizes.
     """
     source = Path(source)
     ids = [str(i) for i in ids]
@@ -118,7 +124,8 @@ def read_masks(source: str | Path, ids: Sequence[str], image_size: int) -> torch
     else:
         masks = _from_artifact(source, ids)
     if masks.shape[1] != masks.shape[2]:
-        raise ValueError(f"{source}: masks are {masks.shape[1]}x{masks.shape[2]}; the method's images are square")
+        raise InputError(f"{source}: masks are {masks.shape[1]}x{masks.shape[2]}; the method's images are square: "
+                         "give square masks")
     binary = torch.from_numpy(np.ascontiguousarray(masks > 0.5))
     if binary.shape[-1] != image_size:
         log.info("masks from %s are %dx%d: resized to method.image_size %d (nearest)", source,

@@ -33,6 +33,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from gan2shape.errors import InputError
+
 __all__ = [
     "VIEW_NAMES",
     "RandLight",
@@ -274,18 +276,18 @@ class ViewDistribution:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ValueError(f"{path} does not exist: write it with ViewDistribution.save first") from None
+            raise InputError(f"{path} does not exist: write it with ViewDistribution.save first") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON ({exc})") from None
+            raise InputError(f"{path} is not valid JSON ({exc}): write it again with ViewDistribution.save") from None
         if not isinstance(data, dict) or data.get("kind") != _JSON_KIND:
-            raise ValueError(f"{path} is not a view distribution file (kind must be {_JSON_KIND!r})")
+            raise InputError(f"{path} is not a view distribution file (kind must be {_JSON_KIND!r}): check --view-dist")
         if data.get("order") != list(VIEW_NAMES):
-            raise ValueError(f"{path}: order must be {list(VIEW_NAMES)}, got {data.get('order')}")
+            raise InputError(f"{path}: order must be {list(VIEW_NAMES)}, got {data.get('order')}")
         try:
             return cls(mean=torch.tensor(data["mean"], dtype=torch.float64),
                        cov=torch.tensor(data["cov"], dtype=torch.float64))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: bad mean/cov ({exc})") from None
+            raise InputError(f"{path}: bad mean/cov ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from gan2shape.artifacts import Artifact, read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
+from gan2shape.errors import ArtifactError, CheckpointError
 from gan2shape.method.instances import Instances, read_instance_masks, read_instances, resize_images
 from gan2shape.method.encoder import load_encoder
 from gan2shape.method.latents import OffsetMap, invert_grouped, make_offset_map
@@ -73,6 +73,7 @@ from gan2shape.model.networks import (
     LightNet,
     ViewNet,
 )
+from gan2shape.progress import track
 from gan2shape.render import Camera, depth_to_normals, render_view, shade
 from gan2shape.stylegan2.checkpoint import load_checkpoint
 from gan2shape.stylegan2.model import Discriminator, Generator
@@ -135,7 +136,7 @@ def make_context(params: Params, params_text: str | None, device: torch.device |
     device = torch.device(device)
     ckpt = load_checkpoint(cfg.checkpoint, device=device)
     if ckpt.d is None:
-        raise ValueError(f"{cfg.checkpoint} has no discriminator ('d'); GAN2Shape needs it for step 2")
+        raise CheckpointError(f"{cfg.checkpoint} has no discriminator ('d'); GAN2Shape needs it for step 2")
     g, d = ckpt.g_ema.eval().requires_grad_(False), ckpt.d.eval().requires_grad_(False)
     r = params.render
     camera = Camera(cfg.image_size, fov_deg=r.fov_deg, min_depth=r.min_depth, max_depth=r.max_depth,
@@ -176,7 +177,7 @@ def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] 
     ``reset_weight``: every instance starts from the joint pre-trained networks): in instance mode
     each of the n copies is a copy of the shared network; in joint mode the shared network itself."""
     if art.attrs.get("mode") != "joint":
-        raise ValueError(f"{art.path} was made in mode {art.attrs.get('mode')!r}; initial weights must come from a "
+        raise ArtifactError(f"{art.path} was made in mode {art.attrs.get('mode')!r}; initial weights must come from a "
                          "joint-mode run (method.mode=joint)")
     nets = {}
     for name in names:
@@ -184,7 +185,8 @@ def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] 
         try:
             shared.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
         except RuntimeError as exc:
-            raise ValueError(f"{art.path}: network {name!r} does not fit this configuration ({exc})") from None
+            raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); give "
+                                "--init a joint run of the same image size and network widths") from None
         if ctx.config.mode == "instance":
             shared = InstanceEnsemble.replicate(shared, n).to(ctx.device)
         nets[name] = shared
@@ -200,7 +202,7 @@ def build_nets(ctx: Context, n: int, names: tuple[str, ...] = NET_NAMES, salt: i
 def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
     """The networks stored in an artifact (built with the same mode and sizes, then loaded)."""
     if art.attrs.get("mode") != ctx.config.mode:
-        raise ValueError(f"{art.path} was made in mode {art.attrs.get('mode')!r}, the params say "
+        raise ArtifactError(f"{art.path} was made in mode {art.attrs.get('mode')!r}, the params say "
                          f"{ctx.config.mode!r}: rerun from the prior or fix method.mode")
     nets = {}
     for name in names:
@@ -208,7 +210,7 @@ def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_
         try:
             net.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
         except RuntimeError as exc:
-            raise ValueError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); "
+            raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); "
                              "were the image size or network widths changed?") from None
         nets[name] = net
     return nets
@@ -262,7 +264,7 @@ def _instance_rows(ctx: Context, n: int, rng: torch.Generator) -> torch.Tensor:
 
 
 def _progress(ctx: Context, n: int, desc: str):
-    return tqdm(range(n), desc=desc, disable=not ctx.progress, leave=False)
+    return track(range(n), desc, unit="iter", bar=ctx.progress, leave=False)
 
 
 # ----- the photo-geometric forward pass ------------------------------------------------------
@@ -389,7 +391,7 @@ def stage_flips(cfg: MethodConfig, stage: int) -> tuple[bool, bool]:
 
 def _check_ids(a: list[str], b: list[str], what: str) -> None:
     if list(a) != list(b):
-        raise ValueError(f"{what}: instance ids differ from instances.h5 ({a[:3]}... vs {b[:3]}...): "
+        raise ArtifactError(f"{what}: instance ids differ from instances.h5 ({a[:3]}... vs {b[:3]}...): "
                          "use artifacts of the same shard")
 
 
@@ -490,7 +492,7 @@ def view_distribution(cfg: MethodConfig, fitted: ViewDistribution | None = None)
     view_*_deg ranges, yaw spread scaled by view_scale."""
     if cfg.view_source == "heads":
         if fitted is None:
-            raise ValueError("method.view_source is 'heads': pass the fitted view distribution (a JSON file "
+            raise ConfigError("method.view_source", "is 'heads': pass the fitted view distribution (a JSON file "
                              "written by ViewDistribution.save), or set method.view_source=ranges")
         base = fitted
     else:
@@ -596,7 +598,7 @@ def pretrained_encoder(ctx: Context, n: int) -> nn.Module:
         return load_encoder(cfg.encoder_init, image_size=ctx.size, enc_nf=ctx.enc_nf,
                             style_dim=ctx.generator.style_dim, offset=cfg.offset, f1_d=cfg.f1_d,
                             n=n if cfg.mode == "instance" else None, device=ctx.device)
-    except ValueError as exc:
+    except ArtifactError as exc:
         raise ConfigError("method.encoder_init", str(exc)) from None
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gan2shape.errors import CheckpointError
 from gan2shape.stylegan2.model import (
     Discriminator,
     Generator,
@@ -35,10 +36,6 @@ FORMAT_KEY = "gan2shape"
 FORMAT_VERSION = 1
 _ARCH_FIELDS = ("size", "style_dim", "n_mlp", "channel_multiplier", "channel_max")
 _PLAIN_TYPES = (str, int, float, bool, type(None), Tensor)
-
-
-class CheckpointError(Exception):
-    """A checkpoint file is missing, unreadable or does not match the requested networks."""
 
 
 @dataclass
@@ -198,13 +195,16 @@ def _read(path: Path, allow_pickle: bool) -> dict[str, Any]:
             f"params.yaml) or download/train the checkpoint first"
         )
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file")
+        raise CheckpointError(f"checkpoint {path} is not a file: give the path of a .pt file")
+    problem = _not_a_torch_file(path)
+    if problem:
+        raise CheckpointError(_unreadable(path, problem))
     try:
         with _allow_namespace():
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Unsupported global" not in str(e):
-            raise CheckpointError(_unreadable(path, e)) from e
+            raise CheckpointError(_unreadable(path, _reason(e))) from e
         if not allow_pickle:
             found = re.search(r"GLOBAL (\S+)", str(e))
             raise CheckpointError(
@@ -215,9 +215,9 @@ def _read(path: Path, allow_pickle: bool) -> dict[str, Any]:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e2:  # noqa: BLE001 - any failure means an unreadable file
-            raise CheckpointError(_unreadable(path, e2)) from e2
+            raise CheckpointError(_unreadable(path, _reason(e2))) from e2
     except Exception as e:  # noqa: BLE001 - torch.load raises many types on damaged files
-        raise CheckpointError(_unreadable(path, e)) from e
+        raise CheckpointError(_unreadable(path, _reason(e))) from e
     if not isinstance(ckpt, Mapping):
         raise CheckpointError(
             f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict with 'g_ema' and 'd'; "
@@ -238,11 +238,39 @@ def _read(path: Path, allow_pickle: bool) -> dict[str, Any]:
     return dict(ckpt)
 
 
-def _unreadable(path: Path, e: BaseException) -> str:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+_PICKLE_PROTOCOLS = tuple(bytes([0x80, p]) for p in range(2, 6))  # the legacy format starts with a pickle
+
+
+def _not_a_torch_file(path: Path) -> str | None:
+    """Why the file cannot be a torch.save file, judged by its first bytes; None when it may be one."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        return "the file is empty"
+    if head == _ZIP_MAGIC or head[:2] in _PICKLE_PROTOCOLS:
+        return None
+    return f"its first bytes are {head.hex(' ')}, not those of a zip archive (a .pt file is one)"
+
+
+def _reason(e: BaseException) -> str:
+    """One short line about a torch.load failure, without PyTorch's advice on weights_only, which
+    is about trusted pickles and does not apply to a damaged file."""
+    text = str(e)
+    detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", text)
+    if detail:
+        text = detail.group(1)
+    elif "weights_only" in text:
+        text = ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = line.split(". ")[0].rstrip(".")[:200]  # the first sentence: the rest is PyTorch-internal advice
+    return f"{type(e).__name__}{': ' + line if line else ''}"
+
+
+def _unreadable(path: Path, reason: str) -> str:
     return (
-        f"checkpoint {path} is not a readable PyTorch file (truncated or corrupted?): "
-        f"{type(e).__name__}: {msg[:300]}; re-download or re-create it"
+        f"checkpoint {path} cannot be read: {reason}. It is truncated, corrupted or not a PyTorch checkpoint: "
+        "re-download or re-create it, or give another file"
     )
 
 

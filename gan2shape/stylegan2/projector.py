@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from gan2shape.config import ProjectConfig
+from gan2shape.errors import ArtifactError, ConfigError
 
 __all__ = [
     "FeatureFn",
@@ -142,7 +143,8 @@ def feature_distance(a: Sequence[Tensor], b: Sequence[Tensor], eps: float = 1e-1
 def discriminator_features(discriminator: nn.Module, n_blocks: int) -> FeatureFn:
     """The default feature source: outputs of the discriminator's first n_blocks blocks."""
     if not 1 <= n_blocks <= discriminator.n_blocks:
-        raise ValueError(f"project.feature_blocks must be in [1, {discriminator.n_blocks}] for this discriminator, got {n_blocks}")
+        raise ConfigError("project.feature_blocks",
+                          f"must be in [1, {discriminator.n_blocks}] for this discriminator, got {n_blocks}")
     if n_blocks == discriminator.n_blocks:
         log.warning(
             "feature_blocks=%d includes the discriminator's final block, whose minibatch-stddev "
@@ -349,11 +351,11 @@ def project_images(
     rng = torch.Generator(device=device)
     rng.manual_seed(config.seed + 1)
 
-    from tqdm.auto import tqdm
+    from gan2shape.progress import Progress
 
     n = images.shape[0]
     n_batches = math.ceil(n / config.batch_size)
-    bar = tqdm(total=n_batches * config.steps, unit="step", desc="project", disable=not progress, dynamic_ncols=True)
+    bar = Progress(n_batches * config.steps, "project", unit="step", bar=progress, dynamic_ncols=True)
     t0 = time.perf_counter()
     parts: list[dict[str, Any]] = []
     history_sum = torch.zeros(config.steps, device=device)
@@ -411,13 +413,13 @@ def project_file(
         raw = art.array("image", slice(0, count))
         ids = art.ids[:count]
     if raw.dtype != np.uint8 or raw.ndim != 4 or raw.shape[1] != 3:
-        raise ValueError(f"{images_h5}: dataset 'image' must be (N, 3, S, S) uint8 RGB, got {raw.shape} {raw.dtype}")
+        raise ArtifactError(f"{images_h5}: dataset 'image' must be (N, 3, S, S) uint8 RGB, got {raw.shape} {raw.dtype}")
     images = torch.from_numpy(raw).float() / 127.5 - 1.0
 
     loaded = load_checkpoint(checkpoint_path, device=device)
     generator = loaded.g_ema
     if generator.size != images.shape[-1]:
-        raise ValueError(
+        raise ArtifactError(
             f"{images_h5} holds {images.shape[-1]}px images but {checkpoint_path} generates {generator.size}px; "
             "project images of the generator's size"
         )

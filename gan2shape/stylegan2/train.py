@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from gan2shape.atomic import write_png
 from gan2shape.config import GanConfig
+from gan2shape.errors import ArtifactError, CheckpointError, ConfigError
 
 __all__ = [
     "ARCH_KEYS",
@@ -178,7 +179,7 @@ def ema_update_(ema: nn.Module, model: nn.Module, beta: float) -> None:
 def load_training_images(data_path: str | Path, size: int, device: torch.device | str) -> Tensor:
     """All images of an HDF5 artifact's ``image`` dataset, as uint8 on ``device``.
 
-    Returns (N, 3, size, size) uint8 RGB. Raises ValueError when the images are not uint8 RGB
+    Returns (N, 3, size, size) uint8 RGB. Raises ArtifactError when the images are not uint8 RGB
     of the configured size.
     """
     from gan2shape.artifacts import read_artifact
@@ -186,15 +187,16 @@ def load_training_images(data_path: str | Path, size: int, device: torch.device 
     with read_artifact(data_path, require=("image",)) as art:
         shape = art.shape("image")
         if len(shape) != 4 or shape[1] != 3 or shape[2:] != (size, size):
-            raise ValueError(
+            raise ArtifactError(
                 f"{data_path}: dataset 'image' has shape {shape}, expected (N, 3, {size}, {size}); "
                 f"set gan.size to the data's image size or rebuild the data"
             )
         if shape[0] < 1:
-            raise ValueError(f"{data_path}: dataset 'image' is empty")
+            raise ArtifactError(f"{data_path}: dataset 'image' is empty: rebuild the data with some images")
         images = art.array("image")
     if images.dtype != np.uint8:
-        raise ValueError(f"{data_path}: dataset 'image' must be uint8 RGB, got {images.dtype}")
+        raise ArtifactError(f"{data_path}: dataset 'image' must be uint8 RGB, got {images.dtype}: rebuild the data "
+                            "(e.g. gan2shape make-heads or import-images)")
     return torch.from_numpy(images).to(device)
 
 
@@ -305,7 +307,8 @@ class GanTrainer:
             )
         group = min(config.batch_size, 4)  # the discriminator's minibatch-stddev group
         if config.batch_size % group:
-            raise ValueError(f"gan.batch_size must be a multiple of 4 (minibatch stddev groups), got {config.batch_size}")
+            raise ConfigError("gan.batch_size",
+                              f"must be a multiple of 4 (minibatch stddev groups), got {config.batch_size}")
         self.data = data.to(self.device)
         self.g, self.d, self.g_ema = build_networks(config, self.device)
         self.g.set_fused_modconv(fused_modconv)
@@ -489,26 +492,26 @@ class GanTrainer:
     def load(self, path: str | Path) -> dict[str, Any]:
         """Restore networks, optimisers, RNG and counters from a checkpoint written by :meth:`save`.
 
-        Raises ValueError when the file is not a resumable training checkpoint of this project
+        Raises CheckpointError when the file is not a resumable training checkpoint of this project
         or its architecture differs from the config. Returns the stored training state.
         """
-        from gan2shape.stylegan2.checkpoint import CheckpointError, load_checkpoint
+        from gan2shape.stylegan2.checkpoint import load_checkpoint
 
         path = Path(path)
         try:
             loaded = load_checkpoint(path, device=self.device)
         except CheckpointError as exc:
-            raise ValueError(f"cannot resume from {path}: {exc}") from None
+            raise CheckpointError(f"cannot resume from {path}: {exc}") from None
         state = loaded.extra.get(_STATE_KEY)
         if not isinstance(state, dict) or loaded.g is None or loaded.d is None or loaded.g_optim is None or loaded.d_optim is None:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path} is not a resumable gan2shape training checkpoint (no {_STATE_KEY!r} state or no "
                 "g/d/g_optim/d_optim entries); move it away or use another out_dir"
             )
         stored = state["config"]
         diff = _arch_diff(stored, self.config, "checkpoint")
         if diff:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path} holds a different architecture ({diff}); use another out_dir or delete the checkpoint"
             )
         benign = {"total_kimg", "checkpoint_every_kimg", "sample_every_kimg", "compile"}
@@ -537,21 +540,23 @@ class GanTrainer:
         g and g_ema both take its g_ema, d its d; the optimisers and the RNG stay fresh (the file
         has no optimiser state). ``images_seen`` continues from the file's count (extra
         'images_seen' or our training state; 0 when it has none), so total_kimg keeps meaning
-        "images seen in all". Raises ValueError when the file has no discriminator or another
+        "images seen in all". Raises CheckpointError when the file has no discriminator or another
         architecture. Returns the images_seen it continues from.
         """
-        from gan2shape.stylegan2.checkpoint import CheckpointError, load_checkpoint
+        from gan2shape.stylegan2.checkpoint import load_checkpoint
 
         path = Path(path)
         try:
             loaded = load_checkpoint(path, device=self.device)
         except CheckpointError as exc:
-            raise ValueError(f"cannot warm-start from {path}: {exc}") from None
+            raise CheckpointError(f"cannot warm-start from {path}: {exc}") from None
         if loaded.d is None:
-            raise ValueError(f"cannot warm-start from {path}: it has no discriminator ('d'); training needs one")
+            raise CheckpointError(f"cannot warm-start from {path}: it has no discriminator ('d'); training needs one: "
+                                  "give --init a file with one")
         diff = _arch_diff(dataclasses.asdict(loaded.config), self.config, "file")
         if diff:
-            raise ValueError(f"cannot warm-start from {path}: another architecture ({diff}); set gan.* to match it")
+            raise CheckpointError(f"cannot warm-start from {path}: another architecture ({diff}); "
+                                  "set gan.* to match it")
         _copy_weights(((self.g, loaded.g_ema), (self.g_ema, loaded.g_ema), (self.d, loaded.d)))
         extra = loaded.extra or {}
         state = extra.get(_STATE_KEY, {})
@@ -685,12 +690,10 @@ def train_gan(
         write_png(path, sample_grid(trainer.samples(sample_z)))
         return path
 
-    from tqdm.auto import tqdm
+    from gan2shape.progress import Progress
 
-    bar = tqdm(
-        total=round(stop_at / 1000, 3), initial=round(start_images / 1000, 3), unit="kimg",
-        disable=not progress, dynamic_ncols=True, desc="train-gan",
-    )
+    bar = Progress(round(stop_at / 1000, 3), "train-gan", unit="kimg", bar=progress,
+                   initial=round(start_images / 1000, 3), dynamic_ncols=True)
     sums: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
     last_losses: dict[str, float] = {}

@@ -21,8 +21,8 @@ rule make_heads:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     shell:
-        "gan2shape -q --threads {threads} make-heads --params params.yaml {params.set} --set heads.image_size={wildcards.size} "
-        "--out $(dirname {output.train}) --device cpu > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} make-heads --params params.yaml {params.set} --set heads.image_size={wildcards.size} "
+        "--out $(dirname {output.train}) --device cpu"
 
 
 rule import_images:
@@ -39,5 +39,5 @@ rule import_images:
         "../envs/gan2shape.yaml"
     threads: 1
     shell:
-        "gan2shape -q --threads {threads} import-images --images {input.images} --checkpoint {input.checkpoint} "
-        "--limit {params.limit} --out {output} > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} import-images --images {input.images} --checkpoint {input.checkpoint} "
+        "--limit {params.limit} --out {output}"

@@ -19,5 +19,5 @@ rule evaluate_baselines:
         "../envs/gan2shape.yaml"
     threads: 1
     shell:
-        "gan2shape -q --threads {threads} evaluate --params params.yaml {params.set} --test {input.test} --train {input.train} "
-        "--out $(dirname {output.metrics}) > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} evaluate --params params.yaml {params.set} --test {input.test} --train {input.train} "
+        "--out $(dirname {output.metrics})"

@@ -25,8 +25,8 @@ rule project:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} project --params params.yaml {params.set} --checkpoint {input.checkpoint} "
-        "--images {input.images} --limit {params.limit} --out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} project --params params.yaml {params.set} --checkpoint {input.checkpoint} "
+        "--images {input.images} --limit {params.limit} --out {output} --device {params.device}"
 
 
 rule sample_instances:
@@ -52,8 +52,8 @@ rule sample_instances:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} sample-instances --params params.yaml {params.set} {params.source} "
-        "--out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} sample-instances --params params.yaml {params.set} {params.source} "
+        "--out {output} --device {params.device}"
 
 
 rule prior:
@@ -76,8 +76,8 @@ rule prior:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} prior --params params.yaml {params.set} --instances {input.instances} "
-        "--out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} prior --params params.yaml {params.set} --instances {input.instances} "
+        "--out {output} --device {params.device}"
 
 
 rule step1:
@@ -101,8 +101,8 @@ rule step1:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} step1 --params params.yaml {params.set} --instances {input.instances} "
-        "--shape {input.shape} --out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} step1 --params params.yaml {params.set} --instances {input.instances} "
+        "--shape {input.shape} --out {output} --device {params.device}"
 
 
 rule pseudo:
@@ -126,8 +126,8 @@ rule pseudo:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} pseudo --params params.yaml {params.set} --instances {input.instances} "
-        "--albedo {input.albedo} --out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} pseudo --params params.yaml {params.set} --instances {input.instances} "
+        "--albedo {input.albedo} --out {output} --device {params.device}"
 
 
 rule invert:
@@ -153,8 +153,8 @@ rule invert:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} invert --params params.yaml {params.set} --instances {input.instances} "
-        "--pseudo {input.pseudo} {params.encoder} --out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} invert --params params.yaml {params.set} --instances {input.instances} "
+        "--pseudo {input.pseudo} {params.encoder} --out {output} --device {params.device}"
 
 
 rule step3:
@@ -181,8 +181,8 @@ rule step3:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} step3 --params params.yaml {params.set} --instances {input.instances} "
-        "--albedo {input.albedo} --projected {input.projected} --out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} step3 --params params.yaml {params.set} --instances {input.instances} "
+        "--albedo {input.albedo} --projected {input.projected} --out {output} --device {params.device}"
 
 
 # Per instance: depth, normals, albedo, mesh (+ preview), rotation and relighting media, plain and
@@ -217,5 +217,5 @@ rule export:
     resources:
         gpu=1,
     shell:
-        "gan2shape -q --threads {threads} export --params params.yaml {params.set} --shape {input.shape} "
-        "--projected {input.projected} --instances {input.instances} --out {output} --device {params.device} > {log} 2>&1"
+        "gan2shape -q --log {log} --threads {threads} export --params params.yaml {params.set} --shape {input.shape} "
+        "--projected {input.projected} --instances {input.instances} --out {output} --device {params.device}"
