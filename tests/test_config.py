@@ -89,3 +89,21 @@ def test_view_anchor_weight_follows_the_mode():
     assert params.method.view_anchor == 3
     params, _ = load_params(ROOT / "params.yaml", ["method.lam_view=3", "method.lam_view_joint=0.5", "method.mode=joint"])
     assert params.method.view_anchor == 0.5
+
+
+def test_workflow_shards_and_cluster_resources():
+    params, _ = load_params(ROOT / "params.yaml")
+    wf = params.workflow
+    assert wf.shard_size is None  # one shard of all instances
+    assert (wf.resources["default"].runtime, wf.resources["default"].mem_mb) == (60, 16000)
+    assert wf.resources["project"].runtime == 240 and wf.resources["project"].mem_mb is None  # default's
+    params, _ = load_params(ROOT / "params.yaml", ["workflow.shard_size=8", "workflow.resources.step3={runtime: 90}"])
+    assert params.workflow.shard_size == 8 and params.workflow.resources["step3"].runtime == 90
+    for override, key, words in (
+        ("workflow.shard_size=0", "workflow.shard_size", "must be null (one shard of all instances) or >= 1"),
+        ("workflow.resources.step3={runtime: 0}", "workflow.resources.step3.runtime", "must be null or >= 1"),
+        ("workflow.resources.step3={mem: 9}", "workflow.resources.step3.mem", "did you mean 'mem_mb'"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_params(ROOT / "params.yaml", [override])
+        assert info.value.key == key and words in str(info.value)
