@@ -2,7 +2,8 @@
 # Main job:  snakemake --cores 4 --resources gpu=1
 # (reconstructs workflow.instances samples of the shipped GAN, or the images of workflow.images;
 # results in results/default/export/<id>/ or results/images/export/<id>/; report:
-# snakemake --report report.html)
+# snakemake --report report.html). --resources gpu=N runs N shards (workflow.shard_size) at once,
+# one GPU each; on a SLURM cluster: snakemake --workflow-profile profiles/slurm (docs/cluster.md).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -21,6 +22,13 @@ report: "workflow/report/workflow.rst"
 wildcard_constraints:
     stage=r"[0-9]+",
     size=r"[0-9]+",
+    shard=r"[0-9]+",
+
+
+# File moves of a few seconds: on a cluster they run on the submit host, not as jobs.
+localrules:
+    split_instances,
+    collect_exports,
 
 
 include: "workflow/rules/data.smk"
@@ -34,6 +42,9 @@ rule all:
         f"{RESULTS}/baselines/table.md",
         f"{RUN}/export",
     default_target: True
+
+
+check_resource_rules([r.name for r in workflow.rules])
 
 
 onsuccess:

@@ -19,7 +19,11 @@ Checks:
   exactly (same seed, same thread count: each step is a fresh process with seeded generators);
 - bad inputs fail early, naming the file or key and what to do, and touch no finished artifact:
   a missing checkpoint, an image of the wrong size (workflow.images), a truncated intermediate
-  artifact, an unknown params key.
+  artifact, an unknown params key;
+- shards and GPUs (docs/cluster.md): with workflow.shard_size each shard is an independent chain
+  of jobs asking for one GPU, with the runtime and memory of workflow.resources (dry run on
+  cuda); `--resources gpu=2` runs two gpu=1 jobs at once on different GPU locks, gpu=1 one at a
+  time.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 S = 32
 N = 2
 RUN = Path("results/default")
+SHARD = RUN / "shard0"  # one shard (workflow.shard_size null): the method's artifacts of every instance
 TINY_PROFILE = {"stages": 1, "prior_iters": 1, "step1_iters": [1, 1], "step2_iters": [1, 1],
                 "step3_iters": [1, 1], "collect_batches": 1, "batch_size": 2}
 ARTIFACTS = ["instances.h5", "stage0/shape.h5", "stage1/albedo.h5", "stage1/pseudo.h5", "stage1/projected.h5",
@@ -54,10 +59,12 @@ FIGURES = ["depth.png", "normal.png", "mesh_preview.png", "rotate.gif", "relight
 
 
 def _env() -> dict[str, str]:
-    """The package of this tree for the rules' `gan2shape` commands; no GPU pinning. Torch's thread
-    count is each rule's --threads (capped at --cores 2), the same in every run."""
+    """The package of this tree for the rules' `gan2shape` commands (the entry point of this Python's
+    environment); no GPU pinning. Torch's thread count is each rule's --threads (capped at --cores 2),
+    the same in every run."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.pop("GAN2SHAPE_GPU", None)
     return env
 
@@ -68,7 +75,10 @@ def _tiny_params(gan: str) -> dict:
     params["method"].update(checkpoint=gan, image_size=S, f1_d=1, perceptual_blocks=2, nf=16, enc_nf=16)
     params["method"]["profiles"]["tiny"] = dict(TINY_PROFILE)
     params["project"].update(steps=2, batch_size=2, mean_latent_samples=100, feature_blocks=2)
-    params["workflow"].update(instances=N, seed=0, device="cpu", profile="tiny", images=None)
+    params["workflow"].update(instances=N, seed=0, device="cpu", profile="tiny", images=None, shard_size=None)
+    # what a cluster job asks for: small enough for any test machine (the SLURM test checks them)
+    params["workflow"]["resources"] = {"default": {"runtime": 10, "mem_mb": 1000},
+                                       "make_heads": {"runtime": 5, "mem_mb": 900}}
     return params
 
 
@@ -127,7 +137,7 @@ def test_end_to_end_exports_and_report(finished):
             assert (export / instance / name).stat().st_size > 0, f"{instance}/{name} missing"
     assert (finished / f"results/heads{S}/contact_sheet.png").exists()
     assert (finished / "results/baselines/table.md").exists()
-    with read_artifact(finished / RUN / "stage1/shape.h5", "shape") as art:
+    with read_artifact(finished / SHARD / "stage1/shape.h5", "shape") as art:
         assert art.ids == ids and art.shape("canon_depth") == (N, S, S)
         assert art.attrs["stage"] == 1
     report = finished / "report.html"
@@ -180,7 +190,7 @@ def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
     edited["method"]["lam_perc"] = 0.25
     _write_params(work, edited)
     jobs = _jobs(snakemake(work, "-n"))
-    assert set(jobs) == {"prior", "step1", "pseudo", "invert", "step3", "export", "all"}
+    assert set(jobs) == {"prior", "step1", "pseudo", "invert", "step3", "export", "collect_exports", "all"}
 
     # another profile with one more stage and the same iterations: the stage count decides the
     # DAG, the finished stage is kept, and the method rules get the profile's name
@@ -190,9 +200,10 @@ def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
     _write_params(work, edited)
     res = snakemake(work, "-n", "-p", "--forcerun", "prior")
     jobs = _jobs(res)
-    assert jobs == {"prior": 1, "step1": 2, "pseudo": 2, "invert": 2, "step3": 2, "export": 1, "all": 1}
+    assert jobs == {"prior": 1, "step1": 2, "pseudo": 2, "invert": 2, "step3": 2, "export": 1, "collect_exports": 1,
+                    "all": 1}
     jobs = _jobs(snakemake(work, "-n"))
-    assert jobs == {"step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1, "all": 1}
+    assert jobs == {"step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1, "collect_exports": 1, "all": 1}
     calls = re.findall(r"Shell command: gan2shape .* (prior|step1|pseudo|invert|step3) (.*)", res.stdout + res.stderr)
     assert sorted({step for step, _ in calls}) == ["invert", "prior", "pseudo", "step1", "step3"]
     assert all("--set=method.profile=two" in line for _, line in calls)
@@ -217,7 +228,8 @@ def test_user_images_are_imported_projected_and_reconstructed(finished, tmp_path
         assert art.ids == ["a_face", "b"]  # the first workflow.instances files by name
         assert art.attrs["source"] == str(images_run / "latents.h5")
     jobs = _jobs(snakemake(work, "-n"))
-    assert jobs == {"prior": 1, "step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1, "all": 1}
+    assert jobs == {"split_instances": 1, "prior": 1, "step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1,
+                    "collect_exports": 1, "all": 1}
     # an HDF5 image artifact is projected as it is (no import step)
     params["workflow"]["images"] = f"results/heads{S}/test.h5"
     _write_params(work, params)
@@ -249,13 +261,13 @@ def _same_artifact(a: Path, b: Path) -> None:
 def test_kill_mid_step_then_resume_gives_the_uninterrupted_result(finished, tmp_path):
     # stage 1 and the exports from scratch (sampling and the prior are shared with the reference)
     work = _copy(finished, tmp_path / "work")
-    for folder in ("stage1", "export", "logs"):
-        shutil.rmtree(work / RUN / folder)
+    for folder in (SHARD / "stage1", SHARD / "export", SHARD / "logs", RUN / "export"):
+        shutil.rmtree(work / folder)
     target = str(RUN / "export")
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", target]
     proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    albedo, invert_log = work / RUN / "stage1/albedo.h5", work / RUN / "logs/invert_stage1.log"
+    albedo, invert_log = work / SHARD / "stage1/albedo.h5", work / SHARD / "logs/invert_stage1.log"
     deadline = time.monotonic() + 180
     try:
         # kill once step 1 is done and the inversion is training (its log shows the loaded GAN)
@@ -266,19 +278,19 @@ def test_kill_mid_step_then_resume_gives_the_uninterrupted_result(finished, tmp_
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    assert not (work / RUN / "stage1/projected.h5").exists(), "the killed step left a file at its final path"
-    done = [name for name in ARTIFACTS if (work / RUN / name).exists()]
+    assert not (work / SHARD / "stage1/projected.h5").exists(), "the killed step left a file at its final path"
+    done = [name for name in ARTIFACTS if (work / SHARD / name).exists()]
     assert "stage1/albedo.h5" in done and "stage1/shape.h5" not in done
     for name in done:
-        read_artifact(work / RUN / name).close()  # complete and valid
-    before = {name: (work / RUN / name).stat().st_mtime_ns for name in done}
+        read_artifact(work / SHARD / name).close()  # complete and valid
+    before = {name: (work / SHARD / name).stat().st_mtime_ns for name in done}
 
     snakemake(work, "--unlock")
     snakemake(work, target)
     for name in done:  # finished steps are not redone
-        assert (work / RUN / name).stat().st_mtime_ns == before[name], name
+        assert (work / SHARD / name).stat().st_mtime_ns == before[name], name
     for name in ARTIFACTS:
-        _same_artifact(work / RUN / name, finished / RUN / name)
+        _same_artifact(work / SHARD / name, finished / SHARD / name)
     from PIL import Image
 
     for instance in sorted(p.name for p in (finished / RUN / "export").iterdir() if p.is_dir()):
@@ -335,11 +347,114 @@ def test_bad_inputs_fail_early_and_touch_nothing(finished, tmp_path):
 
     # a truncated intermediate artifact: the step reading it fails naming it; only that step's
     # own (stale) output is gone, removed by snakemake before the job started
-    albedo = work / RUN / "stage1/albedo.h5"
+    albedo = work / SHARD / "stage1/albedo.h5"
     albedo.write_bytes(albedo.read_bytes()[: albedo.stat().st_size // 3])
     text, before = _fails(work, "--forcerun", "pseudo")
     assert "stage1/albedo.h5" in text and "truncated" in text and "rerun" in text
     after = _snapshot(work)
-    assert str(RUN / "stage1/pseudo.h5") not in after
-    del before[str(RUN / "stage1/pseudo.h5")]
+    assert str(SHARD / "stage1/pseudo.h5") not in after
+    del before[str(SHARD / "stage1/pseudo.h5")]
     assert after == before
+
+
+# ----- several GPUs of one host, and a SLURM cluster (docs/cluster.md) ------------------------------
+
+
+def _dry_run_jobs(res: subprocess.CompletedProcess) -> list[dict[str, str]]:
+    """The job blocks of a dry run: {'rule', 'local', 'input', 'output', 'wildcards', 'threads', 'resources'}."""
+    jobs = []
+    for line in (res.stdout + res.stderr).splitlines():
+        head = re.match(r"^(local)?rule (\w+):$", line)
+        if head:
+            jobs.append({"rule": head.group(2), "local": bool(head.group(1))})
+        elif jobs and re.match(r"^    (input|output|wildcards|threads|resources): ", line):
+            key, value = line.strip().split(": ", 1)
+            jobs[-1][key] = value
+    return jobs
+
+
+def test_shards_are_independent_chains_that_ask_for_a_gpu_each(template, tmp_path):
+    # two shards of one instance on CUDA (a dry run: no GPU needed): every method step runs once per
+    # shard, touches only its shard's folder and asks for one GPU and 4 threads, so
+    # `--cores 32 --resources gpu=2` can run the two shards at once
+    work = _copy(template, tmp_path / "work")
+    (work / "cuda.yaml").write_text("workflow: {device: cuda, shard_size: 1}\n")
+    res = snakemake(work, "-n", "--cores", "32", "--resources", "gpu=2", "--configfile", "cuda.yaml", cores=False)
+    jobs = _dry_run_jobs(res)
+    chain = {"split_instances", "prior", "step1", "pseudo", "invert", "step3", "export"}
+    by_shard: dict[str, set[str]] = {}
+    for job in jobs:
+        shard = re.search(r"shard=(\d+)", job.get("wildcards", ""))
+        if shard is None:
+            continue
+        by_shard.setdefault(shard.group(1), set()).add(job["rule"])
+        for path in re.split(r",\s*", job.get("input", "") + ", " + job["output"]):
+            assert "/shard" not in path or f"/shard{shard.group(1)}/" in path, (job["rule"], path)
+        resources = dict(kv.split("=", 1) for kv in job["resources"].split(", "))
+        if job["rule"] == "split_instances":  # a file split (a local rule on a cluster)
+            continue
+        # one GPU each; runtime and memory from workflow.resources (default entry of the tiny params)
+        assert (resources["gpu"], job["threads"]) == ("1", "4"), job
+        assert (resources["runtime"], resources["mem_mb"]) == ("10", "1000"), job
+    assert by_shard == {"0": chain, "1": chain}
+    collect = [j for j in jobs if j["rule"] == "collect_exports"]
+    assert len(collect) == 1
+    assert collect[0]["input"] == f"{SHARD.parent}/shard0/export, {SHARD.parent}/shard1/export"
+    heads = next(j for j in jobs if j["rule"] == "make_heads")  # its own workflow.resources entry, no GPU
+    assert "gpu=0" in heads["resources"] and "runtime=5" in heads["resources"] and "mem_mb=900" in heads["resources"]
+
+    # a resources entry naming no rule fails before any job, with the rule names
+    (work / "typo.yaml").write_text("workflow: {resources: {step_3: {runtime: 5}}}\n")
+    res = snakemake(work, "-n", "--configfile", "typo.yaml", check=False, cores=False)
+    assert res.returncode != 0
+    assert "workflow.resources.step_3: no rule of that name; did you mean 'step3'?" in res.stdout + res.stderr
+
+
+# Two jobs of one rule that ask for one GPU each: each claims a GPU lock with the CLI's claim_gpu
+# (gan2shape.device, as `--device auto|cuda` does on a machine with several GPUs) from 2 GPUs and
+# writes the index and its start and end time; with wait=1 it first waits (up to 60 s) until the
+# other job holds a lock too.
+_GPU_SNAKEFILE = """
+rule all:
+    input: expand("job{i}.txt", i=range(2))
+
+rule claim:
+    output: "job{i}.txt"
+    resources: gpu=1
+    shell: "PYTHON claim.py {output} LOCKS {config[wait]}"
+"""
+_CLAIM = """
+import glob, sys, time
+from gan2shape.device import claim_gpu
+start = time.time()
+index = claim_gpu(2, sys.argv[2])
+open(sys.argv[1] + ".held", "w").close()
+while sys.argv[3] == "1" and len(glob.glob("*.held")) < 2 and time.time() < start + 60:
+    time.sleep(0.05)
+time.sleep(0.5)
+open(sys.argv[1], "w").write(f"{index} {start} {time.time()}")
+"""
+
+
+def test_gpu_resource_runs_jobs_side_by_side_on_different_gpu_locks(tmp_path):
+    import shlex
+
+    def run(gpus: int, wait: int) -> list[tuple[int, float, float]]:
+        work = tmp_path / f"gpu{gpus}"
+        work.mkdir()
+        (work / "claim.py").write_text(_CLAIM)
+        (work / "Snakefile").write_text(_GPU_SNAKEFILE.replace("PYTHON", shlex.quote(sys.executable))
+                                        .replace("LOCKS", shlex.quote(str(tmp_path / f"locks{gpus}"))))
+        res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "4", "--resources", f"gpu={gpus}",
+                              "--config", f"wait={wait}"], check=False, cwd=work, env=_env(), capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        rows = [(work / f"job{i}.txt").read_text().split() for i in range(2)]
+        return [(int(r[0]), float(r[1]), float(r[2])) for r in rows]
+
+    (a, a0, a1), (b, b0, b1) = run(gpus=2, wait=1)
+    assert {a, b} == {0, 1}, "two jobs at once hold different GPUs"
+    assert a0 < b1 and b0 < a1, "--resources gpu=2 ran the two jobs at once"
+    (a, a0, a1), (b, b0, b1) = run(gpus=1, wait=0)
+    assert a1 <= b0 or b1 <= a0, "--resources gpu=1 runs one job at a time"
+    assert a == b == 0, "a finished job frees its GPU for the next"
