@@ -23,7 +23,10 @@ Checks:
 - shards and GPUs (docs/cluster.md): with workflow.shard_size each shard is an independent chain
   of jobs asking for one GPU, with the runtime and memory of workflow.resources (dry run on
   cuda); `--resources gpu=2` runs two gpu=1 jobs at once on different GPU locks, gpu=1 one at a
-  time.
+  time;
+- SLURM (slow; skipped with the reason where no cluster can be started): a single-node cluster
+  (tests/slurm_cluster.py) runs the whole workflow through the executor with profiles/slurm, is
+  killed mid-step and resumed, and every artifact and exported file equals the local run's.
 """
 
 from __future__ import annotations
@@ -458,3 +461,101 @@ def test_gpu_resource_runs_jobs_side_by_side_on_different_gpu_locks(tmp_path):
     (a, a0, a1), (b, b0, b1) = run(gpus=1, wait=0)
     assert a1 <= b0 or b1 <= a0, "--resources gpu=1 runs one job at a time"
     assert a == b == 0, "a finished job frees its GPU for the next"
+
+
+def _slurm_available() -> str | None:
+    import importlib.util
+
+    from slurm_cluster import unavailable_reason
+
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]'"
+    return unavailable_reason()
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A single-node SLURM cluster (tests/slurm_cluster.py), stopped after this module's tests."""
+    from slurm_cluster import SlurmCluster, SlurmStartError
+
+    reason = _slurm_available()
+    if reason:
+        pytest.skip(f"no SLURM cluster here: {reason}")
+    cluster = SlurmCluster()
+    try:
+        cluster.start()
+    except SlurmStartError as exc:
+        cluster.stop()
+        pytest.skip(f"SLURM could not be started on this machine: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+# The shipped profile, plus what this test cluster needs: no accounting database (job states from
+# squeue) and status checks every second instead of after 40 s.
+SLURM_ARGS = ["--workflow-profile", "profiles/slurm", "--slurm-status-command", "squeue",
+              "--slurm-init-seconds-before-status-checks", "1"]
+
+
+@pytest.mark.slow
+def test_slurm_run_killed_and_resumed_equals_the_local_run(template, finished, slurm, tmp_path):
+    # the whole workflow through the SLURM executor (sbatch, a job per step), killed while step 2b
+    # trains (the controller SIGKILLed, the cluster job cancelled), then resumed with the same command
+    work = _copy(template, tmp_path / "work")
+    shutil.copytree(ROOT / "profiles", work / "profiles")
+    cmd = [sys.executable, "-m", "snakemake", *SLURM_ARGS]
+    with open(tmp_path / "killed_run.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    albedo, invert_log = work / SHARD / "stage1/albedo.h5", work / SHARD / "logs/invert_stage1.log"
+    deadline = time.monotonic() + 420
+    try:
+        while not (albedo.exists() and invert_log.exists() and "perceptual loss" in invert_log.read_text()):
+            assert proc.poll() is None, ("the workflow ended before it could be killed:\n"
+                                         + (tmp_path / "killed_run.log").read_text()[-3000:])
+            assert time.monotonic() < deadline, "the workflow did not reach step 2b in time"
+            time.sleep(0.1)
+        running = [j[1] for j in slurm.jobs() if j[2] == "RUNNING"]
+        assert "rule_invert_wildcards_0_1" in running, running
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        slurm.cancel_all()
+    assert not (work / SHARD / "stage1/projected.h5").exists(), "the cancelled job left a file at its final path"
+    done = [name for name in ARTIFACTS if (work / SHARD / name).exists()]
+    assert "stage1/albedo.h5" in done and "stage1/shape.h5" not in done
+    for name in done:
+        read_artifact(work / SHARD / name).close()  # complete and valid
+    before = {name: (work / SHARD / name).stat().st_mtime_ns for name in done}
+
+    snakemake(work, "--unlock")
+    res = subprocess.run(cmd, check=False, cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+    for name in done:  # finished steps are not redone
+        assert (work / SHARD / name).stat().st_mtime_ns == before[name], name
+
+    # every step but the two local file moves ran as a SLURM job, with the runtime (minutes) and
+    # memory of workflow.resources; a SLURM log per job
+    ran = {}
+    for _, comment, state, limit, memory in slurm.jobs():
+        rule = re.match(r"rule_(\w+?)(_wildcards_.*)?$", comment).group(1)
+        ran.setdefault(rule, []).append(state)
+        assert (limit, memory) == (("5:00", "900M") if rule == "make_heads" else ("10:00", "1000M")), comment
+    assert sorted(ran.pop("invert")) == ["CANCELLED", "COMPLETED"] and set(ran) == {
+        "make_heads", "evaluate_baselines", "sample_instances", "prior", "step1", "pseudo", "step3", "export"}
+    assert all(states == ["COMPLETED"] for states in ran.values()), ran
+    assert len(list((work / "results/logs/slurm").rglob("*.log"))) == len(slurm.jobs())
+
+    # the outputs equal the local run's: every dataset and network of every artifact, every exported
+    # file byte for byte, the benchmark's heads and its baseline table
+    for name in ARTIFACTS:
+        _same_artifact(work / SHARD / name, finished / SHARD / name)
+    _same_artifact(work / RUN / "instances.h5", finished / RUN / "instances.h5")
+    for split in ("train", "test"):
+        _same_artifact(work / f"results/heads{S}/{split}.h5", finished / f"results/heads{S}/{split}.h5")
+    assert (work / "results/baselines/table.md").read_text() == (finished / "results/baselines/table.md").read_text()
+    exported = sorted(p.relative_to(finished / RUN) for p in (finished / RUN / "export").rglob("*") if p.is_file()
+                      and not p.name.startswith("."))
+    assert len(exported) > len(FIGURES) * N
+    for rel in exported:
+        assert (work / RUN / rel).read_bytes() == (finished / RUN / rel).read_bytes(), rel
