@@ -413,6 +413,23 @@ def test_shards_are_independent_chains_that_ask_for_a_gpu_each(template, tmp_pat
     assert "workflow.resources.step_3: no rule of that name; did you mean 'step3'?" in res.stdout + res.stderr
 
 
+def test_device_auto_stops_a_cluster_run(template, tmp_path):
+    # a cluster executor (it needs --jobs; a dry run submits nothing): auto would pick the GPU and the
+    # profile on the submit host, so the run stops before any job, saying what to set
+    import importlib.util
+
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]'")
+    work = _copy(template, tmp_path / "work")
+    (work / "auto.yaml").write_text("workflow: {device: auto}\n")
+    res = snakemake(work, "-n", "--executor", "slurm", "--jobs", "4", "--configfile", "auto.yaml", check=False,
+                    cores=False)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0 and "workflow.device is auto" in text and "set workflow.device to cuda" in text
+    res = snakemake(work, "-n", "--executor", "slurm", "--jobs", "4", cores=False)  # device cpu: fine
+    assert "Job stats" in res.stdout + res.stderr
+
+
 # Two jobs of one rule that ask for one GPU each: each claims a GPU lock with the CLI's claim_gpu
 # (gan2shape.device, as `--device auto|cuda` does on a machine with several GPUs) from 2 GPUs and
 # writes the index and its start and end time; with wait=1 it first waits (up to 60 s) until the

@@ -84,8 +84,10 @@ CPU_THREADS = 4 if HAS_CUDA else max(os.cpu_count() or 1, _CORES)
 # which `--resources gpu=N` counts locally and the SLURM executor turns into sbatch --gpus=1.
 GPU = 0 if DEVICE == "cpu" else 1
 # On a cluster, workflow.device auto would decide on the submit host (often without a GPU) whether the
-# jobs get one and which method profile runs, and again, differently, on each GPU node.
-if DEVICE == "auto" and workflow.non_local_exec and workflow.is_main_process:
+# jobs get one and which method profile runs, and again, differently, on each GPU node. A cluster run:
+# --jobs without --cores (a local run turns --jobs into --cores; a cluster executor requires --jobs),
+# or a job running on a cluster node.
+if DEVICE == "auto" and (workflow.resource_settings.nodes is not None or workflow.remote_exec):
     raise WorkflowError(
         "workflow.device is auto, which decides on this host whether jobs ask for a GPU and which profile runs; "
         "with a cluster executor set workflow.device to cuda (GPU nodes) or cpu in params.yaml or in a YAML file "
