@@ -119,7 +119,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 MpiDefault=none
 ReturnToService=2
-MinJobAge=600
+MinJobAge=3600
 KillWait=2
 SlurmctldTimeout=30
 SlurmdTimeout=30
@@ -140,7 +140,8 @@ PartitionName=test Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         return res.stdout if res.returncode == 0 else ""
 
     def jobs(self, fmt: str = "%i|%k|%T|%l|%m") -> list[list[str]]:
-        """Every job the controller remembers (finished ones for MinJobAge), as fields of ``fmt``."""
+        """Every job the controller remembers (finished ones for MinJobAge, an hour), as fields of ``fmt``
+        (default: id, comment (Snakemake's rule_<rule>_wildcards_<...>), state, time limit, memory)."""
         out = self.squeue_like(["squeue", "--states=all", "--noheader", f"--format={fmt}"])
         return [line.split("|") for line in out.splitlines() if line.strip()]
 
@@ -154,8 +155,11 @@ PartitionName=test Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
             time.sleep(0.5)
 
     def stop(self) -> None:
-        if "slurmctld" in self._procs:
-            subprocess.run(["scancel", "--partition=test"], check=False, capture_output=True)
+        if "slurmd" in self._procs:
+            try:
+                self.cancel_all(timeout=30)  # no job step left behind the daemons
+            except RuntimeError:
+                pass
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self._procs.get(name)
             if proc is None or proc.poll() is not None:
