@@ -41,6 +41,9 @@ rule all:
         f"{RESULTS}/heads{config['heads']['image_size']}/contact_sheet.png",
         f"{RESULTS}/baselines/table.md",
         f"{RUN}/export",
+        # checked here too: Snakemake drops an input function's error (a missing checkpoint) raised
+        # for a job below an existing output, e.g. the export of a shard below <run>/export
+        gan_checkpoint,
     default_target: True
 
 
