@@ -4,6 +4,8 @@
 # results in results/default/export/<id>/ or results/images/export/<id>/; report:
 # snakemake --report report.html). Settings of the main job: profiles/default/config.yaml. Each rule
 # runs `gan2shape -q --log {log} ...`: the log gets everything, the terminal one line per phase.
+# --resources gpu=N runs N shards (workflow.shard_size) at once, one GPU each; on a SLURM cluster:
+# snakemake --workflow-profile profiles/slurm (docs/cluster.md).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -22,6 +24,13 @@ report: "workflow/report/workflow.rst"
 wildcard_constraints:
     stage=r"[0-9]+",
     size=r"[0-9]+",
+    shard=r"[0-9]+",
+
+
+# File moves of a few seconds: on a cluster they run on the submit host, not as jobs.
+localrules:
+    split_instances,
+    collect_exports,
 
 
 include: "workflow/rules/data.smk"
@@ -34,7 +43,13 @@ rule all:
         f"{RESULTS}/heads{config['heads']['image_size']}/contact_sheet.png",
         f"{RESULTS}/baselines/table.md",
         f"{RUN}/export",
+        # checked here too: Snakemake drops an input function's error (a missing checkpoint) raised
+        # for a job below an existing output, e.g. the export of a shard below <run>/export
+        gan_checkpoint,
     default_target: True
+
+
+check_resource_rules([r.name for r in workflow.rules])
 
 
 onsuccess:

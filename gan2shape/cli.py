@@ -626,6 +626,41 @@ def reconstruct_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str,
     click.echo(json.dumps(summary))
 
 
+@main.command("split-instances")
+@click.option("--instances", "instances_path", required=True, help="The run's instances.h5 (every instance).",
+              **_PATH_IN)
+@click.option("--shard", type=int, required=True, help="Index of the shard to write (0-based).")
+@click.option("--shard-size", type=int, default=None, help="Instances per shard; default: one shard of all.")
+@click.option("--out", "out_path", required=True, help="Output: the shard's instances.h5.", **_PATH_OUT)
+def split_instances_cmd(instances_path: Path, shard: int, shard_size: int | None, out_path: Path) -> None:
+    """One shard of a run's instances (consecutive rows), for its own chain of method steps."""
+    from gan2shape.shards import split_instances
+
+    if shard_size is not None and shard_size < 1:
+        raise click.UsageError(f"--shard-size must be >= 1, got {shard_size}")
+    start = time.perf_counter()
+    try:
+        split_instances(instances_path, out_path, shard, shard_size)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    _done(out_path, start)
+
+
+@main.command("collect-exports")
+@click.argument("shard_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: one sub-folder per instance id, hard links to the shards' files.")
+def collect_exports_cmd(shard_dirs: tuple[Path, ...], out_dir: Path) -> None:
+    """Join the export folders of a run's shards (SHARD_DIRS) into one folder of instance folders."""
+    from gan2shape.shards import collect_exports
+
+    try:
+        ids = collect_exports(shard_dirs, out_dir)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"out": str(out_dir), "instances": len(ids)}))
+
+
 @main.command("export")
 @_PARAMS_OPTION
 @_SET_OPTION

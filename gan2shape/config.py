@@ -33,6 +33,7 @@ __all__ = [
     "StepSchedule",
     "PriorConfig",
     "MethodConfig",
+    "JobResources",
     "WorkflowConfig",
     "BenchVariant",
     "BenchSmall",
@@ -414,19 +415,45 @@ class MethodConfig:
 
 
 @dataclass(frozen=True)
+class JobResources:
+    """What one job of a workflow rule asks a cluster for: ``runtime`` in minutes and ``mem_mb`` of host
+    memory in MB (Snakemake's standard resources; the SLURM executor passes them as sbatch -t and
+    --mem). None: the ``default`` entry's value. Local runs are not limited by them."""
+
+    runtime: int | None = None
+    mem_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("runtime", "mem_mb"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, name, f"must be null or >= 1, got {value}")
+
+
+def _default_resources() -> dict[str, JobResources]:
+    return {"default": JobResources(runtime=60, mem_mb=16000)}
+
+
+@dataclass(frozen=True)
 class WorkflowConfig:
     """What the Snakemake main job reconstructs: ``instances`` samples of ``method.checkpoint`` or,
     when ``images`` names an HDF5 image artifact or a folder of PNG/JPG files, its first
     ``instances`` images projected into the GAN. ``profile``: the method profile of the main job
-    (``auto``: paper with CUDA, quick without; checked against method.profiles in :class:`Params`)."""
+    (``auto``: paper with CUDA, quick without; checked against method.profiles in :class:`Params`).
+    ``shard_size``: instances per method shard (None: one shard of all); each shard is its own chain
+    of jobs, so shards run side by side. ``resources``: per rule name (or ``default``), what a job asks
+    a cluster for (the rule names are checked by the Snakefile)."""
 
     instances: int = 2
     seed: int = 0
     device: str = "auto"
     profile: str = "auto"
     images: str | None = None
+    shard_size: int | None = None
+    resources: dict[str, JobResources] = field(default_factory=_default_resources)
 
     def __post_init__(self) -> None:
+        _check(self.shard_size is None or self.shard_size >= 1, "shard_size",
+               f"must be null (one shard of all instances) or >= 1, got {self.shard_size}")
         _check(self.instances >= 1, "instances", f"must be >= 1, got {self.instances}")
         _check(bool(self.images is None or self.images.strip()), "images",
                "must be null or the path of an HDF5 image artifact or of a folder of PNG/JPG images")

@@ -118,3 +118,21 @@ def yaml_load(path):
     import yaml
 
     return yaml.safe_load(Path(path).read_text())
+
+
+def test_workflow_shards_and_cluster_resources():
+    params, _ = load_params(ROOT / "params.yaml")
+    wf = params.workflow
+    assert wf.shard_size is None  # one shard of all instances
+    assert (wf.resources["default"].runtime, wf.resources["default"].mem_mb) == (60, 16000)
+    assert wf.resources["project"].runtime == 240 and wf.resources["project"].mem_mb is None  # default's
+    params, _ = load_params(ROOT / "params.yaml", ["workflow.shard_size=8", "workflow.resources.step3={runtime: 90}"])
+    assert params.workflow.shard_size == 8 and params.workflow.resources["step3"].runtime == 90
+    for override, key, words in (
+        ("workflow.shard_size=0", "workflow.shard_size", "must be null (one shard of all instances) or >= 1"),
+        ("workflow.resources.step3={runtime: 0}", "workflow.resources.step3.runtime", "must be null or >= 1"),
+        ("workflow.resources.step3={mem: 9}", "workflow.resources.step3.mem", "did you mean 'mem_mb'"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_params(ROOT / "params.yaml", [override])
+        assert info.value.key == key and words in str(info.value)

@@ -19,7 +19,14 @@ Checks:
   exactly (same seed, same thread count: each step is a fresh process with seeded generators);
 - bad inputs fail early, naming the file or key and what to do, and touch no finished artifact:
   a missing checkpoint, an image of the wrong size (workflow.images), a truncated intermediate
-  artifact, an unknown params key.
+  artifact, an unknown params key;
+- shards and GPUs (docs/cluster.md): with workflow.shard_size each shard is an independent chain
+  of jobs asking for one GPU, with the runtime and memory of workflow.resources (dry run on
+  cuda); `--resources gpu=2` runs two gpu=1 jobs at once on different GPU locks, gpu=1 one at a
+  time;
+- SLURM (slow; skipped with the reason where no cluster can be started): a single-node cluster
+  (tests/slurm_cluster.py) runs the whole workflow through the executor with profiles/slurm, is
+  killed mid-step and resumed, and every artifact and exported file equals the local run's.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 S = 32
 N = 2
 RUN = Path("results/default")
+SHARD = RUN / "shard0"  # one shard (workflow.shard_size null): the method's artifacts of every instance
 TINY_PROFILE = {"stages": 1, "prior_iters": 1, "step1_iters": [1, 1], "step2_iters": [1, 1],
                 "step3_iters": [1, 1], "collect_batches": 1, "batch_size": 2}
 ARTIFACTS = ["instances.h5", "stage0/shape.h5", "stage1/albedo.h5", "stage1/pseudo.h5", "stage1/projected.h5",
@@ -54,10 +62,12 @@ FIGURES = ["depth.png", "normal.png", "mesh_preview.png", "rotate.gif", "relight
 
 
 def _env() -> dict[str, str]:
-    """The package of this tree for the rules' `gan2shape` commands; no GPU pinning. Torch's thread
-    count is each rule's --threads (capped at --cores 2), the same in every run."""
+    """The package of this tree for the rules' `gan2shape` commands (the entry point of this Python's
+    environment); no GPU pinning. Torch's thread count is each rule's --threads (capped at --cores 2),
+    the same in every run."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.pop("GAN2SHAPE_GPU", None)
     return env
 
@@ -68,7 +78,10 @@ def _tiny_params(gan: str) -> dict:
     params["method"].update(checkpoint=gan, image_size=S, f1_d=1, perceptual_blocks=2, nf=16, enc_nf=16)
     params["method"]["profiles"]["tiny"] = dict(TINY_PROFILE)
     params["project"].update(steps=2, batch_size=2, mean_latent_samples=100, feature_blocks=2)
-    params["workflow"].update(instances=N, seed=0, device="cpu", profile="tiny", images=None)
+    params["workflow"].update(instances=N, seed=0, device="cpu", profile="tiny", images=None, shard_size=None)
+    # what a cluster job asks for: small enough for any test machine (the SLURM test checks them)
+    params["workflow"]["resources"] = {"default": {"runtime": 10, "mem_mb": 1000},
+                                       "make_heads": {"runtime": 5, "mem_mb": 900}}
     return params
 
 
@@ -130,7 +143,7 @@ def test_end_to_end_exports_and_report(finished):
             assert (export / instance / name).stat().st_size > 0, f"{instance}/{name} missing"
     assert (finished / f"results/heads{S}/contact_sheet.png").exists()
     assert (finished / "results/baselines/table.md").exists()
-    with read_artifact(finished / RUN / "stage1/shape.h5", "shape") as art:
+    with read_artifact(finished / SHARD / "stage1/shape.h5", "shape") as art:
         assert art.ids == ids and art.shape("canon_depth") == (N, S, S)
         assert art.attrs["stage"] == 1
     report = finished / "report.html"
@@ -196,7 +209,7 @@ def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
     edited["method"]["lam_perc"] = 0.25
     _write_params(work, edited)
     jobs = _jobs(snakemake(work, "-n"))
-    assert set(jobs) == {"prior", "step1", "pseudo", "invert", "step3", "export", "all"}
+    assert set(jobs) == {"prior", "step1", "pseudo", "invert", "step3", "export", "collect_exports", "all"}
 
     # another profile with one more stage and the same iterations: the stage count decides the
     # DAG, the finished stage is kept, and the method rules get the profile's name
@@ -206,9 +219,10 @@ def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
     _write_params(work, edited)
     res = snakemake(work, "-n", "-p", "--forcerun", "prior")
     jobs = _jobs(res)
-    assert jobs == {"prior": 1, "step1": 2, "pseudo": 2, "invert": 2, "step3": 2, "export": 1, "all": 1}
+    assert jobs == {"prior": 1, "step1": 2, "pseudo": 2, "invert": 2, "step3": 2, "export": 1, "collect_exports": 1,
+                    "all": 1}
     jobs = _jobs(snakemake(work, "-n"))
-    assert jobs == {"step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1, "all": 1}
+    assert jobs == {"step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1, "collect_exports": 1, "all": 1}
     calls = re.findall(r"Shell command: gan2shape .* (prior|step1|pseudo|invert|step3) (.*)", res.stdout + res.stderr)
     assert sorted({step for step, _ in calls}) == ["invert", "prior", "pseudo", "step1", "step3"]
     assert all("--set=method.profile=two" in line for _, line in calls)
@@ -233,7 +247,8 @@ def test_user_images_are_imported_projected_and_reconstructed(finished, tmp_path
         assert art.ids == ["a_face", "b"]  # the first workflow.instances files by name
         assert art.attrs["source"] == str(images_run / "latents.h5")
     jobs = _jobs(snakemake(work, "-n"))
-    assert jobs == {"prior": 1, "step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1, "all": 1}
+    assert jobs == {"split_instances": 1, "prior": 1, "step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1,
+                    "collect_exports": 1, "all": 1}
     # an HDF5 image artifact is projected as it is (no import step)
     params["workflow"]["images"] = f"results/heads{S}/test.h5"
     _write_params(work, params)
@@ -265,13 +280,13 @@ def _same_artifact(a: Path, b: Path) -> None:
 def test_kill_mid_step_then_resume_gives_the_uninterrupted_result(finished, tmp_path):
     # stage 1 and the exports from scratch (sampling and the prior are shared with the reference)
     work = _copy(finished, tmp_path / "work")
-    for folder in ("stage1", "export", "logs"):
-        shutil.rmtree(work / RUN / folder)
+    for folder in (SHARD / "stage1", SHARD / "export", SHARD / "logs", RUN / "export"):
+        shutil.rmtree(work / folder)
     target = str(RUN / "export")
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", target]
     proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    albedo, invert_log = work / RUN / "stage1/albedo.h5", work / RUN / "logs/invert_stage1.log"
+    albedo, invert_log = work / SHARD / "stage1/albedo.h5", work / SHARD / "logs/invert_stage1.log"
     deadline = time.monotonic() + 180
     try:
         # kill once step 1 is done and the inversion is training (its log shows the loaded GAN)
@@ -282,19 +297,19 @@ def test_kill_mid_step_then_resume_gives_the_uninterrupted_result(finished, tmp_
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    assert not (work / RUN / "stage1/projected.h5").exists(), "the killed step left a file at its final path"
-    done = [name for name in ARTIFACTS if (work / RUN / name).exists()]
+    assert not (work / SHARD / "stage1/projected.h5").exists(), "the killed step left a file at its final path"
+    done = [name for name in ARTIFACTS if (work / SHARD / name).exists()]
     assert "stage1/albedo.h5" in done and "stage1/shape.h5" not in done
     for name in done:
-        read_artifact(work / RUN / name).close()  # complete and valid
-    before = {name: (work / RUN / name).stat().st_mtime_ns for name in done}
+        read_artifact(work / SHARD / name).close()  # complete and valid
+    before = {name: (work / SHARD / name).stat().st_mtime_ns for name in done}
 
     snakemake(work, "--unlock")
     snakemake(work, target)
     for name in done:  # finished steps are not redone
-        assert (work / RUN / name).stat().st_mtime_ns == before[name], name
+        assert (work / SHARD / name).stat().st_mtime_ns == before[name], name
     for name in ARTIFACTS:
-        _same_artifact(work / RUN / name, finished / RUN / name)
+        _same_artifact(work / SHARD / name, finished / SHARD / name)
     from PIL import Image
 
     for instance in sorted(p.name for p in (finished / RUN / "export").iterdir() if p.is_dir()):
@@ -351,7 +366,7 @@ def test_bad_inputs_fail_early_and_touch_nothing(finished, tmp_path):
 
     # a truncated intermediate artifact: the step reading it fails naming it; only that step's
     # own (stale) output is gone, removed by snakemake before the job started
-    albedo = work / RUN / "stage1/albedo.h5"
+    albedo = work / SHARD / "stage1/albedo.h5"
     albedo.write_bytes(albedo.read_bytes()[: albedo.stat().st_size // 3])
     text, before = _fails(work, "--forcerun", "pseudo")
     assert "stage1/albedo.h5" in text and "truncated" in text and "rerun" in text
@@ -359,6 +374,224 @@ def test_bad_inputs_fail_early_and_touch_nothing(finished, tmp_path):
     assert "gan2shape pseudo: Error: " in terminal and "truncated" in terminal
     assert "logs/pseudo_stage1.log" in terminal and "Traceback" not in terminal
     after = _snapshot(work)
-    assert str(RUN / "stage1/pseudo.h5") not in after
-    del before[str(RUN / "stage1/pseudo.h5")]
+    assert str(SHARD / "stage1/pseudo.h5") not in after
+    del before[str(SHARD / "stage1/pseudo.h5")]
     assert after == before
+
+
+# ----- several GPUs of one host, and a SLURM cluster (docs/cluster.md) ------------------------------
+
+
+def _dry_run_jobs(res: subprocess.CompletedProcess) -> list[dict[str, str]]:
+    """The job blocks of a dry run: {'rule', 'local', 'input', 'output', 'wildcards', 'threads', 'resources'}."""
+    jobs = []
+    for line in (res.stdout + res.stderr).splitlines():
+        head = re.match(r"^(local)?rule (\w+):$", line)
+        if head:
+            jobs.append({"rule": head.group(2), "local": bool(head.group(1))})
+        elif jobs and re.match(r"^    (input|output|wildcards|threads|resources): ", line):
+            key, value = line.strip().split(": ", 1)
+            jobs[-1][key] = value
+    return jobs
+
+
+def test_shards_are_independent_chains_that_ask_for_a_gpu_each(template, tmp_path):
+    # two shards of one instance on CUDA (a dry run: no GPU needed): every method step runs once per
+    # shard, touches only its shard's folder and asks for one GPU and 4 threads, so
+    # `--cores 32 --resources gpu=2` can run the two shards at once
+    work = _copy(template, tmp_path / "work")
+    (work / "cuda.yaml").write_text("workflow: {device: cuda, shard_size: 1}\n")
+    res = snakemake(work, "-n", "--cores", "32", "--resources", "gpu=2", "--configfile", "cuda.yaml", cores=False)
+    jobs = _dry_run_jobs(res)
+    chain = {"split_instances", "prior", "step1", "pseudo", "invert", "step3", "export"}
+    by_shard: dict[str, set[str]] = {}
+    for job in jobs:
+        shard = re.search(r"shard=(\d+)", job.get("wildcards", ""))
+        if shard is None:
+            continue
+        by_shard.setdefault(shard.group(1), set()).add(job["rule"])
+        for path in re.split(r",\s*", job.get("input", "") + ", " + job["output"]):
+            assert "/shard" not in path or f"/shard{shard.group(1)}/" in path, (job["rule"], path)
+        resources = dict(kv.split("=", 1) for kv in job["resources"].split(", "))
+        if job["rule"] == "split_instances":  # a file split (a local rule on a cluster)
+            continue
+        # one GPU each; runtime and memory from workflow.resources (default entry of the tiny params)
+        assert (resources["gpu"], job["threads"]) == ("1", "4"), job
+        assert (resources["runtime"], resources["mem_mb"]) == ("10", "1000"), job
+    assert by_shard == {"0": chain, "1": chain}
+    collect = [j for j in jobs if j["rule"] == "collect_exports"]
+    assert len(collect) == 1
+    assert collect[0]["input"] == f"{SHARD.parent}/shard0/export, {SHARD.parent}/shard1/export"
+    heads = next(j for j in jobs if j["rule"] == "make_heads")  # its own workflow.resources entry, no GPU
+    assert "gpu=0" in heads["resources"] and "runtime=5" in heads["resources"] and "mem_mb=900" in heads["resources"]
+
+    # a resources entry naming no rule fails before any job, with the rule names
+    (work / "typo.yaml").write_text("workflow: {resources: {step_3: {runtime: 5}}}\n")
+    res = snakemake(work, "-n", "--configfile", "typo.yaml", check=False, cores=False)
+    assert res.returncode != 0
+    assert "workflow.resources.step_3: no rule of that name; did you mean 'step3'?" in res.stdout + res.stderr
+
+
+def test_device_auto_stops_a_cluster_run(template, tmp_path):
+    # a cluster executor (it needs --jobs; a dry run submits nothing): auto would pick the GPU and the
+    # profile on the submit host, so the run stops before any job, saying what to set
+    import importlib.util
+
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]'")
+    work = _copy(template, tmp_path / "work")
+    (work / "auto.yaml").write_text("workflow: {device: auto}\n")
+    res = snakemake(work, "-n", "--executor", "slurm", "--jobs", "4", "--configfile", "auto.yaml", check=False,
+                    cores=False)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0 and "workflow.device is auto" in text and "set workflow.device to cuda" in text
+    res = snakemake(work, "-n", "--executor", "slurm", "--jobs", "4", cores=False)  # device cpu: fine
+    assert "Job stats" in res.stdout + res.stderr
+
+
+# Two jobs of one rule that ask for one GPU each: each claims a GPU lock with the CLI's claim_gpu
+# (gan2shape.device, as `--device auto|cuda` does on a machine with several GPUs) from 2 GPUs and
+# writes the index and its start and end time; with wait=1 it first waits (up to 60 s) until the
+# other job holds a lock too.
+_GPU_SNAKEFILE = """
+rule all:
+    input: expand("job{i}.txt", i=range(2))
+
+rule claim:
+    output: "job{i}.txt"
+    resources: gpu=1
+    shell: "PYTHON claim.py {output} LOCKS {config[wait]}"
+"""
+_CLAIM = """
+import glob, sys, time
+from gan2shape.device import claim_gpu
+start = time.time()
+index = claim_gpu(2, sys.argv[2])
+open(sys.argv[1] + ".held", "w").close()
+while sys.argv[3] == "1" and len(glob.glob("*.held")) < 2 and time.time() < start + 60:
+    time.sleep(0.05)
+time.sleep(0.5)
+open(sys.argv[1], "w").write(f"{index} {start} {time.time()}")
+"""
+
+
+def test_gpu_resource_runs_jobs_side_by_side_on_different_gpu_locks(tmp_path):
+    import shlex
+
+    def run(gpus: int, wait: int) -> list[tuple[int, float, float]]:
+        work = tmp_path / f"gpu{gpus}"
+        work.mkdir()
+        (work / "claim.py").write_text(_CLAIM)
+        (work / "Snakefile").write_text(_GPU_SNAKEFILE.replace("PYTHON", shlex.quote(sys.executable))
+                                        .replace("LOCKS", shlex.quote(str(tmp_path / f"locks{gpus}"))))
+        res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "4", "--resources", f"gpu={gpus}",
+                              "--config", f"wait={wait}"], check=False, cwd=work, env=_env(), capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        rows = [(work / f"job{i}.txt").read_text().split() for i in range(2)]
+        return [(int(r[0]), float(r[1]), float(r[2])) for r in rows]
+
+    (a, a0, a1), (b, b0, b1) = run(gpus=2, wait=1)
+    assert {a, b} == {0, 1}, "two jobs at once hold different GPUs"
+    assert a0 < b1 and b0 < a1, "--resources gpu=2 ran the two jobs at once"
+    (a, a0, a1), (b, b0, b1) = run(gpus=1, wait=0)
+    assert a1 <= b0 or b1 <= a0, "--resources gpu=1 runs one job at a time"
+    assert a == b == 0, "a finished job frees its GPU for the next"
+
+
+def _slurm_available() -> str | None:
+    import importlib.util
+
+    from slurm_cluster import unavailable_reason
+
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]'"
+    return unavailable_reason()
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A single-node SLURM cluster (tests/slurm_cluster.py), stopped after this module's tests."""
+    from slurm_cluster import SlurmCluster, SlurmStartError
+
+    reason = _slurm_available()
+    if reason:
+        pytest.skip(f"no SLURM cluster here: {reason}")
+    cluster = SlurmCluster()
+    try:
+        cluster.start()
+    except SlurmStartError as exc:
+        cluster.stop()
+        pytest.skip(f"SLURM could not be started on this machine: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+# The shipped profile, plus what this test cluster needs: no accounting database (job states from
+# squeue) and status checks every second instead of after 40 s.
+SLURM_ARGS = ["--workflow-profile", "profiles/slurm", "--slurm-status-command", "squeue",
+              "--slurm-init-seconds-before-status-checks", "1"]
+
+
+@pytest.mark.slow
+def test_slurm_run_killed_and_resumed_equals_the_local_run(template, finished, slurm, tmp_path):
+    # the whole workflow through the SLURM executor (sbatch, a job per step), killed while step 2b
+    # trains (the controller SIGKILLed, the cluster job cancelled), then resumed with the same command
+    work = _copy(template, tmp_path / "work")
+    shutil.copytree(ROOT / "profiles", work / "profiles")
+    cmd = [sys.executable, "-m", "snakemake", *SLURM_ARGS]
+    with open(tmp_path / "killed_run.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    albedo, invert_log = work / SHARD / "stage1/albedo.h5", work / SHARD / "logs/invert_stage1.log"
+    deadline = time.monotonic() + 420
+    try:
+        while not (albedo.exists() and invert_log.exists() and "perceptual loss" in invert_log.read_text()):
+            assert proc.poll() is None, ("the workflow ended before it could be killed:\n"
+                                         + (tmp_path / "killed_run.log").read_text()[-3000:])
+            assert time.monotonic() < deadline, "the workflow did not reach step 2b in time"
+            time.sleep(0.1)
+        running = [j[1] for j in slurm.jobs() if j[2] == "RUNNING"]
+        assert "rule_invert_wildcards_0_1" in running, running
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        slurm.cancel_all()
+    assert not (work / SHARD / "stage1/projected.h5").exists(), "the cancelled job left a file at its final path"
+    done = [name for name in ARTIFACTS if (work / SHARD / name).exists()]
+    assert "stage1/albedo.h5" in done and "stage1/shape.h5" not in done
+    for name in done:
+        read_artifact(work / SHARD / name).close()  # complete and valid
+    before = {name: (work / SHARD / name).stat().st_mtime_ns for name in done}
+
+    snakemake(work, "--unlock")
+    res = subprocess.run(cmd, check=False, cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+    for name in done:  # finished steps are not redone
+        assert (work / SHARD / name).stat().st_mtime_ns == before[name], name
+
+    # every step but the two local file moves ran as a SLURM job, with the runtime (minutes) and
+    # memory of workflow.resources; a SLURM log per job
+    ran = {}
+    for _, comment, state, limit, memory in slurm.jobs():
+        rule = re.match(r"rule_(\w+?)(_wildcards_.*)?$", comment).group(1)
+        ran.setdefault(rule, []).append(state)
+        assert (limit, memory) == (("5:00", "900M") if rule == "make_heads" else ("10:00", "1000M")), comment
+    assert sorted(ran.pop("invert")) == ["CANCELLED", "COMPLETED"] and set(ran) == {
+        "make_heads", "evaluate_baselines", "sample_instances", "prior", "step1", "pseudo", "step3", "export"}
+    assert all(states == ["COMPLETED"] for states in ran.values()), ran
+    assert len(list((work / "results/logs/slurm").rglob("*.log"))) == len(slurm.jobs())
+
+    # the outputs equal the local run's: every dataset and network of every artifact, every exported
+    # file byte for byte, the benchmark's heads and its baseline table
+    for name in ARTIFACTS:
+        _same_artifact(work / SHARD / name, finished / SHARD / name)
+    _same_artifact(work / RUN / "instances.h5", finished / RUN / "instances.h5")
+    for split in ("train", "test"):
+        _same_artifact(work / f"results/heads{S}/{split}.h5", finished / f"results/heads{S}/{split}.h5")
+    assert (work / "results/baselines/table.md").read_text() == (finished / "results/baselines/table.md").read_text()
+    exported = sorted(p.relative_to(finished / RUN) for p in (finished / RUN / "export").rglob("*") if p.is_file()
+                      and not p.name.startswith("."))
+    assert len(exported) > len(FIGURES) * N
+    for rel in exported:
+        assert (work / RUN / rel).read_bytes() == (finished / RUN / rel).read_bytes(), rel

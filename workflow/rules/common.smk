@@ -80,6 +80,53 @@ try:
 except WorkflowError:  # --report, --lint: no --cores given, no job runs
     _CORES = 1
 CPU_THREADS = 4 if HAS_CUDA else max(os.cpu_count() or 1, _CORES)
+# A job on the CPU asks for no GPU (a cluster would hold one idle for it); auto and cuda jobs ask for one,
+# which `--resources gpu=N` counts locally and the SLURM executor turns into sbatch --gpus=1.
+GPU = 0 if DEVICE == "cpu" else 1
+# On a cluster, workflow.device auto would decide on the submit host (often without a GPU) whether the
+# jobs get one and which method profile runs, and again, differently, on each GPU node. A cluster run:
+# --jobs without --cores (a local run turns --jobs into --cores; a cluster executor requires --jobs),
+# or a job running on a cluster node.
+if DEVICE == "auto" and (workflow.resource_settings.nodes is not None or workflow.remote_exec):
+    raise WorkflowError(
+        "workflow.device is auto, which decides on this host whether jobs ask for a GPU and which profile runs; "
+        "with a cluster executor set workflow.device to cuda (GPU nodes) or cpu in params.yaml or in a YAML file "
+        "given with --configfile (docs/cluster.md)"
+    )
+
+# Shards: consecutive rows of the run's instances, each its own chain of method jobs (gan2shape.shards).
+SHARD_SIZE = WF.get("shard_size")
+SHARDS = [str(i) for i in range(1 if SHARD_SIZE is None else -(-N_INSTANCES // SHARD_SIZE))]
+SHARD = f"{RUN}/shard{{shard}}"  # a shard's folder (stage<k>/, export/, logs/, benchmarks/)
+
+# What one job asks a cluster for (workflow.resources): the rule's entry, else the default entry.
+_RESOURCES = WF.get("resources") or {}
+
+
+def job_resources(rule, gpu=0):
+    """Snakemake resources of a job of ``rule``: runtime (minutes) and mem_mb from workflow.resources
+    (the rule's entry, key by key, else ``default``'s), and ``gpu`` (counted by --resources gpu=N)."""
+    own, default = _RESOURCES.get(rule) or {}, _RESOURCES.get("default") or {}
+    res = {"gpu": gpu}
+    for key in ("runtime", "mem_mb"):
+        value = own.get(key, default.get(key))
+        if value is not None:
+            res[key] = value
+    return res
+
+
+def check_resource_rules(names):
+    """workflow.resources may name only rules of this workflow (and default)."""
+    import difflib
+
+    for key in _RESOURCES:
+        if key != "default" and key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            raise WorkflowError(
+                f"workflow.resources.{key}: no rule of that name"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + f" Rules: {sorted(names)} (or default); fix the key in {PARAMS}"
+            )
 
 # The params.yaml keys that the effective config (with --config/--configfile) changes.
 _file = dict(_leaves(yaml.safe_load(Path(PARAMS).read_text()) or {}))
@@ -152,9 +199,9 @@ def projection_images(wildcards):
 
 
 def previous_shape(wildcards):
-    return f"{RUN}/stage{int(wildcards.stage) - 1}/shape.h5"
+    return f"{RUN}/shard{wildcards.shard}/stage{int(wildcards.stage) - 1}/shape.h5"
 
 
 def encoder_init(wildcards):
     stage = int(wildcards.stage)
-    return [f"{RUN}/stage{stage - 1}/projected.h5"] if stage > 1 else []
+    return [f"{RUN}/shard{wildcards.shard}/stage{stage - 1}/projected.h5"] if stage > 1 else []

@@ -20,6 +20,8 @@ rule make_heads:
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
+    resources:
+        **job_resources("make_heads"),
     shell:
         "gan2shape -q --log {log} --threads {threads} make-heads --params params.yaml {params.set} --set heads.image_size={wildcards.size} "
         "--out $(dirname {output.train}) --device cpu"
@@ -38,6 +40,8 @@ rule import_images:
     conda:
         "../envs/gan2shape.yaml"
     threads: 1
+    resources:
+        **job_resources("import_images"),
     shell:
         "gan2shape -q --log {log} --threads {threads} import-images --images {input.images} --checkpoint {input.checkpoint} "
         "--limit {params.limit} --out {output}"

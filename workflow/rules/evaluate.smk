@@ -18,6 +18,8 @@ rule evaluate_baselines:
     conda:
         "../envs/gan2shape.yaml"
     threads: 1
+    resources:
+        **job_resources("evaluate_baselines"),
     shell:
         "gan2shape -q --log {log} --threads {threads} evaluate --params params.yaml {params.set} --test {input.test} --train {input.train} "
         "--out $(dirname {output.metrics})"

@@ -1,7 +1,8 @@
-# GAN2Shape reconstruction of one shard: one rule per step of DESIGN.md's data flow.
+# GAN2Shape reconstruction: one rule per step of DESIGN.md's data flow, run per shard of instances
+# (workflow.shard_size; {shard} = 0, 1, ...: a shard's chain of jobs is independent of the others').
 # Each rule is one `gan2shape` subcommand; artifacts are HDF5 files with a leading instance axis.
 # Every rule lists the params it depends on (params: deps), so an edit of params.yaml reruns
-# exactly the steps it affects.
+# exactly the steps it affects. Resources: job_resources (common.smk) from workflow.resources.
 
 
 rule project:
@@ -23,7 +24,7 @@ rule project:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
-        gpu=1,
+        **job_resources("project", gpu=GPU),
     shell:
         "gan2shape -q --log {log} --threads {threads} project --params params.yaml {params.set} --checkpoint {input.checkpoint} "
         "--images {input.images} --limit {params.limit} --out {output} --device {params.device}"
@@ -50,22 +51,40 @@ rule sample_instances:
         "../envs/gan2shape.yaml"
     threads: 1
     resources:
-        gpu=1,
+        **job_resources("sample_instances", gpu=GPU),
     shell:
         "gan2shape -q --log {log} --threads {threads} sample-instances --params params.yaml {params.set} {params.source} "
         "--out {output} --device {params.device}"
 
 
+# A shard's rows of the run's instances (workflow.shard_size).
+rule split_instances:
+    input:
+        f"{RUN}/instances.h5",
+    output:
+        f"{SHARD}/instances.h5",
+    log:
+        f"{SHARD}/logs/split_instances.log",
+    params:
+        shard_size="" if SHARD_SIZE is None else f"--shard-size {SHARD_SIZE}",
+    conda:
+        "../envs/gan2shape.yaml"
+    threads: 1
+    shell:
+        "gan2shape -q --log {log} split-instances --instances {input} --shard {wildcards.shard} {params.shard_size} "
+        "--out {output}"
+
+
 rule prior:
     input:
-        instances=f"{RUN}/instances.h5",
+        instances=f"{SHARD}/instances.h5",
         checkpoint=gan_checkpoint,
     output:
-        f"{RUN}/stage0/shape.h5",
+        f"{SHARD}/stage0/shape.h5",
     log:
-        f"{RUN}/logs/prior.log",
+        f"{SHARD}/logs/prior.log",
     benchmark:
-        f"{RUN}/benchmarks/prior.tsv"
+        f"{SHARD}/benchmarks/prior.tsv"
     params:
         set=untracked(set_args("method", "render", method=True)),
         device=untracked(DEVICE),
@@ -74,7 +93,7 @@ rule prior:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
-        gpu=1,
+        **job_resources("prior", gpu=GPU),
     shell:
         "gan2shape -q --log {log} --threads {threads} prior --params params.yaml {params.set} --instances {input.instances} "
         "--out {output} --device {params.device}"
@@ -82,15 +101,15 @@ rule prior:
 
 rule step1:
     input:
-        instances=f"{RUN}/instances.h5",
+        instances=f"{SHARD}/instances.h5",
         shape=previous_shape,
         checkpoint=gan_checkpoint,
     output:
-        f"{RUN}/stage{{stage}}/albedo.h5",
+        f"{SHARD}/stage{{stage}}/albedo.h5",
     log:
-        f"{RUN}/logs/step1_stage{{stage}}.log",
+        f"{SHARD}/logs/step1_stage{{stage}}.log",
     benchmark:
-        f"{RUN}/benchmarks/step1_stage{{stage}}.tsv"
+        f"{SHARD}/benchmarks/step1_stage{{stage}}.tsv"
     params:
         set=untracked(set_args("method", "render", method=True)),
         device=untracked(DEVICE),
@@ -99,7 +118,7 @@ rule step1:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
-        gpu=1,
+        **job_resources("step1", gpu=GPU),
     shell:
         "gan2shape -q --log {log} --threads {threads} step1 --params params.yaml {params.set} --instances {input.instances} "
         "--shape {input.shape} --out {output} --device {params.device}"
@@ -107,15 +126,15 @@ rule step1:
 
 rule pseudo:
     input:
-        instances=f"{RUN}/instances.h5",
-        albedo=f"{RUN}/stage{{stage}}/albedo.h5",
+        instances=f"{SHARD}/instances.h5",
+        albedo=f"{SHARD}/stage{{stage}}/albedo.h5",
         checkpoint=gan_checkpoint,
     output:
-        f"{RUN}/stage{{stage}}/pseudo.h5",
+        f"{SHARD}/stage{{stage}}/pseudo.h5",
     log:
-        f"{RUN}/logs/pseudo_stage{{stage}}.log",
+        f"{SHARD}/logs/pseudo_stage{{stage}}.log",
     benchmark:
-        f"{RUN}/benchmarks/pseudo_stage{{stage}}.tsv"
+        f"{SHARD}/benchmarks/pseudo_stage{{stage}}.tsv"
     params:
         set=untracked(set_args("method", "render", method=True)),
         device=untracked(DEVICE),
@@ -124,7 +143,7 @@ rule pseudo:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
-        gpu=1,
+        **job_resources("pseudo", gpu=GPU),
     shell:
         "gan2shape -q --log {log} --threads {threads} pseudo --params params.yaml {params.set} --instances {input.instances} "
         "--albedo {input.albedo} --out {output} --device {params.device}"
@@ -132,16 +151,16 @@ rule pseudo:
 
 rule invert:
     input:
-        instances=f"{RUN}/instances.h5",
-        pseudo=f"{RUN}/stage{{stage}}/pseudo.h5",
+        instances=f"{SHARD}/instances.h5",
+        pseudo=f"{SHARD}/stage{{stage}}/pseudo.h5",
         encoder=encoder_init,
         checkpoint=gan_checkpoint,
     output:
-        f"{RUN}/stage{{stage}}/projected.h5",
+        f"{SHARD}/stage{{stage}}/projected.h5",
     log:
-        f"{RUN}/logs/invert_stage{{stage}}.log",
+        f"{SHARD}/logs/invert_stage{{stage}}.log",
     benchmark:
-        f"{RUN}/benchmarks/invert_stage{{stage}}.tsv"
+        f"{SHARD}/benchmarks/invert_stage{{stage}}.tsv"
     params:
         set=untracked(set_args("method", "render", method=True)),
         device=untracked(DEVICE),
@@ -151,7 +170,7 @@ rule invert:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
-        gpu=1,
+        **job_resources("invert", gpu=GPU),
     shell:
         "gan2shape -q --log {log} --threads {threads} invert --params params.yaml {params.set} --instances {input.instances} "
         "--pseudo {input.pseudo} {params.encoder} --out {output} --device {params.device}"
@@ -159,16 +178,16 @@ rule invert:
 
 rule step3:
     input:
-        instances=f"{RUN}/instances.h5",
-        albedo=f"{RUN}/stage{{stage}}/albedo.h5",
-        projected=f"{RUN}/stage{{stage}}/projected.h5",
+        instances=f"{SHARD}/instances.h5",
+        albedo=f"{SHARD}/stage{{stage}}/albedo.h5",
+        projected=f"{SHARD}/stage{{stage}}/projected.h5",
         checkpoint=gan_checkpoint,
     output:
-        f"{RUN}/stage{{stage}}/shape.h5",
+        f"{SHARD}/stage{{stage}}/shape.h5",
     log:
-        f"{RUN}/logs/step3_stage{{stage}}.log",
+        f"{SHARD}/logs/step3_stage{{stage}}.log",
     benchmark:
-        f"{RUN}/benchmarks/step3_stage{{stage}}.tsv"
+        f"{SHARD}/benchmarks/step3_stage{{stage}}.tsv"
     wildcard_constraints:
         stage=r"[1-9][0-9]*",
     params:
@@ -179,20 +198,43 @@ rule step3:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
     resources:
-        gpu=1,
+        **job_resources("step3", gpu=GPU),
     shell:
         "gan2shape -q --log {log} --threads {threads} step3 --params params.yaml {params.set} --instances {input.instances} "
         "--albedo {input.albedo} --projected {input.projected} --out {output} --device {params.device}"
 
 
-# Per instance: depth, normals, albedo, mesh (+ preview), rotation and relighting media, plain and
-# GAN-refined. The report shows the figures named in the pattern below (captions: export.rst).
+# Per instance of a shard: depth, normals, albedo, mesh (+ preview), rotation and relighting media,
+# plain and GAN-refined.
 rule export:
     input:
-        shape=f"{RUN}/stage{STAGES}/shape.h5",
-        projected=f"{RUN}/stage{STAGES}/projected.h5",
-        instances=f"{RUN}/instances.h5",
+        shape=f"{SHARD}/stage{STAGES}/shape.h5",
+        projected=f"{SHARD}/stage{STAGES}/projected.h5",
+        instances=f"{SHARD}/instances.h5",
         checkpoint=gan_checkpoint,
+    output:
+        directory(f"{SHARD}/export"),
+    log:
+        f"{SHARD}/logs/export.log",
+    params:
+        set=untracked(set_args("method", "render")),
+        device=untracked(DEVICE),
+        deps=EXPORT_DEPS,
+    conda:
+        "../envs/gan2shape.yaml"
+    threads: CPU_THREADS
+    resources:
+        **job_resources("export", gpu=GPU),
+    shell:
+        "gan2shape -q --log {log} --threads {threads} export --params params.yaml {params.set} --shape {input.shape} "
+        "--projected {input.projected} --instances {input.instances} --out {output} --device {params.device}"
+
+
+# Every shard's exports in one folder, <run>/export/<id>/ (hard links). The report shows the figures
+# named in the pattern below (captions: export.rst).
+rule collect_exports:
+    input:
+        expand(f"{SHARD}/export", shard=SHARDS),
     output:
         report(
             directory(f"{RUN}/export"),
@@ -206,16 +248,9 @@ rule export:
             labels={"instance": "{instance}", "figure": "{figure}"},
         ),
     log:
-        f"{RUN}/logs/export.log",
-    params:
-        set=untracked(set_args("method", "render")),
-        device=untracked(DEVICE),
-        deps=EXPORT_DEPS,
+        f"{RUN}/logs/collect_exports.log",
     conda:
         "../envs/gan2shape.yaml"
-    threads: CPU_THREADS
-    resources:
-        gpu=1,
+    threads: 1
     shell:
-        "gan2shape -q --log {log} --threads {threads} export --params params.yaml {params.set} --shape {input.shape} "
-        "--projected {input.projected} --instances {input.instances} --out {output} --device {params.device}"
+        "gan2shape -q --log {log} collect-exports {input} --out {output}"
