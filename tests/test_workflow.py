@@ -227,6 +227,15 @@ def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
     assert sorted({step for step, _ in calls}) == ["invert", "prior", "pseudo", "step1", "step3"]
     assert all("--set=method.profile=two" in line for _, line in calls)
 
+    # a preset reruns the method and reaches every method call as --set overrides of its keys, except
+    # a key that --config sets too
+    (work / "over.yaml").write_text("preset: reference\nmethod: {view_scale: 0.5}\n")
+    res = snakemake(work, "-n", "-p", "--configfile", "over.yaml")
+    assert {"prior", "step1", "pseudo", "invert", "step3"} <= set(_jobs(res))
+    calls = re.findall(r"Shell command: gan2shape .* (?:prior|step1|pseudo|invert|step3) (.*)", res.stdout + res.stderr)
+    assert calls and all("--set=method.view_origin=canonical" in line and "--set=method.view_scale=0.5" in line
+                         and "view_scale=1.2" not in line for line in calls)
+
 
 def test_user_images_are_imported_projected_and_reconstructed(finished, tmp_path):
     from PIL import Image

@@ -39,6 +39,27 @@ def _leaves(tree, prefix=""):
             yield f"{prefix}{key}", value
 
 
+def _apply_preset(cfg):
+    """A preset (params.yaml's `preset`, or --config preset=NAME) sets its keys in the config, except
+    those --config changed, so that the rules' params and --set overrides carry them like any edit."""
+    name = cfg.get("preset")
+    if not name:
+        return
+    file = dict(_leaves(yaml.safe_load(Path(PARAMS).read_text()) or {}))
+    given = {key for key, value in _leaves(cfg) if key not in file or file[key] != value}
+    for key, value in ((cfg.get("presets") or {}).get(name) or {}).items():
+        if key in given:
+            continue
+        node = cfg
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+
+
+_apply_preset(config)
+
+
 def _canonical(value):
     """A rerun-trigger value: JSON with sorted keys, so reordering params.yaml reruns nothing."""
     return json.dumps(value, sort_keys=True, default=str)
