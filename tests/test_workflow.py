@@ -163,7 +163,7 @@ def test_the_terminal_shows_one_line_per_phase_of_each_rule(finished):
                  "gan2shape step1: stage 1 step 1: done, 1 iter in ", "gan2shape invert: stage 1 step 2: 1 iter",
                  "gan2shape step3: stage 1 step 3: done, 1 iter in ", f"gan2shape export: export: {N} instance"):
         assert line in terminal, line
-    log = (finished / RUN / "logs/step1_stage1.log").read_text()
+    log = (finished / SHARD / "logs/step1_stage1.log").read_text()
     assert "gan2shape.progress INFO: stage 1 step 1: 1 iter" in log and '"out": ' in log  # phases and the result
     assert "Traceback" not in terminal
 
@@ -286,6 +286,17 @@ def _same_artifact(a: Path, b: Path) -> None:
                 assert np.array_equal(wa[key].numpy(), wb[key].numpy()), f"{a}: network {net}.{key} differs"
 
 
+def _interrupted_state(work: Path, who: str) -> dict[str, int]:
+    """After a run was stopped during step 2b: no partial file at a final path, the finished
+    artifacts complete and valid; returns their modification times (name -> ns)."""
+    assert not (work / SHARD / "stage1/projected.h5").exists(), f"{who} left a file at its final path"
+    done = [name for name in ARTIFACTS if (work / SHARD / name).exists()]
+    assert "stage1/albedo.h5" in done and "stage1/shape.h5" not in done
+    for name in done:
+        read_artifact(work / SHARD / name).close()  # complete and valid
+    return {name: (work / SHARD / name).stat().st_mtime_ns for name in done}
+
+
 def test_kill_mid_step_then_resume_gives_the_uninterrupted_result(finished, tmp_path):
     # stage 1 and the exports from scratch (sampling and the prior are shared with the reference)
     work = _copy(finished, tmp_path / "work")
@@ -306,16 +317,11 @@ def test_kill_mid_step_then_resume_gives_the_uninterrupted_result(finished, tmp_
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    assert not (work / SHARD / "stage1/projected.h5").exists(), "the killed step left a file at its final path"
-    done = [name for name in ARTIFACTS if (work / SHARD / name).exists()]
-    assert "stage1/albedo.h5" in done and "stage1/shape.h5" not in done
-    for name in done:
-        read_artifact(work / SHARD / name).close()  # complete and valid
-    before = {name: (work / SHARD / name).stat().st_mtime_ns for name in done}
+    before = _interrupted_state(work, "the killed step")
 
     snakemake(work, "--unlock")
     snakemake(work, target)
-    for name in done:  # finished steps are not redone
+    for name in before:  # finished steps are not redone
         assert (work / SHARD / name).stat().st_mtime_ns == before[name], name
     for name in ARTIFACTS:
         _same_artifact(work / SHARD / name, finished / SHARD / name)
@@ -547,7 +553,6 @@ def test_slurm_run_killed_and_resumed_equals_the_local_run(template, finished, s
     # the whole workflow through the SLURM executor (sbatch, a job per step), killed while step 2b
     # trains (the controller SIGKILLed, the cluster job cancelled), then resumed with the same command
     work = _copy(template, tmp_path / "work")
-    shutil.copytree(ROOT / "profiles", work / "profiles")
     cmd = [sys.executable, "-m", "snakemake", *SLURM_ARGS]
     with open(tmp_path / "killed_run.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=log, stderr=subprocess.STDOUT,
@@ -566,17 +571,12 @@ def test_slurm_run_killed_and_resumed_equals_the_local_run(template, finished, s
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         slurm.cancel_all()
-    assert not (work / SHARD / "stage1/projected.h5").exists(), "the cancelled job left a file at its final path"
-    done = [name for name in ARTIFACTS if (work / SHARD / name).exists()]
-    assert "stage1/albedo.h5" in done and "stage1/shape.h5" not in done
-    for name in done:
-        read_artifact(work / SHARD / name).close()  # complete and valid
-    before = {name: (work / SHARD / name).stat().st_mtime_ns for name in done}
+    before = _interrupted_state(work, "the cancelled job")
 
     snakemake(work, "--unlock")
     res = subprocess.run(cmd, check=False, cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
-    for name in done:  # finished steps are not redone
+    for name in before:  # finished steps are not redone
         assert (work / SHARD / name).stat().st_mtime_ns == before[name], name
 
     # every step but the two local file moves ran as a SLURM job, with the runtime (minutes) and
