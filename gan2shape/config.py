@@ -341,8 +341,8 @@ class MethodConfig:
     mode: Literal["instance", "joint"] = "instance"
     seed: int = 0
     f1_d: int = 8
-    offset: Literal["mapping", "linear"] = "mapping"   # how E's output becomes a latent offset (latents.OffsetMap)
-    encoder_init: str | None = None   # a pre-trained E ('encoder' artifact, pretrain-encoder) for runs whose E starts fresh
+    offset: Literal["mapping", "linear"] = "linear"   # how E's output becomes a latent offset (latents.OffsetMap)
+    encoder_init: str | None = "auto"   # a pre-trained E ('encoder' artifact) for runs whose E starts fresh; see encoder_path
     relative_enc: bool = True
     perceptual: Literal["discriminator", "lpips", "none"] = "discriminator"
     perceptual_blocks: int = 3
@@ -399,6 +399,16 @@ class MethodConfig:
     def schedule(self) -> StepSchedule:
         """The active profile's iteration schedule."""
         return self.profiles[self.profile]
+
+    @property
+    def encoder_path(self) -> str | None:
+        """The pre-trained E that encoder_init names: its path; for 'auto' the file beside the checkpoint
+        made for this offset map, ``<checkpoint stem>.encoder_<offset>.h5`` (used when it exists and fits
+        the run's settings, see method.encoder.resolve_encoder_init); None when encoder_init is null."""
+        if self.encoder_init != "auto":
+            return self.encoder_init
+        ckpt = Path(self.checkpoint)
+        return str(ckpt.with_name(f"{ckpt.stem}.encoder_{self.offset}.h5"))
 
     @property
     def view_anchor(self) -> float:

@@ -115,3 +115,34 @@ def test_step2_starts_every_instance_from_the_pretrained_encoder(gan, tiny_gan_p
     wrong = _ctx(tiny_gan_path, "method.offset=mapping", f"method.encoder_init={enc_path}")
     with pytest.raises(ConfigError, match="method.encoder_init"):
         run_invert(wrong, inst_path, pseudo_path, tmp_path / "projected2.h5")
+
+
+def test_auto_finds_the_encoder_beside_the_checkpoint_only_when_it_fits(gan, tmp_path, caplog):
+    """encoder_init 'auto': <checkpoint stem>.encoder_<offset>.h5 when it exists and fits the run,
+    otherwise a fresh E with a log line saying why; an explicit path is taken as given, null is none."""
+    import logging
+
+    from gan2shape.config import MethodConfig
+    from gan2shape.method.encoder import resolve_encoder_init
+
+    g, d = gan
+    ckpt = tmp_path / "my_gan.pt"
+    cfg = MethodConfig(checkpoint=str(ckpt), offset="linear", encoder_init="auto")
+    beside = tmp_path / "my_gan.encoder_linear.h5"
+    assert cfg.encoder_path == str(beside)
+    assert MethodConfig(checkpoint=str(ckpt), offset="mapping").encoder_path.endswith("my_gan.encoder_mapping.h5")
+    fits = {"image_size": S, "enc_nf": 8, "style_dim": g.style_dim}
+    with caplog.at_level(logging.INFO, logger="gan2shape.method.encoder"):
+        assert resolve_encoder_init(cfg, **fits) is None
+    assert f"there is none at {beside}" in caplog.text and "pretrain-encoder" in caplog.text
+    enc, report = pretrain_encoder(g, d, PretrainEncoderConfig(steps=1, batch_size=2, held_out=2), image_size=S,
+                                   enc_nf=8, offset="linear", f1_d=1, progress=False)
+    save_encoder(beside, enc, offset="linear", f1_d=1, checkpoint=str(ckpt), report=report)
+    assert resolve_encoder_init(cfg, **fits) == beside
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gan2shape.method.encoder"):
+        assert resolve_encoder_init(cfg, **{**fits, "enc_nf": 16}) is None  # made for another width: fresh E
+    assert "enc_nf=8, this run uses 16 (method.enc_nf)" in caplog.text
+    explicit = MethodConfig(checkpoint=str(ckpt), encoder_init=str(tmp_path / "elsewhere.h5"))
+    assert resolve_encoder_init(explicit, **fits) == tmp_path / "elsewhere.h5"
+    assert resolve_encoder_init(MethodConfig(checkpoint=str(ckpt), encoder_init=None), **fits) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,26 @@ def test_discriminator_prefers_generated_heads_over_noise(shipped):
         fake, _ = g([torch.randn(8, g.style_dim, generator=gen)], randomize_noise=False)
         noise = torch.rand(8, 3, 64, 64, generator=gen) * 2 - 1
         assert d(fake).mean() > d(noise).mean()
+
+
+def test_the_shipped_encoder_fits_the_default_run_and_has_learnt_to_invert(shipped):
+    """data/stylegan2_heads64.encoder_linear.h5 (pretrain-encoder) is what params.yaml's encoder_init
+    'auto' starts step 2 from, and its recorded held-out error says it learnt the GAN's offsets."""
+    from gan2shape.config import load_params
+    from gan2shape.method.encoder import load_encoder, resolve_encoder_init
+
+    params, _ = load_params(SHIPPED.parents[1] / "params.yaml")
+    cfg = dataclasses.replace(params.method, checkpoint=str(SHIPPED))  # wherever the tests run from
+    found = resolve_encoder_init(cfg, image_size=cfg.image_size, enc_nf=cfg.enc_nf, style_dim=shipped.config.style_dim)
+    assert found == SHIPPED.with_name("stylegan2_heads64.encoder_linear.h5")
+    assert found.stat().st_size < 16 * 2**20
+    enc = load_encoder(found, image_size=cfg.image_size, enc_nf=cfg.enc_nf, style_dim=shipped.config.style_dim,
+                       offset=cfg.offset, f1_d=cfg.f1_d)
+    with torch.no_grad():
+        out = enc(torch.zeros(2, 3, cfg.image_size, cfg.image_size))
+    assert out.shape == (2, 512) and torch.isfinite(out).all()
+    from gan2shape.artifacts import read_artifact
+
+    with read_artifact(found, "encoder") as art:
+        report = art.attrs["report"]
+    assert report["rel_latent_error"] < 0.8 and report["held_out_image_l1"] < report["held_out_l1_no_offset"]

@@ -41,6 +41,7 @@ from gan2shape.data.contact_sheet import tile_images
 from gan2shape.errors import ArtifactError
 from gan2shape.data.heads import render_heads, sample_heads
 from gan2shape.evaluate.pose import DEG, PoseRegressor, line_fit, load_pose_regressor, predict_pose
+from gan2shape.method.encoder import resolve_encoder_init
 from gan2shape.method.instances import Instances, read_instances, resize_images
 from gan2shape.method.reconstruct import stage_paths
 from gan2shape.method.steps import PROJECTED_KIND, PSEUDO_KIND, make_context, pseudo_count, run_invert, \
@@ -312,9 +313,10 @@ def run_diagnose_step2(params: Params, params_text: str | None, *, pose_path: st
     pose, pose_report = load_pose_regressor(pose_path, ctx.device)
     gen, disc, cfg = ctx.generator, ctx.discriminator, ctx.config
     inst = read_instances(instances_path, ctx.size, ctx.device)
+    encoder = resolve_encoder_init(cfg, image_size=ctx.size, enc_nf=ctx.enc_nf, style_dim=gen.style_dim)
     result: dict = {"instances": str(instances_path), "n": inst.n, "ids": inst.ids,
                     "pose_regressor": {"path": str(pose_path), "held_out": pose_report.get("held_out")},
-                    "method": {"offset": cfg.offset, "f1_d": cfg.f1_d, "encoder_init": cfg.encoder_init,
+                    "method": {"offset": cfg.offset, "f1_d": cfg.f1_d, "encoder_init": encoder and str(encoder),
                                "view_scale": cfg.view_scale, "view_origin": cfg.view_origin}}
     direction = yaw_direction(gen, pose, n=direction_samples, seed=cfg.seed)
     result["direction"] = {k: v for k, v in direction.items() if k != "direction"}

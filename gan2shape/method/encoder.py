@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gan2shape.artifacts import read_artifact, write_artifact
-from gan2shape.config import PretrainEncoderConfig
+from gan2shape.config import MethodConfig, PretrainEncoderConfig
 from gan2shape.errors import ArtifactError
 from gan2shape.method.instances import resize_images
 from gan2shape.method.latents import make_offset_map, w_spread
@@ -37,7 +37,7 @@ from gan2shape.model.losses import feature_matching, masked_l1
 from gan2shape.model.networks import InstanceEnsemble, InversionEncoder
 from gan2shape.stylegan2.model import Discriminator, Generator
 
-__all__ = ["ENCODER_KIND", "GanPairs", "pretrain_encoder", "save_encoder", "load_encoder"]
+__all__ = ["ENCODER_KIND", "GanPairs", "pretrain_encoder", "save_encoder", "load_encoder", "resolve_encoder_init"]
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,54 @@ def save_encoder(path: str | Path, encoder: InversionEncoder, *, offset: str, f1
                           attrs=attrs)
 
 
+_HINTS = {"image_size": "method.image_size", "enc_nf": "method.enc_nf", "offset": "method.offset",
+          "f1_d": "method.f1_d", "style_dim": "method.checkpoint (another GAN)"}
+
+
+def _mismatch(attrs: dict, *, image_size: int, enc_nf: int, style_dim: int, offset: str, f1_d: int) -> str | None:
+    """None when an encoder artifact's attrs fit the run's settings, else 'key=theirs, this run uses ours (setting)'."""
+    wanted = {"image_size": image_size, "enc_nf": enc_nf, "style_dim": style_dim, "offset": offset}
+    if offset == "mapping":
+        wanted["f1_d"] = f1_d
+    for key, value in wanted.items():
+        if attrs.get(key) != value:
+            return f"{key}={attrs.get(key)!r}, this run uses {value!r} ({_HINTS[key]})"
+    return None
+
+
+_said: set[str] = set()
+
+
+def resolve_encoder_init(config: MethodConfig, *, image_size: int, enc_nf: int, style_dim: int) -> Path | None:
+    """The pre-trained E a run starts from (``config.encoder_path``), or None for a fresh one.
+
+    An explicit path is returned as it is (load_encoder refuses a file that does not fit). For
+    encoder_init 'auto' the file beside the checkpoint is used when it exists and fits the run
+    (image_size, enc_nf, the GAN's style_dim, offset); otherwise E starts fresh and the log says why
+    and how to make one, once per process.
+    """
+    path = config.encoder_path
+    if path is None:
+        return None
+    if config.encoder_init != "auto":
+        return Path(path)
+    why = None
+    if not Path(path).is_file():
+        why = f"there is none at {path}"
+    else:
+        with read_artifact(path, ENCODER_KIND) as art:
+            problem = _mismatch(dict(art.attrs), image_size=image_size, enc_nf=enc_nf, style_dim=style_dim,
+                                offset=config.offset, f1_d=config.f1_d)
+        if problem is None:
+            return Path(path)
+        why = f"{path} was made for {problem}"
+    if why not in _said:
+        _said.add(why)
+        log.info("method.encoder_init=auto: E starts fresh, as %s (make one with gan2shape pretrain-encoder "
+                 "--out %s, or set method.encoder_init=null to silence this)", why, path)
+    return None
+
+
 def load_encoder(path: str | Path, *, image_size: int, enc_nf: int, style_dim: int, offset: str, f1_d: int,
                  n: int | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """A pre-trained E from an 'encoder' artifact, checked against the run's settings.
@@ -182,15 +230,10 @@ def load_encoder(path: str | Path, *, image_size: int, enc_nf: int, style_dim: i
     with read_artifact(path, ENCODER_KIND) as art:
         attrs = dict(art.attrs)
         state = {k: v.float() if v.is_floating_point() else v for k, v in art.network("encoder").items()}
-    wanted = {"image_size": image_size, "enc_nf": enc_nf, "style_dim": style_dim, "offset": offset}
-    if offset == "mapping":
-        wanted["f1_d"] = f1_d
-    for key, value in wanted.items():
-        if attrs.get(key) != value:
-            hint = {"image_size": "method.image_size", "enc_nf": "method.enc_nf", "offset": "method.offset",
-                    "f1_d": "method.f1_d", "style_dim": "method.checkpoint (another GAN)"}[key]
-            raise ArtifactError(f"{path} holds an encoder made for {key}={attrs.get(key)!r}, this run uses {value!r}: "
-                             f"pre-train one for these settings (gan2shape pretrain-encoder) or fix {hint}")
+    problem = _mismatch(attrs, image_size=image_size, enc_nf=enc_nf, style_dim=style_dim, offset=offset, f1_d=f1_d)
+    if problem is not None:
+        raise ArtifactError(f"{path} holds an encoder made for {problem}: pre-train one for these settings "
+                            "(gan2shape pretrain-encoder) or fix it")
     with torch.random.fork_rng(devices=[]):
         net = InversionEncoder(image_size, out_dim=style_dim, nf=enc_nf)
     net.load_state_dict(state)

@@ -51,7 +51,7 @@ from gan2shape.artifacts import Artifact, read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
 from gan2shape.errors import ArtifactError, CheckpointError
 from gan2shape.method.instances import Instances, read_instance_masks, read_instances, resize_images
-from gan2shape.method.encoder import load_encoder
+from gan2shape.method.encoder import load_encoder, resolve_encoder_init
 from gan2shape.method.latents import OffsetMap, invert_grouped, make_offset_map
 from gan2shape.method.masks import canonical_mask
 from gan2shape.method.prior import prior_boxes, prior_variant
@@ -340,8 +340,8 @@ def method_key(ctx: Context) -> str:
     sched = dataclasses.asdict(ctx.config.schedule)
     sched.pop("stages")
     cam = dataclasses.asdict(ctx.camera)
-    if ctx.config.encoder_init is not None:  # the pre-trained E's content, not only its path
-        cfg["encoder_init"] = _file_digest(ctx.config.encoder_init)
+    encoder = _pretrained_path(ctx)  # the pre-trained E's content, not only the setting
+    cfg["encoder_init"] = None if encoder is None else _file_digest(encoder)
     blob = json.dumps({"method": cfg, "schedule": sched, "camera": cam, "nf": ctx.nf, "enc_nf": ctx.enc_nf},
                       sort_keys=True, default=str)
     return params_digest(blob)
@@ -590,12 +590,17 @@ def _d_features(ctx: Context, img: torch.Tensor) -> list[torch.Tensor]:
     return ctx.discriminator.features(resize_images(img, ctx.discriminator.size), ctx.feature_blocks)
 
 
+def _pretrained_path(ctx: Context) -> Path | None:
+    """The pre-trained E a fresh E starts from (method.encoder_init, resolved), or None."""
+    return resolve_encoder_init(ctx.config, image_size=ctx.size, enc_nf=ctx.enc_nf, style_dim=ctx.generator.style_dim)
+
+
 def pretrained_encoder(ctx: Context, n: int) -> nn.Module:
     """E from method.encoder_init (a 'pretrain-encoder' artifact): one shared copy in joint mode, n copies
     (one per instance) in instance mode; a file made for other settings is refused by name."""
     cfg = ctx.config
     try:
-        return load_encoder(cfg.encoder_init, image_size=ctx.size, enc_nf=ctx.enc_nf,
+        return load_encoder(_pretrained_path(ctx), image_size=ctx.size, enc_nf=ctx.enc_nf,
                             style_dim=ctx.generator.style_dim, offset=cfg.offset, f1_d=cfg.f1_d,
                             n=n if cfg.mode == "instance" else None, device=ctx.device)
     except ArtifactError as exc:
@@ -629,7 +634,7 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
     n, m, s = inst.n, pseudo.shape[1], ctx.size
     bsz = min(cfg.schedule.batch_size, m)
     rng = _rng(ctx, "invert", stage)
-    if encoder_init is None and cfg.encoder_init is not None:
+    if encoder_init is None and _pretrained_path(ctx) is not None:
         nets = {"encoder": pretrained_encoder(ctx, n)}
     elif encoder_init is None:
         nets = build_nets(ctx, n, ("encoder",), salt=_STEP_SALT["encoder"] + 1009 * stage)

@@ -58,6 +58,7 @@ def _apply_preset(cfg):
 
 
 _apply_preset(config)
+PARSED = parse_section(Params, config) if parse_section is not None else None  # the typed config, preset applied
 
 
 def _canonical(value):
@@ -226,3 +227,9 @@ def previous_shape(wildcards):
 def encoder_init(wildcards):
     stage = int(wildcards.stage)
     return [f"{RUN}/shard{wildcards.shard}/stage{stage - 1}/projected.h5"] if stage > 1 else []
+
+
+def pretrained_encoder(wildcards):
+    # the pre-trained E a fresh stage-1 E starts from (method.encoder_init): an input, so a new one reruns step 2
+    path = PARSED.method.encoder_path if PARSED is not None and int(wildcards.stage) == 1 else None
+    return [path] if path is not None and (PARSED.method.encoder_init != "auto" or Path(path).is_file()) else []

@@ -154,6 +154,7 @@ rule invert:
         instances=f"{SHARD}/instances.h5",
         pseudo=f"{SHARD}/stage{{stage}}/pseudo.h5",
         encoder=encoder_init,
+        pretrained=pretrained_encoder,
         checkpoint=gan_checkpoint,
     output:
         f"{SHARD}/stage{{stage}}/projected.h5",
