@@ -574,7 +574,7 @@ def test_slurm_run_killed_and_resumed_equals_the_local_run(template, finished, s
     before = _interrupted_state(work, "the cancelled job")
 
     snakemake(work, "--unlock")
-    res = subprocess.run(cmd, check=False, cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, check=False, cwd=work, env=_env(), capture_output=True, text=True, timeout=1500)
     assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
     for name in before:  # finished steps are not redone
         assert (work / SHARD / name).stat().st_mtime_ns == before[name], name
