@@ -440,7 +440,7 @@ _INIT_OPTION = click.option(
     help="A joint-mode shape.h5 (joint pre-training): every instance's networks start from it.")
 _VIEW_DIST_OPTION = click.option(
     "--view-dist", "view_dist", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-    help="A fitted view distribution (JSON, ViewDistribution.save); needed when method.view_source=heads.")
+    help="A fitted view distribution (JSON, written by `gan2shape fit-views`); needed when method.view_source=heads.")
 
 
 def _method_context(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], device: str):
@@ -624,6 +624,22 @@ def reconstruct_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str,
     mctx = _method_context(ctx, params_path, overrides, device)
     summary = run_reconstruct(mctx, instances_path, out_dir, views=_views(view_dist), init_path=init_path)
     click.echo(json.dumps(summary))
+
+
+@main.command("fit-views")
+@click.option("--heads", "heads_path", required=True, **_PATH_IN,
+              help="A split of the synthetic heads (e.g. results/heads64/train.h5); its ground-truth views are read.")
+@click.option("--out", "out_path", required=True, help="Output: the view distribution (JSON) for --view-dist.",
+              **_PATH_OUT)
+def fit_views_cmd(heads_path: Path, out_path: Path) -> None:
+    """Fit the pseudo-samples' view distribution (a normal over the six view parameters) to the ground-truth
+    views of a heads split, for `--set method.view_source=heads --view-dist OUT` (pseudo, reconstruct). Fit it
+    on the train split: it carries the test views' statistics into the method."""
+    from gan2shape.method.sampling import estimate_view_light_from_heads
+
+    start = time.perf_counter()
+    views, _ = estimate_view_light_from_heads(heads_path)
+    _done(views.save(out_path), start)
 
 
 @main.command("split-instances")
