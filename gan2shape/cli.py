@@ -214,6 +214,24 @@ def tables_cmd(params_path: Path, overrides: tuple[str, ...], eval_dir: Path, ou
         click.echo(written[name].read_text(encoding="utf-8"))
 
 
+@main.command("results-doc")
+@click.option("--metrics", "metrics_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/bench/report/metrics"), show_default=True,
+              help="The benchmark's metric files (`gan2shape tables`): table1/, table2/, perceptual/.")
+@click.option("--baselines", "baselines_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/baselines/metrics.json"), show_default=True,
+              help="A metrics.json of `gan2shape evaluate` with the baselines on every test head.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/results.md"),
+              show_default=True, help="The page to write.")
+def results_doc_cmd(metrics_dir: Path, baselines_path: Path, out_path: Path) -> None:
+    """Write docs/results.md from the metric files (run it after `dvc repro` or a new baseline evaluation)."""
+    from gan2shape.atomic import write_text_atomic
+    from gan2shape.evaluate.report import results_markdown
+
+    start = time.perf_counter()
+    _done(write_text_atomic(out_path, results_markdown(metrics_dir, baselines_path)), start)
+
+
 @main.command("train-gan")
 @_PARAMS_OPTION
 @_SET_OPTION

@@ -66,7 +66,7 @@ def _check_range(value: tuple[float, float], key: str, lo: float, hi: float) -> 
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """The camera and depth range the method assumes (METHOD.md section 1)."""
+    """The camera and depth range the method assumes (docs/METHOD.md section 1)."""
 
     fov_deg: float = 10.0
     min_depth: float = 0.9
@@ -159,7 +159,7 @@ class HeadsConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Depth evaluation (METHOD.md section 5)."""
+    """Depth evaluation (docs/METHOD.md section 5)."""
 
     erode_pixels: int = 1
     baselines: tuple[str, ...] = ("null_depth", "average_gt_depth", "ellipsoid_prior")
@@ -289,7 +289,7 @@ class PretrainEncoderConfig:
 
 @dataclass(frozen=True)
 class StepSchedule:
-    """Iterations of one profile (METHOD.md section 3): ``(stage 1, later stages)`` per step."""
+    """Iterations of one profile (docs/METHOD.md section 3): ``(stage 1, later stages)`` per step."""
 
     stages: int = 4
     prior_iters: int = 1000
@@ -328,7 +328,7 @@ def _default_profiles() -> dict[str, StepSchedule]:
 
 @dataclass(frozen=True)
 class PriorConfig:
-    """The weak shape prior (METHOD.md section 3; Table 2 variants)."""
+    """The weak shape prior (docs/METHOD.md section 3; Table 2 variants)."""
 
     variant: Literal["ellipsoid", "asymmetric", "shifted", "weaker", "flat"] = "ellipsoid"
     near: float = 0.965               # the reference's 0.91 is the `reference` preset's (docs/decisions.md)
@@ -348,7 +348,7 @@ class PriorConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """GAN2Shape reconstruction (METHOD.md sections 2-3). ``profile`` picks one of ``profiles``."""
+    """GAN2Shape reconstruction (docs/METHOD.md sections 2-3). ``profile`` picks one of ``profiles``."""
 
     checkpoint: str = "data/stylegan2_heads64.pt"
     image_size: int = 64

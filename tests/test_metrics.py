@@ -35,7 +35,7 @@ BACKGROUND = 1.15
 
 
 def _rays(size: int = S, fov_deg: float = FOV) -> tuple[torch.Tensor, torch.Tensor]:
-    """(u, v) = K^-1 [x, y, 1] of every pixel, from the METHOD.md camera (f = (S-1)/2 / tan(fov/2))."""
+    """(u, v) = K^-1 [x, y, 1] of every pixel, from the docs/METHOD.md camera (f = (S-1)/2 / tan(fov/2))."""
     f = (size - 1) / 2 / math.tan(math.radians(fov_deg) / 2)
     c = (size - 1) / 2
     coords = (torch.arange(size, dtype=torch.float64) - c) / f
