@@ -1,4 +1,4 @@
-# gan2shape workflow: thin rules, each calling one `gan2shape` subcommand (DESIGN.md).
+# gan2shape workflow: thin rules, each calling one `gan2shape` subcommand (docs/DESIGN.md).
 # Main job:  snakemake --cores 4 --resources gpu=1
 # (reconstructs workflow.instances samples of the shipped GAN, or the images of workflow.images;
 # results in results/default/export/<id>/ or results/images/export/<id>/; report:

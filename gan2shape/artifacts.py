@@ -1,4 +1,4 @@
-"""HDF5 artifacts exchanged between pipeline steps (DESIGN.md, "Artifacts").
+"""HDF5 artifacts exchanged between pipeline steps (docs/DESIGN.md, "Artifacts").
 
 Layout of one artifact file::
 

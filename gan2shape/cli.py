@@ -214,6 +214,24 @@ def tables_cmd(params_path: Path, overrides: tuple[str, ...], eval_dir: Path, ou
         click.echo(written[name].read_text(encoding="utf-8"))
 
 
+@main.command("results-doc")
+@click.option("--metrics", "metrics_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/bench/report/metrics"), show_default=True,
+              help="The benchmark's metric files (`gan2shape tables`): table1/, table2/, perceptual/.")
+@click.option("--baselines", "baselines_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("docs/baselines/metrics.json"), show_default=True,
+              help="A metrics.json of `gan2shape evaluate` with the baselines on every test head.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("docs/results.md"),
+              show_default=True, help="The page to write.")
+def results_doc_cmd(metrics_dir: Path, baselines_path: Path, out_path: Path) -> None:
+    """Write docs/results.md from the metric files (run it after `dvc repro` or a new baseline evaluation)."""
+    from gan2shape.atomic import write_text_atomic
+    from gan2shape.evaluate.report import results_markdown
+
+    start = time.perf_counter()
+    _done(write_text_atomic(out_path, results_markdown(metrics_dir, baselines_path)), start)
+
+
 @main.command("train-gan")
 @_PARAMS_OPTION
 @_SET_OPTION
@@ -440,7 +458,7 @@ _INIT_OPTION = click.option(
     help="A joint-mode shape.h5 (joint pre-training): every instance's networks start from it.")
 _VIEW_DIST_OPTION = click.option(
     "--view-dist", "view_dist", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-    help="A fitted view distribution (JSON, ViewDistribution.save); needed when method.view_source=heads.")
+    help="A fitted view distribution (JSON, written by `gan2shape fit-views`); needed when method.view_source=heads.")
 
 
 def _method_context(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], device: str):
@@ -624,6 +642,22 @@ def reconstruct_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str,
     mctx = _method_context(ctx, params_path, overrides, device)
     summary = run_reconstruct(mctx, instances_path, out_dir, views=_views(view_dist), init_path=init_path)
     click.echo(json.dumps(summary))
+
+
+@main.command("fit-views")
+@click.option("--heads", "heads_path", required=True, **_PATH_IN,
+              help="A split of the synthetic heads (e.g. results/heads64/train.h5); its ground-truth views are read.")
+@click.option("--out", "out_path", required=True, help="Output: the view distribution (JSON) for --view-dist.",
+              **_PATH_OUT)
+def fit_views_cmd(heads_path: Path, out_path: Path) -> None:
+    """Fit the pseudo-samples' view distribution (a normal over the six view parameters) to the ground-truth
+    views of a heads split, for `--set method.view_source=heads --view-dist OUT` (pseudo, reconstruct). Fit it
+    on the train split: it carries the test views' statistics into the method."""
+    from gan2shape.method.sampling import estimate_view_light_from_heads
+
+    start = time.perf_counter()
+    views, _ = estimate_view_light_from_heads(heads_path)
+    _done(views.save(out_path), start)
 
 
 @main.command("split-instances")

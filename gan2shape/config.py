@@ -38,6 +38,7 @@ __all__ = [
     "BenchVariant",
     "BenchSmall",
     "BenchConfig",
+    "REFERENCE_PRESET",
     "Params",
     "parse_section",
     "load_params",
@@ -65,7 +66,7 @@ def _check_range(value: tuple[float, float], key: str, lo: float, hi: float) -> 
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """The camera and depth range the method assumes (METHOD.md section 1)."""
+    """The camera and depth range the method assumes (docs/METHOD.md section 1)."""
 
     fov_deg: float = 10.0
     min_depth: float = 0.9
@@ -158,7 +159,7 @@ class HeadsConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Depth evaluation (METHOD.md section 5)."""
+    """Depth evaluation (docs/METHOD.md section 5)."""
 
     erode_pixels: int = 1
     baselines: tuple[str, ...] = ("null_depth", "average_gt_depth", "ellipsoid_prior")
@@ -182,9 +183,9 @@ class GanConfig:
     style_dim: int = 512
     n_mlp: int = 8
     channel_multiplier: int = 1
-    channel_max: int = 512
+    channel_max: int = 128
     seed: int = 0
-    batch_size: int = 64
+    batch_size: int = 128
     total_kimg: float = 2000.0
     lr: float = 0.002
     r1_gamma: float = 0.05
@@ -235,7 +236,7 @@ class ProjectConfig:
     noise_strength: float = 0.05
     l1_weight: float = 1.0
     feature_weight: float = 1.0
-    feature_blocks: int = 4
+    feature_blocks: int = 3           # the 4th block of a 64px D holds minibatch-stddev (mixes images)
     mean_latent_samples: int = 10000
     seed: int = 0
 
@@ -288,7 +289,7 @@ class PretrainEncoderConfig:
 
 @dataclass(frozen=True)
 class StepSchedule:
-    """Iterations of one profile (METHOD.md section 3): ``(stage 1, later stages)`` per step."""
+    """Iterations of one profile (docs/METHOD.md section 3): ``(stage 1, later stages)`` per step."""
 
     stages: int = 4
     prior_iters: int = 1000
@@ -310,17 +311,32 @@ class StepSchedule:
         _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
 
 
+def _default_profiles() -> dict[str, StepSchedule]:
+    return {
+        "quick": StepSchedule(stages=2, prior_iters=200, step1_iters=(60, 30), step2_iters=(60, 40),
+                              step3_iters=(60, 40), collect_batches=4, batch_size=8),
+        "paper": StepSchedule(stages=4, prior_iters=1000, step1_iters=(600, 200), step2_iters=(600, 500),
+                              step3_iters=(400, 300), collect_batches=100, batch_size=16),
+        "bench": StepSchedule(stages=1, prior_iters=1000, step1_iters=(500, 500), step2_iters=(500, 500),
+                              step3_iters=(200, 200), collect_batches=100, batch_size=16),
+        "joint": StepSchedule(stages=2, prior_iters=500, step1_iters=(700, 300), step2_iters=(500, 300),
+                              step3_iters=(1500, 1000), collect_batches=4, batch_size=16, instances_per_iter=8),
+        "tiny": StepSchedule(stages=2, prior_iters=1, step1_iters=(1, 1), step2_iters=(1, 1), step3_iters=(1, 1),
+                             collect_batches=1, batch_size=2),
+    }
+
+
 @dataclass(frozen=True)
 class PriorConfig:
-    """The weak shape prior (METHOD.md section 3; Table 2 variants)."""
+    """The weak shape prior (docs/METHOD.md section 3; Table 2 variants)."""
 
     variant: Literal["ellipsoid", "asymmetric", "shifted", "weaker", "flat"] = "ellipsoid"
-    near: float = 0.91
+    near: float = 0.965               # the reference's 0.91 is the `reference` preset's (docs/decisions.md)
     far: float = 1.02
     box_source: Literal["centered", "mask"] = "centered"
     width_frac: float = 0.6
     height_frac: float = 0.75
-    raise_top_frac: float = 1.0 / 6.0
+    raise_top_frac: float = 0.1666667
     params: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -332,32 +348,32 @@ class PriorConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """GAN2Shape reconstruction (METHOD.md sections 2-3). ``profile`` picks one of ``profiles``."""
+    """GAN2Shape reconstruction (docs/METHOD.md sections 2-3). ``profile`` picks one of ``profiles``."""
 
     checkpoint: str = "data/stylegan2_heads64.pt"
     image_size: int = 64
     profile: str = "quick"
-    profiles: dict[str, StepSchedule] = field(default_factory=lambda: {"quick": StepSchedule()})
+    profiles: dict[str, StepSchedule] = field(default_factory=_default_profiles)
     mode: Literal["instance", "joint"] = "instance"
     seed: int = 0
     f1_d: int = 8
     offset: Literal["mapping", "linear"] = "linear"   # how E's output becomes a latent offset (latents.OffsetMap)
     encoder_init: str | None = "auto"   # a pre-trained E ('encoder' artifact) for runs whose E starts fresh; see encoder_path
     relative_enc: bool = True
-    perceptual: Literal["discriminator", "lpips", "none"] = "discriminator"
+    perceptual: Literal["discriminator", "lpips", "none"] = "none"
     perceptual_blocks: int = 3
     lam_perc: float = 0.5
     lam_smooth: float = 0.01
-    lam_smooth_joint: float | None = None  # lam_smooth in joint pre-training (mode joint); None: lam_smooth
+    lam_smooth_joint: float | None = 0.1   # lam_smooth in joint pre-training (mode joint); None: lam_smooth
     lam_regular: float = 0.01
-    lam_view: float = 0.0             # step-3 view anchor (not in the reference; 0 = off), see run_step3
+    lam_view: float = 10.0            # step-3 view anchor (not in the reference; 0 = off), see run_step3
     lam_view_joint: float = 0.0       # the same in joint pre-training (mode joint)
     lr: float = 1e-4
     weight_decay: float = 5e-4
     rand_light: tuple[float, float, float, float, float, float, float] = (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)
-    view_scale: float = 1.2
+    view_scale: float = 0.3
     view_source: Literal["ranges", "heads"] = "ranges"
-    view_origin: Literal["canonical", "target"] = "canonical"
+    view_origin: Literal["canonical", "target"] = "target"
     view_yaw_deg: tuple[float, float] = (-60.0, 60.0)
     view_pitch_deg: tuple[float, float] = (-30.0, 30.0)
     view_roll_deg: tuple[float, float] = (-5.0, 5.0)
@@ -365,7 +381,7 @@ class MethodConfig:
     xy_translation_range: float = 0.1
     z_translation_range: float = 0.0
     flip3_stage1: bool = True
-    flip1_stage1: bool = False
+    flip1_stage1: bool = True
     step1_view_light: bool = False    # step 1 also trains the view and light nets (not in the reference)
     joint_encoder: bool = True        # runs started from joint pre-training (--init) start E from its E too
     prior: PriorConfig = field(default_factory=PriorConfig)
@@ -440,7 +456,12 @@ class JobResources:
 
 
 def _default_resources() -> dict[str, JobResources]:
-    return {"default": JobResources(runtime=60, mem_mb=16000)}
+    return {
+        "default": JobResources(runtime=60, mem_mb=16000),
+        "make_heads": JobResources(runtime=30, mem_mb=8000),
+        "evaluate_baselines": JobResources(runtime=30, mem_mb=8000),
+        "project": JobResources(runtime=240),
+    }
 
 
 @dataclass(frozen=True)
@@ -490,7 +511,7 @@ class BenchVariant:
     n_joint: int = 200
     n_prior: int = 20
     priors: tuple[str, ...] = ("ellipsoid", "asymmetric", "shifted", "weaker", "flat")
-    perceptual: tuple[str, ...] = ("none",)
+    perceptual: tuple[str, ...] = ("discriminator",)
     profile: str = "bench"
     joint_profile: str = "joint"
 
@@ -516,6 +537,17 @@ class BenchVariant:
                 _check(value in known, name, f"unknown value {value!r}; known: {list(known)}")
 
 
+# The CPU variant's overrides of every command: 32px heads, a tiny GAN trained in the pipeline, tiny
+# networks, a few projection steps.
+_SMALL_SET = (
+    "heads.image_size=32", "heads.n_train=64", "heads.n_test=4",
+    "gan.size=32", "gan.style_dim=32", "gan.n_mlp=2", "gan.channel_max=32", "gan.batch_size=8", "gan.total_kimg=0.016",
+    "project.steps=5", "project.mean_latent_samples=100", "project.feature_blocks=2",
+    "method.checkpoint=results/bench-small/generator.pt", "method.image_size=32", "method.f1_d=1", "method.nf=16",
+    "method.enc_nf=16", "method.perceptual_blocks=2",
+)
+
+
 @dataclass(frozen=True)
 class BenchSmall(BenchVariant):
     """The CPU variant (bench-small/dvc.yaml). ``options`` maps a gan2shape option to the values
@@ -528,7 +560,7 @@ class BenchSmall(BenchVariant):
     priors: tuple[str, ...] = ("ellipsoid", "flat")
     profile: str = "tiny"
     joint_profile: str = "tiny"
-    options: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    options: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"set": _SMALL_SET})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -549,6 +581,24 @@ class BenchConfig(BenchVariant):
         return self.small if small else self
 
 
+# The reference code's settings (XingangPan/GAN2Shape, synface evaluation) where the defaults leave them;
+# params.yaml `presets: reference:` holds the same, and docs/decisions.md the evidence for each deviation.
+REFERENCE_PRESET: Mapping[str, Any] = types.MappingProxyType({
+    "project.w_plus": False,
+    "project.latent_prior": 0.0,
+    "method.perceptual": "discriminator",
+    "method.lam_smooth_joint": None,
+    "method.lam_view": 0.0,
+    "method.view_scale": 1.2,
+    "method.view_origin": "canonical",
+    "method.flip1_stage1": False,
+    "method.f1_d": 8,
+    "method.offset": "mapping",
+    "method.encoder_init": None,
+    "method.prior.near": 0.91,
+})
+
+
 @dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
@@ -563,7 +613,7 @@ class Params:
     workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     preset: str | None = None
-    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    presets: dict[str, dict[str, Any]] = field(default_factory=lambda: {"reference": dict(REFERENCE_PRESET)})
 
     def __post_init__(self) -> None:
         _check(self.preset is None or self.preset in self.presets, "preset",
@@ -736,11 +786,13 @@ def load_params(
 
 
 def _apply_preset(tree: dict, given: set[str]) -> None:
-    """``preset: NAME`` sets every ``presets.NAME`` key (dotted) that no --set override gave, in place."""
+    """``preset: NAME`` sets every ``presets.NAME`` key (dotted) that no --set override gave, in place.
+    Without a ``presets`` section the defaults' (``reference``) apply, as for every other key."""
     name = tree.get("preset")
     if name is None:
         return
-    presets = tree.get("presets") or {}
+    presets = tree["presets"] if "presets" in tree else Params().presets
+    presets = presets or {}
     if not isinstance(presets, Mapping) or name not in presets:
         known = sorted(presets) if isinstance(presets, Mapping) else []
         raise ConfigError("preset", f"unknown preset {name!r}; defined under presets: {known}")

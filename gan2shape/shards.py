@@ -1,4 +1,4 @@
-"""Shards of a workflow run (DESIGN.md "Devices and scale").
+"""Shards of a workflow run (docs/DESIGN.md "Devices and scale").
 
 The instances of a run are split into shards of consecutive rows; each shard is its own chain of
 method steps (``<run>/shard<i>/stage<k>/...``), so shards run side by side, one GPU each, on one host

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from gan2shape.config import ConfigError, HeadsConfig, Params, load_params, params_digest, parse_section
+from gan2shape.config import (
+    REFERENCE_PRESET,
+    ConfigError,
+    HeadsConfig,
+    Params,
+    load_params,
+    params_digest,
+    parse_section,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,10 +25,35 @@ def test_project_params_parse_and_match_defaults():
     assert isinstance(params, Params)
     assert params.heads.view.yaw_deg == (-60.0, 60.0)
     assert params.render.fov_deg == 10.0
-    # the YAML text round-trips into the same typed object
-    again, _ = load_params(None, [f"{k}={v}" for k, v in []])
-    assert again.heads.image_size == HeadsConfig().image_size
     assert len(params_digest(text)) == 16
+
+
+def test_code_defaults_equal_params_yaml():
+    """One set of defaults: what Params() holds is what the pipeline runs (params.yaml), presets included."""
+    from_file, _ = load_params(ROOT / "params.yaml")
+    for section in dataclasses.fields(Params):  # section by section first, so that a failure names it
+        assert getattr(Params(), section.name) == getattr(from_file, section.name), section.name
+    assert Params() == from_file
+    assert load_params(None)[0] == from_file
+    assert from_file.presets["reference"] == dict(REFERENCE_PRESET)
+    # the reference preset applies without a params file too
+    assert load_params(None, ["preset=reference"])[0] == load_params(ROOT / "params.yaml", ["preset=reference"])[0]
+
+
+def test_every_deviation_from_the_reference_has_its_decision():
+    """Each key whose default differs from the reference preset has a row in docs/decisions.md."""
+    decisions = (ROOT / "docs" / "decisions.md").read_text()
+    reference, _ = load_params(None, ["preset=reference"])
+    deviations = [key for key in REFERENCE_PRESET if _get(Params(), key) != _get(reference, key)]
+    assert "method.view_scale" in deviations and "project.w_plus" not in deviations
+    for key in deviations:
+        assert f"`{key}`" in decisions, f"{key} differs from the reference preset; add a line to docs/decisions.md"
+
+
+def _get(params, dotted):
+    for part in dotted.split("."):
+        params = getattr(params, part)
+    return params
 
 
 def test_override_changes_one_key(tmp_path):

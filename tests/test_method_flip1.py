@@ -51,7 +51,9 @@ def setup(tmp_path_factory, tiny_gan_path):
 
 
 def test_stage_flips_follow_the_switches():
-    assert stage_flips(MethodConfig(), 1) == (False, True)  # the defaults: synface's flip3 = [True, False, ...]
+    reference = MethodConfig(flip1_stage1=False)  # synface's flips: flip3 = [True, False, ...], no flip1
+    assert stage_flips(reference, 1) == (False, True)
+    assert stage_flips(MethodConfig(), 1) == (True, True)  # the defaults add flip1 in stage 1
     cfg = MethodConfig(flip1_stage1=True, flip3_stage1=False)
     assert stage_flips(cfg, 1) == (True, False)
     assert stage_flips(cfg, 2) == (False, False) and stage_flips(MethodConfig(), 3) == (False, False)

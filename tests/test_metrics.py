@@ -35,7 +35,7 @@ BACKGROUND = 1.15
 
 
 def _rays(size: int = S, fov_deg: float = FOV) -> tuple[torch.Tensor, torch.Tensor]:
-    """(u, v) = K^-1 [x, y, 1] of every pixel, from the METHOD.md camera (f = (S-1)/2 / tan(fov/2))."""
+    """(u, v) = K^-1 [x, y, 1] of every pixel, from the docs/METHOD.md camera (f = (S-1)/2 / tan(fov/2))."""
     f = (size - 1) / 2 / math.tan(math.radians(fov_deg) / 2)
     c = (size - 1) / 2
     coords = (torch.arange(size, dtype=torch.float64) - c) / f
@@ -360,15 +360,16 @@ def test_run_evaluate_scores_a_prediction_file_and_writes_reports(tmp_path):
     assert "| GAN2Shape (ours) | 2 |" in table and "| Constant null depth | 2 |" in table
     # the prediction path and the baseline path agree on the same predictions
     write_artifact(tmp_path / "prior.h5", "prediction", {"depth": ellipsoid_prior_prediction(gt)}, ids=test_ids)
-    out = run_evaluate(tmp_path / "test.h5", tmp_path / "prior.h5", tmp_path / "out2")
+    reference = PriorConfig(near=0.91, far=1.02, raise_top_frac=1.0 / 6.0)  # ellipsoid_prior_prediction's defaults
+    out = run_evaluate(tmp_path / "test.h5", tmp_path / "prior.h5", tmp_path / "out2", prior=reference)
     np.testing.assert_allclose(out["rows"]["prediction"]["side_x1e2_mean"],
                                out["rows"]["ellipsoid_prior"]["side_x1e2_mean"], rtol=1e-9)
     np.testing.assert_allclose(out["rows"]["prediction"]["mad_mean"], out["rows"]["ellipsoid_prior"]["mad_mean"],
                                rtol=1e-9)
     assert out["ellipsoid_prior"] == {"near": 0.91, "far": 1.02, "raise_top_frac": pytest.approx(1.0 / 6.0)}
     # the row follows the method's prior (method.prior near / far): a shallower cap scores as a
-    # prediction file of that cap, and differently from the default one
-    shallow = PriorConfig(near=0.965, far=1.02)
+    # prediction file of that cap, and differently from the reference's
+    shallow = PriorConfig(near=0.965, far=1.02, raise_top_frac=1.0 / 6.0)
     write_artifact(tmp_path / "shallow.h5", "prediction",
                    {"depth": ellipsoid_prior_prediction(gt, near=0.965, far=1.02)}, ids=test_ids)
     out3 = run_evaluate(tmp_path / "test.h5", tmp_path / "shallow.h5", tmp_path / "out3", prior=shallow)

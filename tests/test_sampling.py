@@ -143,3 +143,27 @@ def test_estimate_from_heads_matches_the_split_statistics(tmp_path):
     torch.testing.assert_close(light.mean[:2], 2 * lights[:, :2].mean(0) - 1)  # raw ambient/diffuse
     torch.testing.assert_close(light.mean[2:], lights[:, 2:].mean(0))
     assert view_dist.std[1] > 0.1  # yaw varies in the benchmark
+
+
+def test_fit_views_writes_the_file_view_dist_reads(tmp_path):
+    """`gan2shape fit-views` writes what --view-dist (method.view_source=heads) loads: the split's view statistics."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gan2shape.artifacts import read_artifact
+    from gan2shape.cli import _views, main
+    from gan2shape.config import HeadsConfig
+    from gan2shape.data.heads import make_heads
+
+    out = make_heads(HeadsConfig(image_size=16, n_train=30, n_test=1, batch_size=30), tmp_path, progress=False)
+    result = CliRunner().invoke(main, ["fit-views", "--heads", str(out["train"]), "--out", str(tmp_path / "v.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["out"] == str(tmp_path / "v.json")
+    dist = _views(tmp_path / "v.json")
+    with read_artifact(out["train"], "heads") as art:
+        views = torch.from_numpy(art.array("view")).double()
+    torch.testing.assert_close(dist.mean, views.mean(0))
+    torch.testing.assert_close(dist.cov, torch.cov(views.T))
+    missing = CliRunner().invoke(main, ["fit-views", "--heads", str(tmp_path / "nope.h5"), "--out", "x.json"])
+    assert missing.exit_code != 0 and "does not exist" in missing.output

@@ -147,7 +147,7 @@ def test_end_to_end_exports_and_report(finished):
         assert art.ids == ids and art.shape("canon_depth") == (N, S, S)
         assert art.attrs["stage"] == 1
     report = finished / "report.html"
-    snakemake(finished, "--report", str(report), cores=False)  # as README says: no --cores needed
+    snakemake(finished, "--report", str(report), cores=False)  # as docs/workflow.md says: no --cores needed
     html = report.read_text(errors="replace")
     for instance in ids:
         assert instance in html

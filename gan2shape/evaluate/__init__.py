@@ -1,4 +1,4 @@
-"""Evaluation on the synthetic head benchmark (METHOD.md section 5): SIDE, MAD, baselines, tables.
+"""Evaluation on the synthetic head benchmark (docs/METHOD.md section 5): SIDE, MAD, baselines, tables.
 
 Modules: metrics (the per-image metrics and their summary), baselines (the baseline rows), tables
 (markdown table and metrics JSON), run (the ``gan2shape evaluate`` step, :func:`run_evaluate`),

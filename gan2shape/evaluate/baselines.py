@@ -17,7 +17,7 @@ Each baseline makes a depth prediction for every test image without looking at t
   public code does not include this baseline, so this is our reading of "average g.t. depth".
   Sums are streamed from the HDF5 file in chunks into float64 (S, S) accumulators: a 20,000-image
   split never sits in memory.
-- ``ellipsoid_prior``: the shape prior of METHOD.md section 3 over the box of the GT foreground
+- ``ellipsoid_prior``: the shape prior of docs/METHOD.md section 3 over the box of the GT foreground
   mask (depth < the image's max) with the synthetic-face rule (top raised by 1/6 of the box
   height), its apex and background depth those the method uses (``gan2shape evaluate`` passes
   params.yaml's method.prior near / far / raise_top_frac), so that the row is the prior the

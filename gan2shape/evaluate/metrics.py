@@ -1,4 +1,4 @@
-"""Depth metrics of the BFM benchmark protocol (METHOD.md section 5): SIDE and MAD.
+"""Depth metrics of the BFM benchmark protocol (docs/METHOD.md section 5): SIDE and MAD.
 
 Both compare a predicted depth map with the ground truth in the input view, per image, over an
 evaluation mask: the GT foreground (depth < the image's max depth) eroded by one pixel, times the
@@ -110,7 +110,7 @@ def evaluation_mask(
     pred_valid: torch.Tensor | None = None,
     erode_pixels: int = 1,
 ) -> torch.Tensor:
-    """The pixels SIDE and MAD are averaged over (METHOD.md section 5).
+    """The pixels SIDE and MAD are averaged over (docs/METHOD.md section 5).
 
     GT foreground = ``gt_depth < max(gt_depth)`` per image (the benchmark stores background at each
     image's max depth), eroded by ``erode_pixels``; times ``pred_valid`` eroded likewise.

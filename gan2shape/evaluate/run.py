@@ -225,8 +225,8 @@ def run_evaluate(
         max_images: score only the first this many test images (or prediction rows).
         progress: progress bars.
         prior: the method's prior settings (method.prior: near, far, raise_top_frac) for the
-            'ellipsoid_prior' row, over each GT foreground box; None = PriorConfig's defaults (the
-            reference's 0.91 / 1.02). Recorded in metrics.json under 'ellipsoid_prior'.
+            'ellipsoid_prior' row, over each GT foreground box; None = PriorConfig's defaults (those of
+            params.yaml). Recorded in metrics.json under 'ellipsoid_prior'.
 
     Returns:
         The content of metrics.json: {'rows': {name: summary}, 'skipped': {name: reason},

@@ -1,5 +1,5 @@
 """Export of reconstructed instances: depth/normal/albedo/shading/texture PNGs, textured OBJ meshes,
-rotation and relighting GIFs (METHOD.md section 6). See exporter.py for the file layout; gan_refine.py
+rotation and relighting GIFs (docs/METHOD.md section 6). See exporter.py for the file layout; gan_refine.py
 writes the GAN-refined versions of the rotation/relighting media."""
 
 from __future__ import annotations

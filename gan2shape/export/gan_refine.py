@@ -1,4 +1,4 @@
-"""GAN-refined rotation and relighting media (METHOD.md section 6: "gan_rotate", "gan_relight").
+"""GAN-refined rotation and relighting media (docs/METHOD.md section 6: "gan_rotate", "gan_relight").
 
 Each rendered edit of a reconstructed instance (a rotated view of its canonical texture + depth, or
 its albedo re-lit and rendered in its own view) is inverted back into the GAN with the instance's

@@ -1,4 +1,4 @@
-"""The GAN2Shape method: shape priors, pseudo-sample sampling, latent offsets, the steps (METHOD.md 3)."""
+"""The GAN2Shape method: shape priors, pseudo-sample sampling, latent offsets, the steps (docs/METHOD.md 3)."""
 
 from __future__ import annotations
 

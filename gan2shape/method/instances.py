@@ -1,6 +1,6 @@
 """The targets of one shard: GAN latents, fixed noise and the GAN's images (artifact kind 'instances').
 
-Two sources (METHOD.md section 3; DESIGN.md "Data flow"):
+Two sources (docs/METHOD.md section 3; docs/DESIGN.md "Data flow"):
 
 - sampled: z ~ N(0, I) drawn from a seeded ``torch.Generator`` -> w+ (the same w on every layer)
   and per-instance noise maps drawn from the same generator;

@@ -1,4 +1,4 @@
-"""The latent side of step 2: turning an encoder output into a GAN latent (METHOD.md section 3).
+"""The latent side of step 2: turning an encoder output into a GAN latent (docs/METHOD.md section 3).
 
 A pseudo-sample is inverted as ``w = w_target + offset``: the encoder E maps the image to a hidden
 vector of the mapping network, which is pushed through the network's last layers and compared

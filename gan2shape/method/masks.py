@@ -1,7 +1,7 @@
 """User-given foreground masks for a shard's instances (the prior's 'mask' box source, and the
 object mask of the pseudo-samples: ``canonical_mask``).
 
-METHOD.md section 3 places the ellipsoid prior over the object's mask bounding box; the reference
+docs/METHOD.md section 3 places the ellipsoid prior over the object's mask bounding box; the reference
 code takes the mask from a parsing network (BiSeNet, PSPNet), whose weights are not available
 offline. Here the user provides the masks, in one of two forms:
 

@@ -1,4 +1,4 @@
-"""The ellipsoid shape prior (METHOD.md section 3, stage 0).
+"""The ellipsoid shape prior (docs/METHOD.md section 3, stage 0).
 
 Before stage 1 the depth net is trained to output a coarse convex "cap" over the object: the
 background at depth ``far`` and, over an ellipse inscribed in the object's bounding box, a surface

@@ -1,6 +1,6 @@
 """The K-stage loop of GAN2Shape over one shard, resuming from the first missing artifact.
 
-Layout under the shard's output folder (DESIGN.md "Data flow")::
+Layout under the shard's output folder (docs/DESIGN.md "Data flow")::
 
     instances.h5                     (given; ``gan2shape sample-instances``)
     stage0/shape.h5                  (prior)

@@ -1,4 +1,4 @@
-"""Views and lights of the pseudo-samples (METHOD.md section 3, step 2).
+"""Views and lights of the pseudo-samples (docs/METHOD.md section 3, step 2).
 
 In step 2 the current texture and depth are re-lit and re-viewed at random, then rendered: the
 "pseudo-samples" that the GAN inversion learns to reproduce.

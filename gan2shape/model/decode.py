@@ -1,6 +1,6 @@
 """From raw network outputs to the physical factors of the photo-geometric model, and back to an image.
 
-METHOD.md section 1. All functions are pure and differentiable; shapes are checked at entry.
+docs/METHOD.md section 1. All functions are pure and differentiable; shapes are checked at entry.
 Conventions follow gan2shape.render (views in radians and camera units; light direction
 normalize([lx, ly, 1]), (0, 0, 1) being a light at the camera).
 """

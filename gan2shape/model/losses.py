@@ -1,4 +1,4 @@
-"""Losses of GAN2Shape (METHOD.md section 3), all returning one value per image, shape (N,).
+"""Losses of GAN2Shape (docs/METHOD.md section 3), all returning one value per image, shape (N,).
 
 Per-image values let per-instance training sum the losses of independent instances (each
 instance's gradient then depends on its own images only) and joint training take their mean.

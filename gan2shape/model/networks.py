@@ -1,4 +1,4 @@
-"""The networks of GAN2Shape (METHOD.md section 2), generalised to image sizes 32, 64 and 128.
+"""The networks of GAN2Shape (docs/METHOD.md section 2), generalised to image sizes 32, 64 and 128.
 
 All networks take an image batch ``(N, 3, S, S)`` float in [-1, 1] with S a power of two in
 [32, 128] (any power of two >= 16 builds; 32..128 are the tested sizes).

@@ -1,4 +1,4 @@
-"""Warps between the canonical frame and a view (unsup3d's renderer; METHOD.md section 1).
+"""Warps between the canonical frame and a view (unsup3d's renderer; docs/METHOD.md section 1).
 
 The canonical depth map is a mesh (two triangles per pixel quad, vertices at the back-projected
 pixel centres). A view rotates it about (0, 0, camera.rot_center_depth) and translates it; the

@@ -1,4 +1,4 @@
-# GAN2Shape reconstruction: one rule per step of DESIGN.md's data flow, run per shard of instances
+# GAN2Shape reconstruction: one rule per step of docs/DESIGN.md's data flow, run per shard of instances
 # (workflow.shard_size; {shard} = 0, 1, ...: a shard's chain of jobs is independent of the others').
 # Each rule is one `gan2shape` subcommand; artifacts are HDF5 files with a leading instance axis.
 # Every rule lists the params it depends on (params: deps), so an edit of params.yaml reruns
