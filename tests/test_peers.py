@@ -282,3 +282,18 @@ def test_predict_refuses_heads_of_another_size(heads: Path, tmp_path: Path) -> N
 
     with pytest.raises(ArtifactError, match="expected \\(N, 3, 64, 64\\)"):
         train_supervised(cfg64, heads / "train.h5", tmp_path / "run64", device="cpu", progress=False)
+
+
+def test_peers_import_only_the_layers_below() -> None:
+    """gan2shape.peers may use data, render, model, artifacts, errors, config, progress, atomic, device (and
+    itself); never method, export, stylegan2 or evaluate (an AST pass over its files)."""
+    import ast
+
+    allowed = {"data", "render", "model", "artifacts", "errors", "config", "progress", "atomic", "device", "peers"}
+    found = set()
+    for path in (ROOT / "gan2shape" / "peers").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            found |= {n.split(".")[1] for n in names if n.startswith("gan2shape.")}
+    assert found and found <= allowed, found - allowed
