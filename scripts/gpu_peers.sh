@@ -3,8 +3,9 @@
 # results/bench/heads holds them), train-supervised, train-unsup3d, predict, evaluate on all test heads
 # and on the Table 1 run's first bench.n_test heads, then the training-speed benchmark. Paths are those
 # of dvc.yaml's stages (results/bench/...); the small results (summaries, logs, evaluations, timeline)
-# are copied to OUT_DIR. Each training call stops after its minutes (checkpoint written; a rerun of this
-# script continues both from their checkpoints and re-predicts); params.yaml's step counts are estimates.
+# are copied to OUT_DIR. About 8 minutes on one H200 (estimated): each training call stops after its
+# minutes (checkpoint written; a rerun of this script continues both from their checkpoints and
+# re-predicts); params.yaml's step counts are estimates.
 # Needs python3 with torch (CUDA), h5py, click, numpy, tqdm, pyyaml, pillow, imageio; no install needed.
 #   bash scripts/gpu_peers.sh OUT_DIR [SUPERVISED_MINUTES=1.5] [UNSUP3D_MINUTES=3.5]
 # A CPU check of the chain (tiny sizes): DEVICE=cpu OPTIONS="--set heads.n_train=16 ..." bash scripts/gpu_peers.sh OUT
@@ -47,7 +48,8 @@ for peer in supervised unsup3d; do
   echo "== $peer, the first $n_test test heads (the Table 1 run's)"; cat "$out/$peer/table1/table.md"
 done | tee "$out/tables.md"
 if [ "$dev" != cpu ]; then
-  timeout 75 python3 benchmarks/peer_train_speed.py --device $dev --batch-sizes 64 256 --steps 10 \
+  # batch 64 is measured by the training runs themselves (train.json, log.jsonl): here batch 256
+  timeout 45 python3 benchmarks/peer_train_speed.py --device $dev --batch-sizes 256 --steps 10 \
     > "$out/peer_train_speed.txt" 2>&1 || echo "(speed benchmark stopped: exit $?)" >> "$out/peer_train_speed.txt"
   cat "$out/peer_train_speed.txt"
 fi
