@@ -6,11 +6,14 @@ Each file is written to ``<name>.tmp`` in the same folder and moved into place w
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_atomic", "write_text_atomic", "write_png"]
+__all__ = ["write_atomic", "write_text_atomic", "write_png", "remove_stray_temporaries"]
+
+log = logging.getLogger(__name__)
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -47,3 +50,13 @@ def write_png(path: str | Path, image) -> Path:
         )
     pil = Image.fromarray(np.ascontiguousarray(array))
     return write_atomic(path, lambda tmp: pil.save(tmp, format="PNG"))
+
+
+def remove_stray_temporaries(path: str | Path) -> None:
+    """Delete half-written copies of ``path`` left by killed writes: ``<name>.tmp`` (write_atomic) and
+    ``.<name>.<pid>.tmp`` (stylegan2's save_checkpoint). They are never read, always rebuilt."""
+    path = Path(path)
+    for stray in [*path.parent.glob(f".{path.name}.*.tmp"), path.with_name(path.name + ".tmp")]:
+        if stray.exists():
+            log.info("removing %s, left by an interrupted write", stray)
+            stray.unlink()

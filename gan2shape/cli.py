@@ -182,14 +182,19 @@ def make_heads_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, 
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder for metrics.json and table.md.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True, help="Add the baseline rows.")
+@click.option("--limit", type=int, default=None,
+              help="Score only the first N rows of the prediction (or test images): e.g. the bench.n_test heads "
+                   "of the method's Table 1 run.")
 def evaluate_cmd(params_path: Path, overrides: tuple[str, ...], test_path: Path, train_path: Path | None,
-                 pred_path: Path | None, out_dir: Path, baselines: bool) -> None:
+                 pred_path: Path | None, out_dir: Path, baselines: bool, limit: int | None) -> None:
     """Score depth predictions (SIDE, MAD) and baselines against ground truth."""
     from gan2shape.evaluate import run_evaluate
 
     params, _ = _load(params_path, overrides)
+    if limit is not None and limit < 1:
+        raise click.UsageError(f"--limit must be >= 1, got {limit}")
     result = run_evaluate(test_path, pred_path, out_dir, train_path=train_path, baselines=baselines,
-                          config=params.evaluate, prior=params.method.prior)
+                          config=params.evaluate, prior=params.method.prior, max_images=limit)
     click.echo((out_dir / "table.md").read_text() if (out_dir / "table.md").exists() else json.dumps(result))
 
 
@@ -202,14 +207,18 @@ def evaluate_cmd(params_path: Path, overrides: tuple[str, ...], test_path: Path,
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder: table1.md/.json, table2.md/.json, perceptual.md/.json, stages.csv.")
 @click.option("--small", is_flag=True, help="The rows of the CPU variant (bench.small) instead of bench.")
-def tables_cmd(params_path: Path, overrides: tuple[str, ...], eval_dir: Path, out_dir: Path, small: bool) -> None:
-    """Benchmark tables: Table 1 (baselines, ours per stage), Table 2 (priors), perceptual ablation."""
+@click.option("--peer", "peers", multiple=True, type=click.Choice(["supervised", "unsup3d"]),
+              help="Add this peer row to Table 1 (repeatable), evaluated under EVAL/<peer>/all and EVAL/<peer>/table1; "
+                   "with supervised, the tables give each row's share of the gap closed.")
+def tables_cmd(params_path: Path, overrides: tuple[str, ...], eval_dir: Path, out_dir: Path, small: bool,
+               peers: tuple[str, ...]) -> None:
+    """Benchmark tables: Table 1 (baselines, peers, ours per stage), Table 2 (priors), perceptual ablation."""
     from gan2shape.evaluate.report import run_tables
 
     params, _ = _load(params_path, overrides)
     bench = params.bench.variant(small)
     written = run_tables(eval_dir, out_dir, priors=bench.priors, perceptual=bench.perceptual,
-                         default_row=(params.method.perceptual, params.method.prior.variant))
+                         default_row=(params.method.perceptual, params.method.prior.variant), peers=peers)
     for name in ("table1.md", "table2.md", "perceptual.md"):
         click.echo(written[name].read_text(encoding="utf-8"))
 
@@ -258,6 +267,92 @@ def train_gan_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, .
     summary = train_gan(params.gan, data_path, out_dir, device=resolve_device(device), max_kimg=max_kimg,
                         progress=ctx.obj["progress"], params_text=text, half_final=half_final, init=init_path)
     click.echo(json.dumps(summary, default=str))
+
+
+def _peer_train_options(f):
+    for option in reversed([
+        _PARAMS_OPTION, _SET_OPTION,
+        click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+                     help="The heads train split (train.h5 of gan2shape make-heads)."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+                     help="Run folder: checkpoint.pt (resumable; a rerun continues from it) and log.jsonl."),
+        click.option("--max-steps", type=int, default=None,
+                     help="Train at most this many steps in this call (chunked runs); rerun to continue."),
+        click.option("--max-minutes", type=float, default=None,
+                     help="Stop this call after this many minutes (checkpoint written); rerun to continue."),
+        _DEVICE_OPTION,
+    ]):
+        f = option(f)
+    return f
+
+
+def _peer_limits(max_steps: int | None, max_minutes: float | None) -> float | None:
+    if max_steps is not None and max_steps < 1:
+        raise click.UsageError(f"--max-steps must be >= 1, got {max_steps}")
+    if max_minutes is not None and max_minutes <= 0:
+        raise click.UsageError(f"--max-minutes must be > 0, got {max_minutes}")
+    return None if max_minutes is None else 60.0 * max_minutes
+
+
+@main.command("train-supervised")
+@_peer_train_options
+@click.pass_context
+def train_supervised_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], data_path: Path,
+                         out_dir: Path, max_steps: int | None, max_minutes: float | None, device: str) -> None:
+    """Table 1's supervised row: the method's depth net trained with the train heads' GT depth (params'
+    supervised section); resumes from OUT/checkpoint.pt."""
+    from gan2shape.device import resolve_device
+    from gan2shape.peers import train_supervised
+
+    params, text = _load(params_path, overrides)
+    seconds = _peer_limits(max_steps, max_minutes)
+    summary = train_supervised(params.supervised, data_path, out_dir, device=resolve_device(device),
+                               max_steps=max_steps, max_seconds=seconds, progress=ctx.obj["progress"],
+                               params_text=text)
+    click.echo(json.dumps(summary))
+
+
+@main.command("train-unsup3d")
+@_peer_train_options
+@click.pass_context
+def train_unsup3d_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], data_path: Path,
+                      out_dir: Path, max_steps: int | None, max_minutes: float | None, device: str) -> None:
+    """Table 1's Unsup3d row: Unsup3d trained on the train heads' images alone (params' unsup3d section,
+    the render section's camera); resumes from OUT/checkpoint.pt."""
+    from gan2shape.device import resolve_device
+    from gan2shape.peers import train_unsup3d
+
+    params, text = _load(params_path, overrides)
+    seconds = _peer_limits(max_steps, max_minutes)
+    summary = train_unsup3d(params.unsup3d, params.render, data_path, out_dir, device=resolve_device(device),
+                            max_steps=max_steps, max_seconds=seconds, progress=ctx.obj["progress"], params_text=text)
+    click.echo(json.dumps(summary))
+
+
+@main.command("predict")
+@_PARAMS_OPTION
+@_SET_OPTION
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="checkpoint.pt of gan2shape train-supervised or train-unsup3d.")
+@click.option("--images", "images_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="A heads split (e.g. test.h5 of gan2shape make-heads).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output 'prediction' artifact (.h5) for gan2shape evaluate --pred.")
+@click.option("--limit", type=int, default=None, help="Predict only the first N heads.")
+@_DEVICE_OPTION
+@click.pass_context
+def predict_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], checkpoint_path: Path,
+                images_path: Path, out_path: Path, limit: int | None, device: str) -> None:
+    """Depth of a heads split by a trained peer model (supervised or Unsup3d), for gan2shape evaluate."""
+    from gan2shape.device import resolve_device
+    from gan2shape.peers import run_predict
+
+    _, text = _load(params_path, overrides)
+    if limit is not None and limit < 1:
+        raise click.UsageError(f"--limit must be >= 1, got {limit}")
+    summary = run_predict(checkpoint_path, images_path, out_path, device=resolve_device(device), limit=limit,
+                          progress=ctx.obj["progress"], params_text=text)
+    click.echo(json.dumps(summary))
 
 
 @main.command("project")

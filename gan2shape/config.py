@@ -30,6 +30,8 @@ __all__ = [
     "GanConfig",
     "ProjectConfig",
     "PretrainEncoderConfig",
+    "SupervisedConfig",
+    "Unsup3dConfig",
     "StepSchedule",
     "PriorConfig",
     "MethodConfig",
@@ -285,6 +287,91 @@ class PretrainEncoderConfig:
         _check(self.lam_latent >= 0 and self.lam_image >= 0, "lam_latent", "loss weights must be >= 0")
         _check(self.lam_latent + self.lam_image > 0, "lam_latent", "lam_latent and lam_image cannot both be 0")
         _check(self.held_out >= 2, "held_out", f"must be >= 2, got {self.held_out}")
+
+
+def _check_peer_common(cfg: Any) -> None:
+    """Checks shared by the peer rows' training sections (supervised, unsup3d)."""
+    _check(cfg.image_size >= 16 and cfg.image_size & (cfg.image_size - 1) == 0, "image_size",
+           f"must be a power of two >= 16 (the heads' image size, e.g. 64), got {cfg.image_size}")
+    _check(cfg.nf is None or (cfg.nf >= 16 and cfg.nf % 16 == 0), "nf",
+           f"must be null or a multiple of 16 (GroupNorm groups), got {cfg.nf}")
+    _check(cfg.zdim >= 1, "zdim", f"must be >= 1, got {cfg.zdim}")
+    _check(cfg.batch_size >= 1, "batch_size", f"must be >= 1, got {cfg.batch_size}")
+    _check(cfg.steps >= 1, "steps", f"must be >= 1, got {cfg.steps}")
+    _check(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
+    _check(cfg.weight_decay >= 0, "weight_decay", f"must be >= 0, got {cfg.weight_decay}")
+    _check(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
+    _check(cfg.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1 step, got {cfg.checkpoint_every}")
+    _check(cfg.log_every >= 1, "log_every", f"must be >= 1 step, got {cfg.log_every}")
+
+
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """The supervised row of Table 1 (``gan2shape train-supervised``): the method's depth-net
+    architecture trained on the train heads with their GT depth (gan2shape.peers.supervised).
+
+    Loss per image: the scale-invariant log-depth error (the SIDE of the prediction, over the GT
+    foreground) plus ``lam_normal`` * mean(1 - cos) between predicted and GT normals (foreground eroded
+    by a pixel). ``flip``: mirror half the batch left-right (image and depth; the camera is
+    symmetric). ``nf``: base channels (null: max(4096 // image_size, 16), 64 at 64 px).
+    """
+
+    image_size: int = 64
+    nf: int | None = None
+    zdim: int = 256
+    batch_size: int = 64
+    steps: int = 6000
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    lam_normal: float = 1.0
+    flip: bool = True
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 100
+
+    def __post_init__(self) -> None:
+        _check_peer_common(self)
+        _check(self.lam_normal >= 0, "lam_normal", f"must be >= 0, got {self.lam_normal}")
+
+
+@dataclass(frozen=True)
+class Unsup3dConfig:
+    """Unsup3d (Wu et al., CVPR 2020) on the train heads' images alone (``gan2shape train-unsup3d``,
+    gan2shape.peers.unsup3d): depth, albedo, view, light and confidence nets, canonical symmetry, the
+    confidence-weighted L1 of the image and of its flip (weight ``lam_flip``); no perceptual term (no VGG
+    weights offline). The camera is params.yaml's render section. ``nf``: base channels of the depth,
+    albedo and confidence nets (null: max(4096 // image_size, 16), the reference's 64 at 64 px);
+    ``enc_nf``: of the view and light nets (null: nf // 2, the reference's 32); ``conf_zdim``: the
+    confidence net's bottleneck (reference 128). ``use_conf``: false = plain masked L1 (no confidence net).
+    """
+
+    image_size: int = 64
+    nf: int | None = None
+    enc_nf: int | None = None
+    zdim: int = 256
+    conf_zdim: int = 128
+    use_conf: bool = True
+    batch_size: int = 64
+    steps: int = 4000
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    lam_flip: float = 0.5
+    xyz_rotation_range_deg: float = 60.0
+    xy_translation_range: float = 0.1
+    z_translation_range: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 100
+
+    def __post_init__(self) -> None:
+        _check_peer_common(self)
+        _check(self.enc_nf is None or self.enc_nf >= 4, "enc_nf", f"must be null or >= 4, got {self.enc_nf}")
+        _check(self.conf_zdim >= 1, "conf_zdim", f"must be >= 1, got {self.conf_zdim}")
+        _check(self.lam_flip >= 0, "lam_flip", f"must be >= 0, got {self.lam_flip}")
+        _check(0 < self.xyz_rotation_range_deg <= 180, "xyz_rotation_range_deg",
+               f"must be in (0, 180], got {self.xyz_rotation_range_deg}")
+        _check(self.xy_translation_range >= 0 and self.z_translation_range >= 0, "xy_translation_range",
+               "translation ranges must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -609,6 +696,8 @@ class Params:
     gan: GanConfig = field(default_factory=GanConfig)
     project: ProjectConfig = field(default_factory=ProjectConfig)
     pretrain_encoder: PretrainEncoderConfig = field(default_factory=PretrainEncoderConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    unsup3d: Unsup3dConfig = field(default_factory=Unsup3dConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)

@@ -63,4 +63,5 @@ class CorruptArtifactError(ArtifactError):
 
 
 class CheckpointError(Gan2ShapeError):
-    """A GAN checkpoint file is missing, unreadable or does not match the requested networks."""
+    """A checkpoint file (a GAN's, or a peer row's training checkpoint, gan2shape.peers) is missing,
+    unreadable or does not match the requested networks."""

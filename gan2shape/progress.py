@@ -11,18 +11,23 @@ lines on the ``gan2shape.progress`` logger: one when the phase starts, one at mo
 
 The CLI's ``--log`` sends these lines (and warnings) to the terminal too (:func:`terminal_handler`),
 so that the main job shows which rule is where while the details go to the rule's log.
+
+A training loop also stops cleanly on SIGTERM/SIGINT: :class:`StopRequest` records the signal so that
+the loop writes its checkpoint before it exits.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
 from tqdm.auto import tqdm
 
-__all__ = ["LOGGER", "Progress", "track", "format_seconds", "terminal_handler"]
+__all__ = ["LOGGER", "Progress", "StopRequest", "track", "format_seconds", "terminal_handler"]
 
 LOGGER = "gan2shape.progress"
 log = logging.getLogger(LOGGER)
@@ -122,3 +127,28 @@ def terminal_handler(stream: TextIO, prefix: str) -> logging.Handler:
     handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
     handler.setLevel(logging.INFO)
     return handler
+
+
+class StopRequest:
+    """Records SIGTERM/SIGINT (in the main thread) so a training loop can checkpoint before it exits.
+
+    Use as a context manager around the loop and test ``signum`` (None until a signal came) after
+    each step; the previous handlers come back on exit.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

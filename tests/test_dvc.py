@@ -153,10 +153,21 @@ def test_dvc_repro_small(tmp_path: Path) -> None:
 
     stages = params.method.profiles[small.profile].stages
     t1 = metrics["table1"]
-    assert sorted(t1) == sorted([*params.evaluate.baselines, *(f"stage{k}" for k in range(1, stages + 1)), "ours"])
+    peers = ["supervised", "unsup3d"]
+    assert sorted(t1) == sorted([*params.evaluate.baselines, *peers, *(f"stage{k}" for k in range(1, stages + 1)),
+                                 "ours"])
     for row in t1.values():
         _finite_row(row, small.n_test)
+    assert t1["supervised"]["gap_closed_side"] == 1.0 and t1["average_gt_depth"]["gap_closed_mad"] == 0.0
     assert t1["ours"] == t1[f"stage{stages}"]
+    n_heads = int(next(o for o in small.options["set"] if o.startswith("heads.n_test=")).split("=")[1])
+    assert sorted(metrics["table1_all"]) == sorted([*params.evaluate.baselines, *peers])
+    for row in metrics["table1_all"].values():
+        _finite_row(row, n_heads)
+    paired = metrics["table1_paired"]
+    assert sorted(paired) == sorted(f"{p}-vs-{r}" for p in peers for r in ("average_gt_depth", "ours",
+                                                                          "average_gt_depth-all"))
+    assert {p["n"] for name, p in paired.items() if not name.endswith("-all")} == {small.n_test}
     assert sorted(metrics["table2"]) == sorted(small.priors)
     # the ablation: its own runs, plus the default perceptual loss's row, which is the Table 2 run of the
     # default prior (the same configuration; test_tables checks that it is read from there)
@@ -164,8 +175,9 @@ def test_dvc_repro_small(tmp_path: Path) -> None:
     for row in [*metrics["table2"].values(), *metrics["perceptual"].values()]:
         _finite_row(row, small.n_prior)
 
-    md1 = (report / "table1.md").read_text().splitlines()
-    assert len(md1) == 4 + len(t1) and md1[-1].startswith("| GAN2Shape (ours), final")
+    md1 = (report / "table1.md").read_text().split("\n\n")[1].splitlines()  # the table of the run's heads
+    assert len(md1) == 2 + len(t1) and md1[-1].startswith("| GAN2Shape (ours), final")
+    assert md1[2].startswith("| Supervised (GT depth)")
     assert len((report / "table2.md").read_text().splitlines()) == 4 + len(small.priors)
     with open(report / "stages.csv", newline="") as f:
         assert [int(r["stage"]) for r in csv.DictReader(f)] == list(range(1, stages + 1))

@@ -17,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from gan2shape.cli import main
-from gan2shape.evaluate.report import perceptual_run, prior_run, read_run, run_tables, table1_rows
+from gan2shape.errors import InputError
+from gan2shape.evaluate.report import perceptual_run, prior_run, read_peer, read_run, run_tables, table1_rows
 from gan2shape.evaluate.tables import markdown_table, write_metrics_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,3 +177,79 @@ def test_cli_tables_full_and_small(eval_dir: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["tables", "--params", str(params), "--eval", str(eval_dir),
                                        "--out", str(tmp_path / "x")])
     assert result.exit_code == 1 and "prior-asymmetric" in result.output
+
+
+def _per_image(rows: dict[str, tuple[list[str], list[float], list[float]]]) -> dict:
+    return {name: {"ids": ids, "side": sides, "mad_deg": mads, "relief_ratio": [1.0] * len(ids)}
+            for name, (ids, sides, mads) in rows.items()}
+
+
+def _write_eval(folder: Path, rows: dict, per_image: dict) -> None:
+    write_metrics_json(folder / "metrics.json", {"rows": rows, "erode_pixels": 1})
+    write_metrics_json(folder / "per_image.json", per_image)
+
+
+@pytest.fixture
+def peer_eval_dir(tmp_path: Path) -> Path:
+    """The Table 1 run on heads a, b; the peers on them (in the other order) and on all heads a, b, c."""
+    d = tmp_path / "eval"
+    avg = (["a", "b"], [0.012, 0.013], [29.0, 31.0])
+    _write_eval(d / "test" / "stage1", {**BASELINES, "prediction": _row(2, 1.0, 0.1, 20.0, 1.0)},
+                _per_image({"average_gt_depth": avg, "prediction": (["a", "b"], [0.010, 0.010], [20.0, 20.0])}))
+    for peer, row, sides, mads in (("supervised", _row(2, 0.5, 0.05, 10.0, 1.0), [0.005, 0.006], [10.0, 11.0]),
+                                   ("unsup3d", _row(2, 1.0, 0.1, 25.0, 2.0), [0.011, 0.009], [26.0, 24.0])):
+        _write_eval(d / peer / "table1", {**BASELINES, "prediction": row},
+                    _per_image({"average_gt_depth": (["b", "a"], avg[1][::-1], avg[2][::-1]),
+                                "prediction": (["b", "a"], sides, mads)}))
+        all_rows = {k: {**v, "n": 3} for k, v in {**BASELINES, "prediction": row}.items()}
+        _write_eval(d / peer / "all", all_rows,
+                    _per_image({"average_gt_depth": (["a", "b", "c"], [0.012, 0.013, 0.010], [29.0, 31.0, 30.0]),
+                                "prediction": (["a", "b", "c"], [0.012, 0.011, 0.010], [20.0, 31.0, 30.0])}))
+    return d
+
+
+def test_table1_with_peers_gap_closed_and_paired(peer_eval_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    run_tables(peer_eval_dir, out, priors=[], perceptual=[], peers=["supervised", "unsup3d"])
+    t1 = _metrics(out, "table1")
+    assert list(json.loads((out / "metrics" / "table1" / "supervised.json").read_text())) == sorted(
+        ["n", "side_x1e2_mean", "side_x1e2_std", "mad_mean", "mad_std", "gap_closed_side", "gap_closed_mad"])
+    # gap closed = (average - row) / (average - supervised): average 1.25 / 30, supervised 0.5 / 10
+    assert t1["supervised"]["gap_closed_side"] == 1.0 and t1["average_gt_depth"]["gap_closed_mad"] == 0.0
+    assert t1["ours"]["gap_closed_side"] == pytest.approx(0.25 / 0.75)
+    assert t1["ours"]["gap_closed_mad"] == pytest.approx(0.5)
+    assert t1["unsup3d"]["gap_closed_mad"] == pytest.approx(0.25)
+    assert t1["null_depth"]["gap_closed_side"] == pytest.approx(-0.25 / 0.75)
+    assert sorted(_metrics(out, "table1_all")) == sorted([*BASELINES, "supervised", "unsup3d"])
+    paired = _metrics(out, "table1_paired")
+    assert sorted(paired) == sorted(f"{p}-vs-{r}" for p in ("supervised", "unsup3d")
+                                    for r in ("average_gt_depth", "ours", "average_gt_depth-all"))
+    # supervised - average GT, matched by id: b 0.005 - 0.013, a 0.006 - 0.012 -> x100: -0.8, -0.6
+    p = paired["supervised-vs-average_gt_depth"]
+    assert p["n"] == 2 and p["side_x1e2_diff_mean"] == pytest.approx(-0.7)
+    assert p["side_x1e2_diff_se"] == pytest.approx(0.1) and p["side_lower"] == 2
+    assert p["mad_diff_mean"] == pytest.approx(-19.5) and p["mad_lower"] == 2
+    q = paired["unsup3d-vs-average_gt_depth-all"]
+    assert q["n"] == 3 and q["side_x1e2_diff_mean"] == pytest.approx(-0.2 / 3) and q["side_lower"] == 1
+    text = (out / "table1.md").read_text()
+    assert "| Supervised (GT depth) | 2 | 0.500 ± 0.050 | 10.00 ± 1.00 | 1.00 | 1.00 |" in text
+    assert "| Unsup3d | Average GT depth | Table 1 run | 2 |" in text
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in lines[1:9]] == [
+        "| Supervised (GT depth)", "| Constant null depth", "| Average GT depth", "| Ellipsoid prior", "| Unsup3d",
+        "| GAN2Shape, after stage 1", "| GAN2Shape (ours), final (stage 1)", "| Method"]
+    # without peers again: the peer-only metrics go
+    run_tables(peer_eval_dir, out, priors=[], perceptual=[])
+    assert not list((out / "metrics" / "table1_all").glob("*.json"))
+    assert "gap_closed_side" not in _metrics(out, "table1")["ours"]
+
+
+def test_peers_on_other_heads_are_refused(peer_eval_dir: Path, tmp_path: Path) -> None:
+    folder = peer_eval_dir / "unsup3d" / "table1"
+    per_image = json.loads((folder / "per_image.json").read_text())
+    per_image["prediction"]["ids"] = ["a", "c"]
+    write_metrics_json(folder / "per_image.json", per_image)
+    with pytest.raises(InputError, match="other heads than the Table 1 run"):
+        run_tables(peer_eval_dir, tmp_path / "r", priors=[], perceptual=[], peers=["supervised", "unsup3d"])
+    with pytest.raises(FileNotFoundError, match="evaluate the 'nothing' row first"):
+        read_peer(peer_eval_dir, "nothing", "all")

@@ -11,13 +11,25 @@ Read, under ``eval_dir`` (each ``metrics.json`` written by ``gan2shape evaluate`
   the method's default; the default's row is the Table 2 run of the default prior (``default_row``:
   the same configuration and seed, so a separate run would repeat it number for number).
 
-Written, under ``out_dir``: ``table1.md`` (the baselines, ours after every stage, ours final),
+- with peers (``gan2shape tables --peer supervised --peer unsup3d``), ``<peer>/all/`` and
+  ``<peer>/table1/``: the peer's prediction evaluated on all test heads and on the first ``bench.n_test``
+  (the Table 1 run's heads), each a ``gan2shape evaluate`` folder (metrics.json, per_image.json).
+
+Written, under ``out_dir``: ``table1.md`` (the baselines, ours after every stage, ours final; with
+peers also the supervised and Unsup3d rows, each row's share of the gap closed, the rows on all test
+heads and the paired differences, :func:`peer_tables`),
 ``table2.md`` (one row per prior, final stage), ``perceptual.md`` (one row per source, final
 stage), ``stages.csv`` (the Table 1 run per stage, for ``dvc plots``) and the same numbers as
 metrics, one small JSON file per row: ``metrics/table1/<row>.json``, ``metrics/table2/<prior>.json``,
 ``metrics/perceptual/<source>.json``, each with the summary keys of
 :func:`gan2shape.evaluate.metrics.summarize` (n, side_x1e2_mean/std, mad_mean/std). One file per
-row (all with the same keys) makes ``dvc metrics show`` print each table as a table.
+row (all with the same keys) makes ``dvc metrics show`` print each table as a table. With peers:
+``metrics/table1/<row>.json`` gains ``gap_closed_side`` and ``gap_closed_mad``, ``metrics/table1_all/``
+holds the rows on all test heads, ``metrics/table1_paired/<row>-vs-<reference>[-all].json`` the paired
+differences (:data:`PAIRED_KEYS`).
+
+Gap closed: (average GT - row) / (average GT - supervised) per metric, on the same heads: 0 for the
+average GT depth, 1 for the supervised net, negative for a row worse than the average.
 """
 
 from __future__ import annotations
@@ -34,7 +46,13 @@ from gan2shape.evaluate.run import SUMMARY_KEYS
 from gan2shape.evaluate.tables import ROW_LABELS, markdown_table, write_metrics_json
 
 __all__ = [
+    "PAIRED_KEYS",
+    "PEER_SUBSETS",
     "TABLE1_RUN",
+    "gap_closed",
+    "paired_difference",
+    "peer_tables",
+    "read_peer",
     "perceptual_run",
     "prior_run",
     "read_run",
@@ -47,6 +65,11 @@ __all__ = [
 
 #: evaluation folder of the Table 1 run
 TABLE1_RUN = "test"
+#: the evaluation folders of a peer: all test heads, and the Table 1 run's heads
+PEER_SUBSETS = ("all", "table1")
+#: keys of a paired-difference metrics file (row - reference, per head; x1e2 for SIDE, degrees for MAD)
+PAIRED_KEYS = ("n", "side_x1e2_diff_mean", "side_x1e2_diff_se", "mad_diff_mean", "mad_diff_se",
+               "side_lower", "mad_lower")
 _STAGE_DIR = re.compile(r"stage(\d+)")
 
 
@@ -134,6 +157,141 @@ def stages_csv(stages: Mapping[int, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_peer(eval_dir: str | Path, peer: str, subset: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics.json, per_image.json) of ``eval_dir/<peer>/<subset>`` (subset in :data:`PEER_SUBSETS`).
+
+    Raises FileNotFoundError when the folder was not evaluated and InputError when a file is not JSON or
+    lacks the 'prediction' row.
+    """
+    folder = Path(eval_dir) / peer / subset
+    out = []
+    for name in ("metrics.json", "per_image.json"):
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: evaluate the '{peer}' row first (its eval stage in "
+                                    f"dvc.yaml, or gan2shape evaluate --pred <{peer} prediction> --out {folder})")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InputError(f"{path} is not valid JSON ({exc}): delete it and rerun its evaluation") from None
+        rows = data.get("rows", {}) if name == "metrics.json" else data
+        if not isinstance(rows, dict) or "prediction" not in rows:
+            raise InputError(f"{path} has no 'prediction' row: rerun its evaluation with --pred")
+        out.append(data)
+    return out[0], out[1]
+
+
+def gap_closed(row: float | None, average: float | None, supervised: float | None) -> float | None:
+    """(average - row) / (average - supervised); None when a value is missing or the gap is 0."""
+    if row is None or average is None or supervised is None or average == supervised:
+        return None
+    return (average - row) / (average - supervised) + 0.0  # + 0.0: no -0.0 for the average's own row
+
+
+def paired_difference(row: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-head differences row - reference of two per_image.json rows ('ids', 'side', 'mad_deg').
+
+    Returns :data:`PAIRED_KEYS`: n, mean and standard error (std / sqrt(n), None for n = 1) of the SIDE
+    difference x100 and the MAD difference (degrees), and the heads where the row is lower (counts).
+    Raises InputError when the two rows were not scored on the same heads.
+    """
+    if sorted(row["ids"]) != sorted(reference["ids"]):
+        raise InputError(f"paired difference of rows scored on different heads ({len(row['ids'])} vs "
+                         f"{len(reference['ids'])} ids, e.g. {sorted(set(row['ids']) ^ set(reference['ids']))[:3]}): "
+                         "evaluate both on the same heads (gan2shape evaluate --limit bench.n_test)")
+    at = {name: i for i, name in enumerate(reference["ids"])}
+    order = [at[name] for name in row["ids"]]
+    out: dict[str, Any] = {"n": len(order)}
+    for key, src, scale in (("side_x1e2", "side", 100.0), ("mad", "mad_deg", 1.0)):
+        diff = [scale * (float(a) - float(reference[src][j])) for a, j in zip(row[src], order)]
+        n = len(diff)
+        mean = sum(diff) / n
+        se = math.sqrt(sum((d - mean) ** 2 for d in diff) / (n - 1) / n) if n > 1 else None
+        out[f"{key}_diff_mean"], out[f"{key}_diff_se"] = mean, se
+        out[f"{key.split('_')[0]}_lower"] = sum(d < 0 for d in diff)
+    return out
+
+
+def _with_gap(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    sup, avg = rows.get("supervised"), rows.get("average_gt_depth")
+    out = {}
+    for name, row in rows.items():
+        out[name] = dict(row)
+        for key, metric in (("gap_closed_side", "side_x1e2_mean"), ("gap_closed_mad", "mad_mean")):
+            out[name][key] = gap_closed(row.get(metric), avg and avg.get(metric), sup and sup.get(metric))
+    return out
+
+
+_GAP_COLUMNS = (("gap_closed_side", "gap closed, SIDE"), ("gap_closed_mad", "gap closed, MAD"))
+
+
+def peer_tables(eval_dir: str | Path, peers: Sequence[str], test: Mapping[int, Mapping[str, Any]],
+                t1: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]],
+                                                        dict[str, dict[str, Any]]]:
+    """Table 1 with the peer rows: (rows on the Table 1 run's heads, rows on all test heads, paired rows).
+
+    test: :func:`read_run` of the Table 1 run; t1: its :func:`table1_rows`. The first table puts the
+    supervised row first and Unsup3d after the baselines (the paper's order); the second has the peers
+    and the baselines of the first peer's all-heads evaluation; both carry the gap-closed keys. Paired:
+    ``<peer>-vs-average_gt_depth`` and ``<peer>-vs-ours`` on the run's heads, ``<peer>-vs-average_gt_depth-all``
+    on all heads. Raises InputError when a peer's table1 evaluation is not on the run's heads.
+    """
+    final_k = max(test)
+    run_per_image = json.loads((Path(eval_dir) / TABLE1_RUN / f"stage{final_k}" / "per_image.json")
+                               .read_text(encoding="utf-8"))
+    on_run: dict[str, dict[str, Any]] = {}
+    on_all: dict[str, dict[str, Any]] = {}
+    paired: dict[str, dict[str, Any]] = {}
+    all_baselines: dict[str, dict[str, Any]] = {}
+    for peer in peers:
+        metrics, per_image = read_peer(eval_dir, peer, "table1")
+        if sorted(per_image["prediction"]["ids"]) != sorted(run_per_image["prediction"]["ids"]):
+            raise InputError(f"{Path(eval_dir) / peer / 'table1'} was scored on other heads than the Table 1 run "
+                             f"({len(per_image['prediction']['ids'])} vs {len(run_per_image['prediction']['ids'])}): "
+                             "evaluate the peer with --limit bench.n_test")
+        on_run[peer] = _summary(metrics["rows"]["prediction"])
+        for ref, ref_row in (("average_gt_depth", run_per_image.get("average_gt_depth")),
+                             ("ours", run_per_image["prediction"])):
+            if ref_row is not None:
+                paired[f"{peer}-vs-{ref}"] = paired_difference(per_image["prediction"], ref_row)
+        metrics_all, per_image_all = read_peer(eval_dir, peer, "all")
+        on_all[peer] = _summary(metrics_all["rows"]["prediction"])
+        if not all_baselines:
+            all_baselines = {k: _summary(v) for k, v in metrics_all["rows"].items() if k != "prediction"}
+        if "average_gt_depth" in per_image_all:
+            paired[f"{peer}-vs-average_gt_depth-all"] = paired_difference(per_image_all["prediction"],
+                                                                          per_image_all["average_gt_depth"])
+    order = list(ROW_LABELS)
+    first = {k: on_run[k] for k in peers if k == "supervised"}
+    later = {k: on_run[k] for k in peers if k != "supervised"}
+    baselines = {k: v for k, v in t1.items() if k in order and k not in ("prediction",)}
+    run_rows = {k: v for k, v in t1.items() if k not in baselines}
+    table_run = _with_gap({**first, **baselines, **later, **run_rows})
+    baselines_all = dict(sorted(all_baselines.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
+    table_all = _with_gap({**{k: on_all[k] for k in peers if k == "supervised"}, **baselines_all,
+                           **{k: on_all[k] for k in peers if k != "supervised"}})
+    return table_run, table_all, paired
+
+
+def paired_markdown(paired: Mapping[str, Mapping[str, Any]]) -> str:
+    """The paired differences as a markdown table (row - reference per head: mean ± standard error)."""
+    lines = ["| Row | Reference | Heads | N | SIDE diff (x10^-2) | MAD diff (deg) | row lower, SIDE | row lower, MAD |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for name, p in paired.items():
+        row, _, ref = name.partition("-vs-")
+        heads = "all test heads" if ref.endswith("-all") else "Table 1 run"
+        ref = ref.removesuffix("-all")
+        lines.append(f"| {ROW_LABELS.get(row, row)} | {ROW_LABELS.get('prediction' if ref == 'ours' else ref, ref)} | "
+                     f"{heads} | {p['n']} | {_signed(p['side_x1e2_diff_mean'], p['side_x1e2_diff_se'], 3)} | "
+                     f"{_signed(p['mad_diff_mean'], p['mad_diff_se'], 2)} | {p['side_lower']} of {p['n']} | "
+                     f"{p['mad_lower']} of {p['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _signed(mean: float, se: float | None, digits: int) -> str:
+    return f"{mean:+.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else "")
+
+
 _CAPTION = "SIDE in units of 10^-2, MAD in degrees; mean ± std over the N test heads."
 
 
@@ -143,6 +301,7 @@ def run_tables(
     priors: Sequence[str],
     perceptual: Sequence[str],
     default_row: tuple[str, str] | None = None,
+    peers: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Read the benchmark's evaluation folders and write the report files (module docstring).
 
@@ -177,9 +336,23 @@ def run_tables(
     t2_labels = {variant: f"GAN2Shape, {variant} prior" for variant in priors}
     tp = final_rows(perceptual_runs)
 
+    t1_text = ("Table 1: depth of the synthetic test heads, baselines and ours (joint pre-training, then "
+               f"instance runs). {_CAPTION}\n\n" + markdown_table(t1, t1_labels))
+    tables = {"table1": t1}
+    if peers:
+        t1, t1_all, paired = peer_tables(eval_dir, peers, test, t1)
+        tables = {"table1": t1, "table1_all": t1_all, "table1_paired": paired}
+        t1_text = (
+            f"Table 1: depth of the synthetic test heads, on the {t1['ours']['n']} heads of the GAN2Shape run (joint "
+            "pre-training, then instance runs); the supervised and Unsup3d rows are trained on the train heads. "
+            f"{_CAPTION} Gap closed: (average GT - row) / (average GT - supervised).\n\n"
+            + markdown_table(t1, t1_labels, _GAP_COLUMNS)
+            + f"\nOn all {next(iter(t1_all.values()))['n']} test heads (GAN2Shape is run on the heads above only):\n\n"
+            + markdown_table(t1_all, None, _GAP_COLUMNS)
+            + "\nPaired differences, row - reference per head (mean ± standard error), and the heads where the row "
+              "is lower:\n\n" + paired_markdown(paired))
     texts = {
-        "table1.md": "Table 1: depth of the synthetic test heads, baselines and ours (joint pre-training, then "
-                     f"instance runs). {_CAPTION}\n\n" + markdown_table(t1, t1_labels),
+        "table1.md": t1_text,
         "table2.md": "Table 2: shape priors (instance runs from scratch, final stage). "
                      f"{_CAPTION}\n\n" + markdown_table(t2, t2_labels),
         "perceptual.md": "Perceptual-loss ablation (instance runs from scratch, method.prior's shape prior, final "
@@ -188,7 +361,9 @@ def run_tables(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {name: write_text_atomic(out_dir / name, text) for name, text in texts.items()}
-    for table, rows in (("table1", t1), ("table2", t2), ("perceptual", tp)):
+    for table in ("table1_all", "table1_paired"):
+        tables.setdefault(table, {})  # without peers: their files of an earlier call go
+    for table, rows in [*tables.items(), ("table2", t2), ("perceptual", tp)]:
         folder = out_dir / "metrics" / table
         for stale in folder.glob("*.json"):  # rows of an earlier call that this one does not have
             if stale.stem not in rows:

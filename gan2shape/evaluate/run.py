@@ -46,7 +46,7 @@ from gan2shape.errors import InputError
 from gan2shape.evaluate.baselines import evaluate_baselines, select_rows
 from gan2shape.evaluate.metrics import ScoreAccumulator
 from gan2shape.evaluate.sheet import depth_sheet
-from gan2shape.evaluate.tables import markdown_table, write_metrics_json
+from gan2shape.evaluate.tables import ROW_LABELS, markdown_table, write_metrics_json
 from gan2shape.model.losses import smoothness
 from gan2shape.render import Camera
 
@@ -282,6 +282,11 @@ def run_evaluate(
         rows["prediction"] = prediction  # last, as "ours" in the paper's tables
 
     summary = {name: {k: row[k] for k in SUMMARY_KEYS} for name, row in rows.items()}
+    model = None  # a peer's prediction (gan2shape predict) names its model: its row is labelled so
+    if pred_path is not None:
+        with read_artifact(pred_path) as art:
+            model = art.attrs.get("model")
+    labels = {"prediction": ROW_LABELS[model]} if model in ROW_LABELS else None
     metrics = {
         "rows": summary,
         "skipped": skipped,
@@ -290,6 +295,7 @@ def run_evaluate(
         "ellipsoid_prior": {"near": prior.near, "far": prior.far, "raise_top_frac": prior.raise_top_frac},
         "test_path": str(test_path),
         "pred_path": None if pred_path is None else str(pred_path),
+        "pred_model": model,
         "train_path": None if train_path is None else str(train_path),
         "units": {"side_x1e2": "SIDE x 100 (table unit 10^-2)", "mad": "degrees"},
         "diagnostics": {name: _diagnostics(row) for name, row in rows.items()},
@@ -302,7 +308,7 @@ def run_evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics_json(out_dir / "metrics.json", metrics)
     write_metrics_json(out_dir / "per_image.json", per_image)
-    write_text_atomic(out_dir / "table.md", markdown_table(summary))
+    write_text_atomic(out_dir / "table.md", markdown_table(summary, labels))
     if prediction is not None and "sheet" in prediction:
         d = prediction["sheet"]
         write_png(out_dir / "depth_sheet.png",

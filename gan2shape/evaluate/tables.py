@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,9 +21,11 @@ __all__ = ["ROW_LABELS", "markdown_table", "write_metrics_json", "to_json_value"
 
 # Display names of the rows that gan2shape itself produces; other names are shown as given.
 ROW_LABELS: dict[str, str] = {
+    "supervised": "Supervised (GT depth)",
     "null_depth": "Constant null depth",
     "average_gt_depth": "Average GT depth",
     "ellipsoid_prior": "Ellipsoid prior",
+    "unsup3d": "Unsup3d",
     "prediction": "GAN2Shape (ours)",
 }
 
@@ -37,21 +39,24 @@ def _pm(mean: Any, std: Any, digits: int) -> str:
     return text
 
 
-def markdown_table(rows: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str] | None = None) -> str:
+def markdown_table(rows: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str] | None = None,
+                   extra_columns: Sequence[tuple[str, str]] = ()) -> str:
     """A GitHub-markdown table with one row per entry, in the given order.
 
     Columns: method, N (images), "SIDE (x10^-2)" and "MAD (deg)" as ``mean ± std`` (std omitted
     when undefined, e.g. a single image). SIDE is read from the 'side_x1e2_*' keys, which are
     already in units of 10^-2; nothing is rescaled here. A row's method column is
     ``labels[name]`` when given, else its :data:`ROW_LABELS` entry, else the name itself.
+    ``extra_columns``: (key, header) pairs appended as columns, each value with 2 decimals (n/a when
+    missing or not finite), e.g. the share of the gap closed.
 
     Returns:
         The table text, ending with a newline.
     """
     labels = labels or {}
     lines = [
-        "| Method | N | SIDE (x10^-2) | MAD (deg) |",
-        "|---|---:|---:|---:|",
+        "| Method | N | SIDE (x10^-2) | MAD (deg) |" + "".join(f" {header} |" for _, header in extra_columns),
+        "|---|---:|---:|---:|" + "---:|" * len(extra_columns),
     ]
     for name, m in rows.items():
         missing = [k for k in ("side_x1e2_mean", "mad_mean") if k not in m]
@@ -62,6 +67,7 @@ def markdown_table(rows: Mapping[str, Mapping[str, Any]], labels: Mapping[str, s
         lines.append(
             f"| {label} | {n} | {_pm(m['side_x1e2_mean'], m.get('side_x1e2_std'), 3)} | "
             f"{_pm(m['mad_mean'], m.get('mad_std'), 2)} |"
+            + "".join(f" {_pm(m.get(key), None, 2)} |" for key, _ in extra_columns)
         )
     return "\n".join(lines) + "\n"
 

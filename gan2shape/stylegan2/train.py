@@ -25,8 +25,6 @@ import dataclasses
 import inspect
 import json
 import logging
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -36,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan2shape.atomic import write_png
+from gan2shape.atomic import remove_stray_temporaries, write_png
 from gan2shape.config import GanConfig
 from gan2shape.errors import ArtifactError, CheckpointError, ConfigError
+from gan2shape.progress import StopRequest
 
 __all__ = [
     "ARCH_KEYS",
@@ -577,33 +576,10 @@ class GanTrainer:
 # --------------------------------------------------------------------------------------------
 
 
-class _StopRequest:
-    """Records SIGTERM/SIGINT so the loop can checkpoint before it exits."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _remove_stray_temporaries(path: Path) -> None:
-    """Delete half-written copies of ``path`` left by killed writes (never read, always rebuilt)."""
-    for stray in [*path.parent.glob(f".{path.name}.*.tmp"), path.with_name(path.name + ".tmp")]:
-        if stray.exists():
-            log.info("removing %s, left by an interrupted checkpoint write", stray)
-            stray.unlink()
+# The stop request and the clean-up of half-written checkpoints are shared with the other training
+# loops (gan2shape.peers): they live in progress.py and atomic.py.
+_StopRequest = StopRequest
+_remove_stray_temporaries = remove_stray_temporaries
 
 
 def _next_multiple(value: int, every: int) -> int:
