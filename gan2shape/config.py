@@ -632,6 +632,9 @@ _SMALL_SET = (
     "project.steps=5", "project.mean_latent_samples=100", "project.feature_blocks=2",
     "method.checkpoint=results/bench-small/generator.pt", "method.image_size=32", "method.f1_d=1", "method.nf=16",
     "method.enc_nf=16", "method.perceptual_blocks=2",
+    "supervised.image_size=32", "supervised.nf=16", "supervised.zdim=16", "supervised.batch_size=4", "supervised.steps=2",
+    "unsup3d.image_size=32", "unsup3d.nf=16", "unsup3d.zdim=16", "unsup3d.conf_zdim=16", "unsup3d.batch_size=4",
+    "unsup3d.steps=2",
 )
 
 
