@@ -10,11 +10,11 @@ W=${W:-/root/s2b}; N=${N:-20}; DEV=${DEV:-cuda}; DEADLINE=${DEADLINE:-530}; X=${
 CKPT=${CKPT:-data/stylegan2_heads64.pt}
 PROJ_OPTS=${PROJ_OPTS:-"--set project.w_plus=false --set project.latent_prior=0.01"}
 POSE_ARGS=${POSE_ARGS:-"--images 20000 --steps 2000"}
-PRE=${PRE:-"--set pretrain_encoder.steps=1500 --set pretrain_encoder.batch_size=48"}
+PRE=${PRE:-none}   # pretrain-encoder options for a fresh E file ($W/enc_linear.h5, used by $LIN); none: skip
 BENCH_ARGS=${BENCH_ARGS:-"--free-samples 64 --free-steps 200"}
 LIN="--set method.offset=linear --set method.encoder_init=$W/enc_linear.h5"
-VARIANTS=${VARIANTS:-"ref=0.3:;lin_pre=0.3:$LIN;lin_pre_s1=0.3:$LIN --set method.seed=1;\
-lin=0.3:--set method.offset=linear;lin_pre_vs12=1.2:$LIN"}
+# def: today's defaults (linear offset, the shipped pre-trained E); ref: the reference's offset and fresh E
+VARIANTS=${VARIANTS:-"def=0.3:;ref=0.3:--set method.offset=mapping --set method.encoder_init=null"}
 G="python3 -m gan2shape.cli -q"
 B="$X --set method.profile=bench --set method.checkpoint=$CKPT"
 names() { echo "$VARIANTS" | tr ';' '\n' | cut -d= -f1; }
@@ -25,7 +25,8 @@ mkdir -p $W; OUT=${OUT:-$W/out}; mkdir -p $OUT
   $G make-heads $X --set heads.n_train=16 --set heads.n_test=$N --out $W/heads --device $DEV > $W/heads.log 2>&1
   mark heads
   $G train-pose $X $POSE_ARGS --out $W/pose.h5 --device $DEV > $W/pose.log 2>&1 &
-  $G pretrain-encoder $B $PRE --set method.offset=linear --out $W/enc_linear.h5 --device $DEV > $W/enc.log 2>&1 &
+  [ "$PRE" = none ] || $G pretrain-encoder $B $PRE --set method.offset=linear --out $W/enc_linear.h5 \
+    --device $DEV > $W/enc.log 2>&1 &
   ( $G project $X $PROJ_OPTS --checkpoint $CKPT --images $W/heads/test.h5 --out $W/lat.h5 --device $DEV
     $G sample-instances $B --latents $W/lat.h5 --masks $W/heads/test.h5 --out $W/inst.h5 --device $DEV
     mark projection
