@@ -695,7 +695,7 @@ def export_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...]
                  "write rotate_gan.gif, relight_gan.gif and their grid/strip")
     else:
         from gan2shape.device import resolve_device
-        from gan2shape.export.gan_refine import export_gan_refined
+        from gan2shape.method.gan_refine import export_gan_refined
         from gan2shape.stylegan2.checkpoint import load_checkpoint
 
         m = params.method

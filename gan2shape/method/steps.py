@@ -54,7 +54,7 @@ from gan2shape.method.instances import Instances, read_instance_masks, read_inst
 from gan2shape.method.encoder import load_encoder
 from gan2shape.method.latents import OffsetMap, invert_grouped, make_offset_map
 from gan2shape.method.masks import canonical_mask
-from gan2shape.method.prior import prior_boxes, prior_variant
+from gan2shape.render.prior import prior_boxes, prior_variant
 from gan2shape.method.sampling import ViewDistribution, sample_lights
 from gan2shape.model.decode import decode_depth, decode_light, decode_view, reconstruct
 from gan2shape.model.losses import (
