@@ -445,7 +445,7 @@ _VIEW_DIST_OPTION = click.option(
 
 def _method_context(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], device: str):
     from gan2shape.device import resolve_device
-    from gan2shape.method.steps import make_context
+    from gan2shape.method.context import make_context
 
     params, text = _load(params_path, overrides)
     return make_context(params, text, device=resolve_device(device), progress=ctx.obj["progress"],

@@ -34,7 +34,7 @@ from gan2shape.method.gan_refine import (
 from gan2shape.method.instances import read_instances, sample_instances, write_instances
 from gan2shape.method.latents import latent_offset, make_offset_map
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
-from gan2shape.method.steps import load_nets, make_context
+from gan2shape.method.context import load_nets, make_context
 from gan2shape.model.decode import decode_light
 from gan2shape.model.networks import InversionEncoder
 from gan2shape.render import depth_to_normals, light_direction, render_view, shade

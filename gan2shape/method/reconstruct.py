@@ -23,19 +23,8 @@ from gan2shape.artifacts import ArtifactError, read_artifact
 from gan2shape.config import ConfigError
 from gan2shape.method.instances import KIND as INSTANCES_KIND
 from gan2shape.method.sampling import ViewDistribution
-from gan2shape.method.steps import (
-    ALBEDO_KIND,
-    PROJECTED_KIND,
-    PSEUDO_KIND,
-    SHAPE_KIND,
-    Context,
-    method_key,
-    run_invert,
-    run_prior,
-    run_pseudo,
-    run_step1,
-    run_step3,
-)
+from gan2shape.method.context import ALBEDO_KIND, PROJECTED_KIND, PSEUDO_KIND, SHAPE_KIND, Context, method_key
+from gan2shape.method.steps import run_invert, run_prior, run_pseudo, run_step1, run_step3
 
 __all__ = ["stage_paths", "artifact_valid", "joint_encoder_path", "run_reconstruct"]
 
