@@ -6,9 +6,9 @@ training snapshots all draw with these); it imports nothing of the package but `
 The ``*_image`` functions take ONE instance (no batch axis) as a torch tensor or a numpy array and
 return a uint8 numpy array, (H, W) for gray maps and (H, W, 3) for colour maps; ``write_png``
 writes such an array atomically. ``depth_grey``, ``depth_to_rgb`` and ``normal_to_rgb`` are the
-numpy forms the contact sheets use (a batch axis, a grey floor for the far end). Quantisation
-everywhere is round-half-up: q = floor(255 * t + 0.5) for t in [0, 1] (values outside are clipped
-first).
+numpy forms the contact sheets use (a batch axis, a grey floor for the far end). Quantisation is
+round-half-up, q = floor(255 * t + 0.5) for t in [0, 1] (values outside are clipped first), except
+in depth_grey (see there).
 
 Fixed, documented ranges (never per-image min/max, so images of different instances compare):
 - depth: [min_depth, max_depth] of the camera by default; NEAR IS BRIGHT (gray = 255 at
@@ -38,7 +38,6 @@ __all__ = [
     "COLORMAPS",
     "depth_grey",
     "depth_image",
-    "depth_level",
     "depth_to_rgb",
     "normal_image",
     "normal_to_rgb",
@@ -79,14 +78,6 @@ def to_uint8(t: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(np.asarray(t, np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 
-def depth_level(depth: np.ndarray, near: float, far: float) -> np.ndarray:
-    """Depth as a level t = (far - depth) / (far - near) clipped to [0, 1]: 1 at ``near``, 0 at ``far``.
-
-    depth: any shape, float. Returns the same shape, float64. (far - near) is floored at 1e-6.
-    """
-    return np.clip((far - np.asarray(depth, np.float64)) / max(far - near, 1e-6), 0.0, 1.0)
-
-
 def depth_image(
     depth: torch.Tensor | np.ndarray,
     camera: Camera | None = None,
@@ -110,7 +101,7 @@ def depth_image(
         raise ValueError(f"depth_range must be (lo, hi) with hi > lo, got {depth_range!r}")
     if colormap not in COLORMAPS:
         raise ValueError(f"unknown colormap {colormap!r}; choose one of {sorted(COLORMAPS)}")
-    t = depth_level(d, lo, hi)
+    t = np.clip((hi - d) / (hi - lo), 0.0, 1.0)
     if colormap == "gray":
         return to_uint8(t)
     anchors = COLORMAPS[colormap]
@@ -135,9 +126,11 @@ def depth_grey(depth: np.ndarray, near: float, far: float) -> np.ndarray:
     """Depth as grey levels over a given range: near = 255 down to 38 at far (a floor of 0.15 keeps
     the far end apart from a black background); depths outside [near, far] clip to the ends.
 
-    depth: any shape, float. Returns the same shape, uint8.
+    depth: any shape, float. Returns the same shape, uint8. Unlike depth_image it rounds half to even
+    in the input's precision: the heads' contact sheets and the evaluation sheets keep their pixels.
     """
-    return to_uint8(0.15 + 0.85 * depth_level(depth, near, far))
+    level = 0.15 + 0.85 * (far - depth) / max(far - near, 1e-6)
+    return (np.clip(level, 0.15, 1.0) * 255).round().astype(np.uint8)
 
 
 def depth_to_rgb(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
