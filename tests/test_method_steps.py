@@ -147,6 +147,20 @@ def test_seed_changes_the_result_and_changed_params_rebuild(tiny_gan_path, insta
 
 
 @pytest.mark.slow
+def test_resume_reruns_from_the_first_step_that_reads_a_changed_field(tiny_gan_path, instances_path, run_a, tmp_path):
+    """method.lam_view is read by step 3 alone (gan2shape.method.chain): the resume keeps the prior and
+    stage 1's steps 1 and 2 and reruns stage 1's step 3 and everything after it."""
+    out_a, _ = run_a
+    shutil.copytree(out_a, tmp_path / "run")
+    lam_view = _context(tiny_gan_path).config.lam_view
+    edited = _context(tiny_gan_path, f"method.lam_view={lam_view + 1.0}")
+    summary = run_reconstruct(edited, instances_path, tmp_path / "run")
+    assert summary["skipped"] == ["stage0/shape.h5", "stage1/albedo.h5", "stage1/pseudo.h5", "stage1/projected.h5"]
+    assert summary["ran"] == ["stage1/shape.h5", "stage2/albedo.h5", "stage2/pseudo.h5", "stage2/projected.h5",
+                              "stage2/shape.h5"]
+
+
+@pytest.mark.slow
 def test_step1_lowers_its_loss_on_a_fixed_target(tiny_gan_path, instances_path, run_a, tmp_path):
     out_a, _ = run_a
     ctx = _context(tiny_gan_path, "method.profiles.tiny.step1_iters=[25, 25]", "method.lr=0.001")

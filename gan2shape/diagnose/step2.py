@@ -43,7 +43,8 @@ from gan2shape.evaluate.pose import DEG, PoseRegressor, line_fit, load_pose_regr
 from gan2shape.imaging import tile_images
 from gan2shape.method.instances import Instances, read_instances, resize_images
 from gan2shape.method.reconstruct import stage_paths
-from gan2shape.method.context import PROJECTED_KIND, PSEUDO_KIND, make_context
+from gan2shape.method.chain import PROJECTED_KIND, PSEUDO_KIND
+from gan2shape.method.context import make_context
 from gan2shape.method.steps import pseudo_count, run_invert, view_distribution
 from gan2shape.model.losses import feature_matching, masked_l1, offset_regulariser
 from gan2shape.stylegan2.model import Discriminator, Generator

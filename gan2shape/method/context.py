@@ -1,6 +1,7 @@
 """What the method's steps share: the context (config, camera, the frozen GAN, the perceptual loss),
 the four networks and the encoder E (built, loaded from an artifact, stored in one), and the key
-that says whether a stored step result still holds for the params.
+that says whether a stored step result still holds for the params (``method_key``, over the
+fields the stage chain's description says the step reads: chain.py).
 
 Modes (``method.mode``): ``instance`` gives every instance its own networks, stored as
 ``InstanceEnsemble``s whose N copies run as one vmapped call; ``joint`` one shared set.
@@ -9,19 +10,17 @@ Modes (``method.mode``): ``instance`` gives every instance its own networks, sto
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from gan2shape.artifacts import Artifact
-from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
+from gan2shape.config import ConfigError, MethodConfig, Params, RenderConfig
 from gan2shape.errors import ArtifactError, CheckpointError
+from gan2shape.method.chain import step_key
 from gan2shape.method.encoder import load_encoder
 from gan2shape.model.losses import PerceptualLoss, make_perceptual
 from gan2shape.model.networks import (
@@ -37,17 +36,13 @@ from gan2shape.stylegan2.checkpoint import load_checkpoint
 from gan2shape.stylegan2.model import Discriminator, Generator
 
 __all__ = [
-    "SHAPE_KIND", "ALBEDO_KIND", "PSEUDO_KIND", "PROJECTED_KIND", "NET_NAMES", "STEP_SALT", "STORE_DTYPE",
+    "NET_NAMES", "STEP_SALT", "STORE_DTYPE",
     "Context", "make_context", "build_nets", "load_nets", "nets_from_joint", "pretrained_encoder", "net_states",
     "method_key",
 ]
 
 log = logging.getLogger(__name__)
 
-SHAPE_KIND = "shape"
-ALBEDO_KIND = "albedo"
-PSEUDO_KIND = "pseudo"
-PROJECTED_KIND = "projected"
 NET_NAMES = ("depth", "albedo", "view", "light")
 # Offsets added to the seed so that each step of each stage draws its own random stream.
 STEP_SALT = {"init": 11, "prior": 13, "step1": 17, "pseudo": 19, "invert": 23, "encoder": 29, "step3": 31}
@@ -202,27 +197,10 @@ def net_states(nets: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]
 # ----- the key of a step's result -------------------------------------------------------------
 
 
-def method_key(ctx: Context) -> str:
-    """A digest of everything that decides a step's result: the method params (except the profile
-    choice and the stage count, so that adding stages keeps the earlier ones), the active schedule's
-    iteration counts, the camera and the network widths. Stored in every artifact ('method_key');
-    the stage loop rebuilds an artifact whose key differs."""
-    cfg = dataclasses.asdict(ctx.config)
-    for k in ("profile", "profiles"):
-        cfg.pop(k)
-    sched = dataclasses.asdict(ctx.config.schedule)
-    sched.pop("stages")
-    cam = dataclasses.asdict(ctx.camera)
-    if ctx.config.encoder_init is not None:  # the pre-trained E's content, not only its path
-        cfg["encoder_init"] = _file_digest(ctx.config.encoder_init)
-    blob = json.dumps({"method": cfg, "schedule": sched, "camera": cam, "nf": ctx.nf, "enc_nf": ctx.enc_nf},
-                      sort_keys=True, default=str)
-    return params_digest(blob)
-
-
-def _file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (16 hex digits), or 'missing' (the step that reads it then says so)."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-    except OSError:
-        return "missing"
+def method_key(ctx: Context, step: str) -> str:
+    """The rerun key of ``step``'s result under this context (``chain.step_key``: a digest of only the
+    params fields that step reads), with the context's network widths and camera. Stored in every
+    artifact ('method_key'); the stage loop rebuilds an artifact whose key differs."""
+    method = dataclasses.replace(ctx.config, nf=ctx.nf, enc_nf=ctx.enc_nf)
+    render = RenderConfig(**{f.name: getattr(ctx.camera, f.name) for f in dataclasses.fields(RenderConfig)})
+    return step_key(step, method, render)

@@ -50,9 +50,9 @@ from gan2shape.artifacts import read_artifact
 from gan2shape.errors import ArtifactError, ConfigError, InputError
 from gan2shape.export import media
 from gan2shape.export.exporter import REQUIRED, ExportOptions, _check_id
+from gan2shape.method.chain import PROJECTED_KIND
 from gan2shape.method.instances import Instances, read_instances
 from gan2shape.method.latents import check_w_target, invert_grouped, make_offset_map
-from gan2shape.method.context import PROJECTED_KIND
 from gan2shape.model.decode import decode_light
 from gan2shape.model.networks import InstanceEnsemble, InversionEncoder
 from gan2shape.progress import track

@@ -49,12 +49,9 @@ from torch import nn
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig
 from gan2shape.errors import ArtifactError
+from gan2shape.method.chain import ALBEDO_KIND, PROJECTED_KIND, PSEUDO_KIND, SHAPE_KIND
 from gan2shape.method.context import (
-    ALBEDO_KIND,
     NET_NAMES,
-    PROJECTED_KIND,
-    PSEUDO_KIND,
-    SHAPE_KIND,
     STEP_SALT,
     STORE_DTYPE,
     Context,
@@ -122,9 +119,10 @@ def _progress(ctx: Context, n: int, desc: str):
     return track(range(n), desc, unit="iter", bar=ctx.progress, leave=False)
 
 
-def _meta(ctx: Context, stage: int, n: int, extra: dict | None = None) -> dict:
-    return {"method_key": method_key(ctx), "mode": ctx.config.mode, "stage": stage, "image_size": ctx.size, "n": n,
-            "nf": -1 if ctx.nf is None else ctx.nf, "enc_nf": ctx.enc_nf, "seed": ctx.config.seed,
+def _meta(ctx: Context, step: str, stage: int, n: int, extra: dict | None = None) -> dict:
+    """The attributes of ``step``'s artifact: its rerun key (``method_key``), mode, stage, sizes, seed, device."""
+    return {"method_key": method_key(ctx, step), "mode": ctx.config.mode, "stage": stage, "image_size": ctx.size,
+            "n": n, "nf": -1 if ctx.nf is None else ctx.nf, "enc_nf": ctx.enc_nf, "seed": ctx.config.seed,
             "device": str(ctx.device), **(extra or {})}
 
 
@@ -207,7 +205,7 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
     return write_artifact(
         out_path, SHAPE_KIND, {"prior_depth": prior.cpu(), "canon_depth": depth.cpu()}, ids=inst.ids,
         params_text=ctx.params_text, networks=net_states(nets),
-        attrs=_meta(ctx, 0, inst.n, {"loss_history": history, "init": str(init_path or ""),
+        attrs=_meta(ctx, "prior", 0, inst.n, {"loss_history": history, "init": str(init_path or ""),
                                      "seconds": time.perf_counter() - t0}),
     )
 
@@ -247,7 +245,7 @@ def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, 
     return write_artifact(
         out_path, ALBEDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
         params_text=ctx.params_text, networks=net_states(nets),
-        attrs=_meta(ctx, stage, inst.n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
+        attrs=_meta(ctx, "step1", stage, inst.n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
     )
 
 
@@ -332,7 +330,7 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
               "view_delta": view - target_view[:, None], "light": lights}
     return write_artifact(
         out_path, PSEUDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=ids, params_text=ctx.params_text,
-        attrs=_meta(ctx, stage, n, {"albedo": str(albedo_path), "object_mask": canon_mask is not None,
+        attrs=_meta(ctx, "pseudo", stage, n, {"albedo": str(albedo_path), "object_mask": canon_mask is not None,
                                     "seconds": time.perf_counter() - t0}),
     )
 
@@ -432,7 +430,7 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
         {"image": projected.to("cpu", STORE_DTYPE), "mask": pmask.to("cpu", STORE_DTYPE), **extra},
         ids=inst.ids,
         params_text=ctx.params_text, networks=net_states(nets),
-        attrs=_meta(ctx, stage, n, {"loss_history": history, "feature_blocks": ctx.feature_blocks,
+        attrs=_meta(ctx, "invert", stage, n, {"loss_history": history, "feature_blocks": ctx.feature_blocks,
                                     "seconds": time.perf_counter() - t0}),
     )
 
@@ -508,6 +506,6 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
     return write_artifact(
         out_path, SHAPE_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
         params_text=ctx.params_text, networks=net_states(nets),
-        attrs=_meta(ctx, stage, n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
+        attrs=_meta(ctx, "step3", stage, n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
     )
 
