@@ -1,15 +1,12 @@
 """The steps of GAN2Shape (METHOD.md section 3), each one artifact in, one artifact out.
 
-Data flow for one shard of N instances (DESIGN.md "Data flow"), stage k = 1..K::
-
-    instances.h5        --run_prior-->   stage0/shape.h5
-    stage{k-1}/shape.h5 --run_step1-->   stage{k}/albedo.h5     (train the albedo net)
-    stage{k}/albedo.h5  --run_pseudo-->  stage{k}/pseudo.h5     (step 2a: re-lit, re-viewed renders)
-    stage{k}/pseudo.h5  --run_invert-->  stage{k}/projected.h5  (step 2b: train E, then collect)
-    stage{k}/projected.h5 --run_step3--> stage{k}/shape.h5      (train depth, albedo, view, light)
-
-The context (networks, loading, keys) is method/context.py, the forward pass and the photometric
-loss method/forward.py; this file is the training loop they share and the steps, in order.
+The steps, in the order of the stage chain (chain.py: each step's artifacts in and out and the
+params fields it reads): run_prior (stage 0: pre-train the depth net to the shape prior),
+run_step1 (train the albedo net), run_pseudo (step 2a: re-lit, re-viewed renders), run_invert
+(step 2b: train E, then collect the projected samples), run_step3 (train depth, albedo, view,
+light). The context (networks, loading, keys) is method/context.py, the forward pass and the
+photometric loss method/forward.py; this file is the training loop they share and the steps, in
+order.
 
 Modes. ``instance``: every instance has its own four networks (and its own encoder E), stored as
 ``InstanceEnsemble``s whose N copies run as one vmapped call; the per-instance losses are summed,
@@ -38,7 +35,6 @@ Choices where METHOD.md is silent (following XingangPan/GAN2Shape ``model.py``):
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,8 +71,6 @@ from gan2shape.render.prior import prior_boxes, prior_variant
 
 __all__ = ["stage_flips", "view_distribution", "pseudo_count", "run_prior", "run_step1", "run_pseudo", "run_invert",
            "run_step3"]
-
-log = logging.getLogger(__name__)
 
 
 # ----- the training loop the steps share --------------------------------------------------------
