@@ -10,7 +10,8 @@ The floors, bottom up (a part imports only from floors below its own, or its own
   ground floor    imaging (pictures), render (camera, mesh, rasterizer, warps, shading, the shape prior)
   building blocks model (networks, decoding, losses), stylegan2 (the GAN, training, projection)
   data            the synthetic heads, image folders, contact sheets: below the method, which reads them
-  evaluate        SIDE / MAD, baselines, tables: never the method (it scores any depth maps)
+  evaluate        SIDE / MAD, baselines, tables: never the method (it scores any depth maps); model
+                  only for the roughness it reports, the steps' own smoothness term (model.losses)
   export          PNGs, meshes, media of a reconstructed shape: never the method
   peers           training other reconstruction models (baselines to compare with): never the method
   method          the GAN2Shape steps, the stage loop, GAN-refined media (it may use export's media)
