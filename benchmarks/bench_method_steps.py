@@ -23,7 +23,7 @@ from gan2shape.config import load_params
 from gan2shape.device import resolve_device
 from gan2shape.method.instances import sample_instances, write_instances
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
-from gan2shape.method.steps import make_context
+from gan2shape.method.context import make_context
 
 
 def main() -> None:

@@ -558,7 +558,7 @@ _VIEW_DIST_OPTION = click.option(
 
 def _method_context(ctx: click.Context, params_path: Path, overrides: tuple[str, ...], device: str):
     from gan2shape.device import resolve_device
-    from gan2shape.method.steps import make_context
+    from gan2shape.method.context import make_context
 
     params, text = _load(params_path, overrides)
     return make_context(params, text, device=resolve_device(device), progress=ctx.obj["progress"],
@@ -824,7 +824,7 @@ def export_cmd(ctx: click.Context, params_path: Path, overrides: tuple[str, ...]
                  "write rotate_gan.gif, relight_gan.gif and their grid/strip")
     else:
         from gan2shape.device import resolve_device
-        from gan2shape.export.gan_refine import export_gan_refined
+        from gan2shape.method.gan_refine import export_gan_refined
         from gan2shape.stylegan2.checkpoint import load_checkpoint
 
         m = params.method

@@ -22,7 +22,7 @@ from gan2shape.diagnose.step2 import (
 from gan2shape.evaluate.pose import PoseRegressor, save_pose_regressor
 from gan2shape.method.instances import sample_instances, write_instances
 from gan2shape.method.reconstruct import run_reconstruct
-from gan2shape.method.steps import make_context
+from gan2shape.method.context import make_context
 from gan2shape.model.losses import feature_matching, masked_l1
 
 S = 32

@@ -12,7 +12,8 @@ from gan2shape.errors import ArtifactError
 from gan2shape.method.encoder import GanPairs, load_encoder, pretrain_encoder, save_encoder
 from gan2shape.method.instances import sample_instances, write_instances
 from gan2shape.method.latents import make_offset_map
-from gan2shape.method.steps import load_nets, make_context, run_invert
+from gan2shape.method.context import load_nets, make_context
+from gan2shape.method.steps import run_invert
 from gan2shape.model.networks import InstanceEnsemble
 from gan2shape.stylegan2.checkpoint import load_checkpoint
 

@@ -14,23 +14,19 @@ from gan2shape.export import (
     OUTPUT_FILES,
     SUMMARY_FILE,
     ExportOptions,
-    depth_image,
     export_instances,
     frames_strip,
     mesh_from_depth,
-    normal_image,
     read_obj,
     relight_frames,
     relight_light_xy,
-    rgb_image,
     rotation_frames,
     rotation_grid,
     rotation_yaws,
-    shading_image,
     write_gif,
-    write_png,
     write_textured_mesh,
 )
+from gan2shape.imaging import depth_image, normal_image, rgb_image, shading_image, write_png
 from gan2shape.render import Camera, depth_to_normals, depth_to_points, light_direction, render_view, shade
 
 S = 16

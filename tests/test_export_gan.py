@@ -1,4 +1,4 @@
-"""GAN-refined rotation/relighting media (gan2shape.export.gan_refine) on a tiny random GAN (32 px).
+"""GAN-refined rotation/relighting media (gan2shape.method.gan_refine) on a tiny random GAN (32 px).
 
 Checks: refining an instance's own image gives back its GAN image (relative_enc: offset exactly 0);
 the refined identity-view frame and the refined first relighting frame equal the GAN output of the
@@ -21,13 +21,20 @@ from PIL import Image
 
 from gan2shape.artifacts import ArtifactError, read_artifact, write_artifact
 from gan2shape.config import load_params
-from gan2shape.export import ExportOptions, GAN_OUTPUT_FILES, export_gan_refined, load_gan_refiner
-from gan2shape.export.gan_refine import render_relights, render_rotations, rotation_views
-from gan2shape.export.images import to_uint8
+from gan2shape.export import ExportOptions
+from gan2shape.imaging import to_uint8
+from gan2shape.method.gan_refine import (
+    GAN_OUTPUT_FILES,
+    export_gan_refined,
+    load_gan_refiner,
+    render_relights,
+    render_rotations,
+    rotation_views,
+)
 from gan2shape.method.instances import read_instances, sample_instances, write_instances
 from gan2shape.method.latents import latent_offset, make_offset_map
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
-from gan2shape.method.steps import load_nets, make_context
+from gan2shape.method.context import load_nets, make_context
 from gan2shape.model.decode import decode_light
 from gan2shape.model.networks import InversionEncoder
 from gan2shape.render import depth_to_normals, light_direction, render_view, shade

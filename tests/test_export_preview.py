@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gan2shape.export import PREVIEW_FILE, export_instance, mesh_preview
-from gan2shape.export.images import to_uint8
+from gan2shape.imaging import to_uint8
 from gan2shape.render import Camera
 
 S = 24

@@ -18,7 +18,9 @@ import torch
 from gan2shape.artifacts import read_artifact
 from gan2shape.config import MethodConfig, load_params
 from gan2shape.method.instances import read_instances, sample_instances, write_instances
-from gan2shape.method.steps import load_nets, make_context, photo_loss, predict, run_prior, run_step1, stage_flips
+from gan2shape.method.context import load_nets, make_context
+from gan2shape.method.forward import photo_loss, predict
+from gan2shape.method.steps import run_prior, run_step1, stage_flips
 from gan2shape.model.losses import smoothness
 
 S = 32

@@ -26,8 +26,9 @@ from gan2shape.errors import ArtifactError, InputError
 from gan2shape.evaluate.metrics import erode_mask
 from gan2shape.method.instances import read_instance_masks, read_instances, sample_instances, write_instances
 from gan2shape.method.masks import canonical_mask, read_masks
-from gan2shape.method.prior import box_from_mask, prior_variant
-from gan2shape.method.steps import make_context, run_prior, run_pseudo, run_step1
+from gan2shape.render.prior import box_from_mask, prior_variant
+from gan2shape.method.context import make_context
+from gan2shape.method.steps import run_prior, run_pseudo, run_step1
 from gan2shape.render import Camera, render_view
 
 S = 32

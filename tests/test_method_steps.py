@@ -21,7 +21,8 @@ from gan2shape.config import load_params
 from gan2shape.errors import ArtifactError
 from gan2shape.method.instances import instances_from_latents, read_instances, sample_instances, write_instances
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
-from gan2shape.method.steps import make_context, pseudo_count, run_prior, run_step1
+from gan2shape.method.context import make_context
+from gan2shape.method.steps import pseudo_count, run_prior, run_step1
 
 S = 32
 N = 2
@@ -95,7 +96,8 @@ def test_every_step_writes_a_readable_artifact(ctx, instances_path, run_a):
             assert len(art.attrs["loss_history"]) == (3 if k == 1 else 2)
     # The networks stored in the last shape artifact (float16 weights) reproduce its arrays (computed
     # with the float32 weights) to float16 rounding: depth in [0.9, 1.1], relief ~0.1.
-    from gan2shape.method.steps import STORE_DTYPE, load_nets, predict
+    from gan2shape.method.context import STORE_DTYPE, load_nets
+    from gan2shape.method.forward import predict
 
     with read_artifact(stage_paths(out, 2)["shape"], "shape") as art:
         nets = load_nets(ctx, art, N)
@@ -142,6 +144,20 @@ def test_seed_changes_the_result_and_changed_params_rebuild(tiny_gan_path, insta
     more = _context(tiny_gan_path, "method.seed=1", "method.profiles.tiny.stages=3")
     summary = run_reconstruct(more, instances_path, tmp_path / "run")
     assert len(summary["skipped"]) == 9 and summary["ran"][0] == "stage3/albedo.h5"
+
+
+@pytest.mark.slow
+def test_resume_reruns_from_the_first_step_that_reads_a_changed_field(tiny_gan_path, instances_path, run_a, tmp_path):
+    """method.lam_view is read by step 3 alone (gan2shape.method.chain): the resume keeps the prior and
+    stage 1's steps 1 and 2 and reruns stage 1's step 3 and everything after it."""
+    out_a, _ = run_a
+    shutil.copytree(out_a, tmp_path / "run")
+    lam_view = _context(tiny_gan_path).config.lam_view
+    edited = _context(tiny_gan_path, f"method.lam_view={lam_view + 1.0}")
+    summary = run_reconstruct(edited, instances_path, tmp_path / "run")
+    assert summary["skipped"] == ["stage0/shape.h5", "stage1/albedo.h5", "stage1/pseudo.h5", "stage1/projected.h5"]
+    assert summary["ran"] == ["stage1/shape.h5", "stage2/albedo.h5", "stage2/pseudo.h5", "stage2/projected.h5",
+                              "stage2/shape.h5"]
 
 
 @pytest.mark.slow
@@ -192,7 +208,7 @@ def test_joint_mode_runs_one_shared_set(tiny_gan_path, instances_path, tmp_path)
         run_step1(inst_ctx, instances_path, tmp_path / "stage0" / "shape.h5", tmp_path / "x.h5")
     # ... but starts every instance from the joint networks when asked (reset_weight).
     path = run_prior(inst_ctx, instances_path, tmp_path / "init.h5", init_path=summary["shape"])
-    from gan2shape.method.steps import load_nets
+    from gan2shape.method.context import load_nets
 
     with read_artifact(path, "shape") as art, read_artifact(summary["shape"], "shape") as joint:
         assert art.attrs["loss_history"] == []  # no prior pre-training on top of the joint weights
@@ -241,7 +257,7 @@ def test_instance_run_from_joint_starts_the_encoder_from_the_joint_one(tiny_gan_
         run_reconstruct(ctx, instances_path, out, init_path=joint["shape"])
         with read_artifact(stage_paths(out, 1)["projected"], "projected") as art:
             assert art.attrs["mode"] == "instance"
-            from gan2shape.method.steps import load_nets
+            from gan2shape.method.context import load_nets
 
             enc = load_nets(ctx, art, N, ("encoder",))["encoder"]
         for i in range(N):
@@ -293,7 +309,7 @@ def test_cli_sample_and_reconstruct(tiny_gan_path, tmp_path, monkeypatch):
 
 
 def test_flip_term_doubles_the_loss_of_a_mirror_symmetric_shape(ctx):
-    from gan2shape.method.steps import photo_loss
+    from gan2shape.method.forward import photo_loss
 
     g = torch.Generator().manual_seed(0)
     raw = torch.randn(N, S, S, generator=g) * 0.02 + 1.0
@@ -322,7 +338,9 @@ def test_view_anchor_carries_the_pseudo_views_and_pulls_the_predicted_ones(tiny_
     do show their views; the tiny GAN's projections barely differ); a projected artifact without
     view_delta is refused with a message when the anchor is on."""
     from gan2shape.config import ConfigError
-    from gan2shape.method.steps import load_nets, predict_view_light, run_step3
+    from gan2shape.method.context import load_nets
+    from gan2shape.method.forward import predict_view_light
+    from gan2shape.method.steps import run_step3
 
     out_a, _ = run_a
     p = stage_paths(out_a, 1)

@@ -1,11 +1,11 @@
-"""The ellipsoid shape prior (gan2shape.method.prior): analytic properties of the cap and the box rules."""
+"""The ellipsoid shape prior (gan2shape.render.prior): analytic properties of the cap and the box rules."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from gan2shape.method.prior import box_from_mask, centered_box, ellipsoid_prior
+from gan2shape.render.prior import box_from_mask, centered_box, ellipsoid_prior
 
 NEAR, FAR = 0.91, 1.02
 

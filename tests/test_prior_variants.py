@@ -1,11 +1,11 @@
-"""Prior variants of the paper's Table 2 and the box sources (gan2shape.method.prior)."""
+"""Prior variants of the paper's Table 2 and the box sources (gan2shape.render.prior)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from gan2shape.method.prior import PRIOR_VARIANTS, centered_box, ellipsoid_prior, prior_boxes, prior_variant
+from gan2shape.render.prior import PRIOR_VARIANTS, centered_box, ellipsoid_prior, prior_boxes, prior_variant
 
 NEAR, FAR, S = 0.91, 1.02, 41  # image span S - 1 = 40 px: 0.1 of it is exactly 4 px
 

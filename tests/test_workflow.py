@@ -10,8 +10,10 @@ Checks:
   sampled as instances named after the files, then reconstructed; an HDF5 artifact is projected
   directly;
 - params dependencies (dry runs): editing evaluate.erode_pixels reruns only the baseline
-  evaluation, editing method.lam_perc reruns the method steps (not the sampling, not the
-  benchmark); a workflow.profile with one more stage and the same iterations adds that stage and
+  evaluation, editing method.lam_perc reruns step 1 and what follows it (not the prior, not the
+  sampling, not the benchmark), editing method.lam_view only step 3 and the export (each method
+  rule's deps are the library's per-step keys, gan2shape.method.chain, equal to those its
+  artifacts store); a workflow.profile with one more stage and the same iterations adds that stage and
   keeps the finished one, and every method rule gets --set method.profile=<it>;
 - kill -9 mid-pipeline: the killed step leaves no file at its final path, every artifact there
   reads back complete, the same command (after `snakemake --unlock`) finishes without redoing
@@ -205,11 +207,13 @@ def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
     res = snakemake(work, "-n")
     assert set(_jobs(res)) == {"evaluate_baselines", "all"}, res.stdout
 
+    # a method step reruns when a field it reads changes (gan2shape.method.chain), and so do the
+    # steps after it; lam_perc is read by steps 1 and 3, not by the prior
     edited = yaml.safe_load(yaml.safe_dump(params))
     edited["method"]["lam_perc"] = 0.25
     _write_params(work, edited)
     jobs = _jobs(snakemake(work, "-n"))
-    assert set(jobs) == {"prior", "step1", "pseudo", "invert", "step3", "export", "collect_exports", "all"}
+    assert set(jobs) == {"step1", "pseudo", "invert", "step3", "export", "collect_exports", "all"}
 
     # another profile with one more stage and the same iterations: the stage count decides the
     # DAG, the finished stage is kept, and the method rules get the profile's name
@@ -235,6 +239,34 @@ def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
     calls = re.findall(r"Shell command: gan2shape .* (?:prior|step1|pseudo|invert|step3) (.*)", res.stdout + res.stderr)
     assert calls and all("--set=method.view_origin=canonical" in line and "--set=method.view_scale=0.5" in line
                          and "view_scale=1.2" not in line for line in calls)
+
+
+def test_lam_view_reruns_only_step3_and_what_depends_on_it(finished, tmp_path):
+    """method.lam_view is read by step 3 alone: Snakemake reruns step 3 and the export of its result,
+    and its rerun keys are the ones the finished run's artifacts store (the library's resume keys)."""
+    from gan2shape.config import load_params
+    from gan2shape.method.chain import STEPS, step_key
+
+    work = _copy(finished, tmp_path / "work")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    stored = {}
+    for step in STEPS.values():
+        with read_artifact(work / SHARD / step.path(1)) as art:
+            stored[step.name] = art.attrs["method_key"]
+    typed, _ = load_params(work / "params.yaml", ["method.profile=tiny"])
+    assert stored == {name: step_key(name, typed.method, typed.render) for name in STEPS}
+
+    edited = yaml.safe_load(yaml.safe_dump(params))
+    edited["method"]["lam_view"] = params["method"]["lam_view"] + 1.0
+    _write_params(work, edited)
+    assert _jobs(snakemake(work, "-n")) == {"step3": 1, "export": 1, "collect_exports": 1, "all": 1}
+    snakemake(work)
+    assert _jobs(snakemake(work, "-n")) == {}
+    with read_artifact(work / SHARD / "stage1/shape.h5") as art:
+        assert art.attrs["method_key"] != stored["step3"]
+    for name in ("prior", "step1", "pseudo", "invert"):  # untouched files, same keys
+        with read_artifact(work / SHARD / STEPS[name].path(1)) as art:
+            assert art.attrs["method_key"] == stored[name]
 
 
 def test_user_images_are_imported_projected_and_reconstructed(finished, tmp_path):

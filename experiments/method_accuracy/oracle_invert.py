@@ -28,7 +28,9 @@ import torch
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import load_params
 from gan2shape.method.instances import read_instances
-from gan2shape.method.steps import PROJECTED_KIND, PSEUDO_KIND, make_context, run_invert
+from gan2shape.method.chain import PROJECTED_KIND, PSEUDO_KIND
+from gan2shape.method.context import make_context
+from gan2shape.method.steps import run_invert
 from oracle_step3 import random_lights, random_views, render_grouped, repeated_heads  # same folder
 
 

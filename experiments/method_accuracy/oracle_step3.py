@@ -42,7 +42,9 @@ from gan2shape.config import load_params
 from gan2shape.data.heads import HeadSample, load_heads, render_heads, sample_heads
 from gan2shape.evaluate.run import run_evaluate
 from gan2shape.method.instances import Instances, write_instances
-from gan2shape.method.steps import PROJECTED_KIND, SHAPE_KIND, make_context, run_prior, run_step1, run_step3
+from gan2shape.method.chain import PROJECTED_KIND, SHAPE_KIND
+from gan2shape.method.context import make_context
+from gan2shape.method.steps import run_prior, run_step1, run_step3
 
 
 def _uniform(n: int, bounds, gen: torch.Generator) -> torch.Tensor:

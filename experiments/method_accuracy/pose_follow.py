@@ -38,7 +38,8 @@ from gan2shape.config import load_params
 from gan2shape.data.heads import render_heads, sample_heads
 from gan2shape.method.instances import read_instances
 from gan2shape.method.reconstruct import stage_paths
-from gan2shape.method.steps import load_nets, make_context, predict_view_light
+from gan2shape.method.context import load_nets, make_context
+from gan2shape.method.forward import predict_view_light
 
 DEG = 180.0 / math.pi
 

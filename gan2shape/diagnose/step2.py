@@ -37,15 +37,16 @@ import torch
 
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import Params
-from gan2shape.data.contact_sheet import tile_images
 from gan2shape.errors import ArtifactError
 from gan2shape.data.heads import render_heads, sample_heads
 from gan2shape.evaluate.pose import DEG, PoseRegressor, line_fit, load_pose_regressor, predict_pose
 from gan2shape.method.encoder import resolve_encoder_init
+from gan2shape.imaging import tile_images
 from gan2shape.method.instances import Instances, read_instances, resize_images
 from gan2shape.method.reconstruct import stage_paths
-from gan2shape.method.steps import PROJECTED_KIND, PSEUDO_KIND, make_context, pseudo_count, run_invert, \
-    view_distribution
+from gan2shape.method.chain import PROJECTED_KIND, PSEUDO_KIND
+from gan2shape.method.context import make_context
+from gan2shape.method.steps import pseudo_count, run_invert, view_distribution
 from gan2shape.model.losses import feature_matching, masked_l1, offset_regulariser
 from gan2shape.stylegan2.model import Discriminator, Generator
 from gan2shape.stylegan2.projector import latent_penalties, w_whitening
@@ -260,7 +261,7 @@ def _sheet(path: Path, rows: list[torch.Tensor], order: torch.Tensor) -> Path:
     ordered = [tiles[r * n + i] for i in range(n) for r in range(len(rows))]  # instance-major
     from PIL import Image
 
-    sheet = tile_images(np.concatenate(ordered), columns=columns, scale=2)
+    sheet = tile_images(list(np.concatenate(ordered)), n_cols=columns, pad=2, fill=0, scale=2, border=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(path)
     return path

@@ -39,7 +39,7 @@ import torch
 from gan2shape.artifacts import Artifact, read_artifact
 from gan2shape.errors import ArtifactError
 from gan2shape.evaluate.metrics import ScoreAccumulator
-from gan2shape.method.prior import box_from_mask, ellipsoid_prior
+from gan2shape.render.prior import box_from_mask, ellipsoid_prior
 from gan2shape.progress import track
 from gan2shape.render import Camera
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gan2shape.data.contact_sheet import depth_grey
-from gan2shape.export.images import tile_images
+from gan2shape.imaging import depth_grey, tile_images
 
 __all__ = ["depth_sheet"]
 

@@ -2,9 +2,9 @@
 
 Layout (names fixed, one folder per instance id)::
 
-    out_dir/<id>/depth.png          canonical depth, near = bright (images.depth_image)
+    out_dir/<id>/depth.png          canonical depth, near = bright (imaging.depth_image)
                  recon_depth.png    depth in the input view, only if the source has recon_depth
-                 normal.png         canonical normals, (n + 1) / 2 (images.normal_image)
+                 normal.png         canonical normals, (n + 1) / 2 (imaging.normal_image)
                  albedo.png         canonical albedo
                  shading.png        k_a + k_d max(0, <n, l>) in the canonical frame
                  texture.png        shaded canonical texture (albedo * shading)
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gan2shape import imaging
 from gan2shape.artifacts import read_artifact
 from gan2shape.errors import ArtifactError, InputError
 from gan2shape.model.decode import decode_light
@@ -43,7 +44,7 @@ from gan2shape.progress import track
 from gan2shape.render import Camera, depth_to_normals, render_view, shade
 from gan2shape.render._checks import check_tensor
 
-from . import images, media, mesh, preview
+from . import media, mesh, preview
 
 __all__ = ["OUTPUTS", "OUTPUT_FILES", "SUMMARY_FILE", "ExportOptions", "export_instance", "export_instances"]
 
@@ -69,7 +70,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 class ExportOptions:
     """How the exported files look. Defaults suit faces; use max_yaw_deg=45 for cars/churches.
 
-    depth_colormap: images.COLORMAPS key; shading_max: shading value shown as white.
+    depth_colormap: imaging.COLORMAPS key; shading_max: shading value shown as white.
     mesh_texture: "albedo" (lighting-free, for relighting in a viewer) or "texture" (shaded).
     mesh_frame: "opengl" (y up, for viewers) or "camera" (the renderer's frame); see mesh.py.
     mesh_max_depth_step, mesh_crop_border: face dropping, see mesh.mesh_from_depth.
@@ -98,9 +99,9 @@ class ExportOptions:
     summary_yaw_deg: float | None = None
 
     def __post_init__(self) -> None:
-        if self.depth_colormap not in images.COLORMAPS:
+        if self.depth_colormap not in imaging.COLORMAPS:
             raise ValueError(
-                f"ExportOptions.depth_colormap must be one of {sorted(images.COLORMAPS)}, got {self.depth_colormap!r}"
+                f"ExportOptions.depth_colormap must be one of {sorted(imaging.COLORMAPS)}, got {self.depth_colormap!r}"
             )
         if self.mesh_texture not in ("albedo", "texture"):
             raise ValueError(f"ExportOptions.mesh_texture must be 'albedo' or 'texture', got {self.mesh_texture!r}")
@@ -171,26 +172,26 @@ def export_instance(
         texture, shading = shade(canon_albedo[None], normals, ambient, diffuse, light_dir)
     normals, texture, shading = normals[0], texture[0], shading[0]
 
-    depth_png = images.depth_image(canon_depth, camera, colormap=opts.depth_colormap)
-    normal_png = images.normal_image(normals)
-    albedo_png = images.rgb_image(canon_albedo)
-    shading_png = images.shading_image(shading, opts.shading_max)
+    depth_png = imaging.depth_image(canon_depth, camera, colormap=opts.depth_colormap)
+    normal_png = imaging.normal_image(normals)
+    albedo_png = imaging.rgb_image(canon_albedo)
+    shading_png = imaging.shading_image(shading, opts.shading_max)
     if "depth" in what:
-        put("depth.png", images.write_png(out_dir / "depth.png", depth_png))
+        put("depth.png", imaging.write_png(out_dir / "depth.png", depth_png))
         if recon_depth is not None:
-            put("recon_depth.png", images.write_png(
-                out_dir / "recon_depth.png", images.depth_image(recon_depth, camera, colormap=opts.depth_colormap)))
+            put("recon_depth.png", imaging.write_png(
+                out_dir / "recon_depth.png", imaging.depth_image(recon_depth, camera, colormap=opts.depth_colormap)))
     if "normal" in what:
-        put("normal.png", images.write_png(out_dir / "normal.png", normal_png))
+        put("normal.png", imaging.write_png(out_dir / "normal.png", normal_png))
     if "albedo" in what:
-        put("albedo.png", images.write_png(out_dir / "albedo.png", albedo_png))
+        put("albedo.png", imaging.write_png(out_dir / "albedo.png", albedo_png))
     if "shading" in what:
-        put("shading.png", images.write_png(out_dir / "shading.png", shading_png))
+        put("shading.png", imaging.write_png(out_dir / "shading.png", shading_png))
     if "texture" in what:
-        put("texture.png", images.write_png(out_dir / "texture.png", images.rgb_image(texture)))
+        put("texture.png", imaging.write_png(out_dir / "texture.png", imaging.rgb_image(texture)))
     if "mesh" in what:
         m = mesh.mesh_from_depth(canon_depth, camera, opts.mesh_max_depth_step, opts.mesh_crop_border, opts.mesh_frame)
-        tex = albedo_png if opts.mesh_texture == "albedo" else images.rgb_image(texture)
+        tex = albedo_png if opts.mesh_texture == "albedo" else imaging.rgb_image(texture)
         obj, mtl, tex_path = mesh.write_textured_mesh(out_dir / "mesh.obj", m, tex)
         put("mesh.obj", obj)
         put("mesh.mtl", mtl)
@@ -201,15 +202,15 @@ def export_instance(
         put("rotate.gif", media.write_gif(out_dir / "rotate.gif", frames, opts.fps))
         grid = media.rotation_grid(texture, canon_depth, camera, opts.n_pitch, opts.max_pitch_deg, opts.n_yaw,
                                    opts.max_yaw_deg, background=opts.background)
-        put("rotate_grid.png", images.write_png(out_dir / "rotate_grid.png", grid))
+        put("rotate_grid.png", imaging.write_png(out_dir / "rotate_grid.png", grid))
     if "relight" in what:
         frames = media.relight_frames(canon_albedo, canon_depth, view, float(ambient), float(diffuse), camera,
                                       opts.n_frames, opts.relight_radius, opts.background)
         put("relight.gif", media.write_gif(out_dir / "relight.gif", frames, opts.fps))
-        put("relight_strip.png", images.write_png(
+        put("relight_strip.png", imaging.write_png(
             out_dir / "relight_strip.png", media.frames_strip(frames, opts.strip_frames)))
     if "preview" in what:
-        put(preview.PREVIEW_FILE, images.write_png(out_dir / preview.PREVIEW_FILE,
+        put(preview.PREVIEW_FILE, imaging.write_png(out_dir / preview.PREVIEW_FILE,
                                                    preview.mesh_preview(canon_depth, camera)))
     if opts.summary:
         if image is None:  # no input stored: show the model's reconstruction of it instead
@@ -219,8 +220,8 @@ def export_instance(
         turned = torch.zeros(1, 6)
         turned[0, 1] = math.radians(float(yaw))
         rotated = media.render_views(texture, canon_depth, turned, camera, opts.background).clamp(-1, 1)[0]
-        panels = [images.rgb_image(image), depth_png, normal_png, albedo_png, shading_png, images.rgb_image(rotated)]
-        put(SUMMARY_FILE, images.write_png(out_dir / SUMMARY_FILE, images.tile_images(panels, pad=2)))
+        panels = [imaging.rgb_image(image), depth_png, normal_png, albedo_png, shading_png, imaging.rgb_image(rotated)]
+        put(SUMMARY_FILE, imaging.write_png(out_dir / SUMMARY_FILE, imaging.tile_images(panels, pad=2)))
     return written
 
 

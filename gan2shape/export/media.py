@@ -34,7 +34,7 @@ from gan2shape.render import (
 from gan2shape.render._checks import check_image_size, check_tensor
 
 from gan2shape.atomic import write_atomic
-from .images import tile_images, to_uint8
+from gan2shape.imaging import tile_images, to_uint8
 
 __all__ = [
     "rotation_yaws",

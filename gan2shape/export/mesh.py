@@ -29,8 +29,7 @@ import torch
 from gan2shape.render import Camera, depth_to_points, grid_faces
 from gan2shape.render._checks import check_image_size, check_tensor
 
-from gan2shape.atomic import write_text_atomic
-from .images import write_png
+from gan2shape.atomic import write_png, write_text_atomic
 
 __all__ = ["TexturedMesh", "ObjMesh", "mesh_from_depth", "write_textured_mesh", "read_obj"]
 
@@ -139,7 +138,7 @@ def write_textured_mesh(
 ) -> tuple[Path, Path, Path]:
     """Write ``mesh`` to ``obj_path`` with its MTL and texture PNG beside it, each atomically.
 
-    texture: (S, S, 3) uint8 (e.g. images.rgb_image of the canonical albedo). mtl_name and
+    texture: (S, S, 3) uint8 (e.g. imaging.rgb_image of the canonical albedo). mtl_name and
     texture_name are file names in the OBJ's folder (default <stem>.mtl and <stem>_texture.png).
     The texture and MTL are written first and the OBJ last, so a present OBJ has its companions.
     Returns (obj_path, mtl_path, texture_path).

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from gan2shape.render import Camera, depth_to_normals, lambertian, light_direction, render_view, rotation_matrix
 from gan2shape.render._checks import check_tensor
 
-from .images import to_uint8
+from gan2shape.imaging import to_uint8
 
 __all__ = ["PREVIEW_FILE", "mesh_preview"]
 
@@ -50,7 +50,7 @@ def mesh_preview(
     ambient, diffuse: shading terms; gray: the surface's reflectance in [0, 1]; scale: integer
     upsampling factor of the output; background: in [0, 1] (1 = white).
     Returns (scale*S, scale*S, 3) uint8: gray * (ambient + diffuse * max(0, <n_view, l>)) where a
-    surface is hit, background elsewhere (quantised as images.to_uint8).
+    surface is hit, background elsewhere (quantised as imaging.to_uint8).
     """
     s = camera.image_size
     check_tensor("depth", depth, (s, s))

@@ -1,13 +1,14 @@
 """The K-stage loop of GAN2Shape over one shard, resuming from the first missing artifact.
 
-Layout under the shard's output folder (docs/DESIGN.md "Data flow")::
+Layout under the shard's output folder: the stage chain of chain.py (``STEPS``)::
 
     instances.h5                     (given; ``gan2shape sample-instances``)
     stage0/shape.h5                  (prior)
     stage{k}/albedo.h5, pseudo.h5, projected.h5, shape.h5   for k = 1..K
 
 A step is skipped when its artifact exists and validates (complete, right kind, same instance
-ids, same stage, same ``method_key``: made with the same method params); otherwise it and every
+ids, same stage, same ``method_key``: made with the same values of the params fields that step
+reads, ``chain.step_key``); otherwise it and every
 later step run again (a later artifact made from an older input would be stale, so everything
 after the first rerun step is recomputed).
 """
@@ -21,21 +22,11 @@ from pathlib import Path
 
 from gan2shape.artifacts import ArtifactError, read_artifact
 from gan2shape.config import ConfigError
+from gan2shape.method.chain import PROJECTED_KIND, STEPS
+from gan2shape.method.context import Context, method_key
 from gan2shape.method.instances import KIND as INSTANCES_KIND
 from gan2shape.method.sampling import ViewDistribution
-from gan2shape.method.steps import (
-    ALBEDO_KIND,
-    PROJECTED_KIND,
-    PSEUDO_KIND,
-    SHAPE_KIND,
-    Context,
-    method_key,
-    run_invert,
-    run_prior,
-    run_pseudo,
-    run_step1,
-    run_step3,
-)
+from gan2shape.method.steps import run_invert, run_prior, run_pseudo, run_step1, run_step3
 
 __all__ = ["stage_paths", "artifact_valid", "joint_encoder_path", "run_reconstruct"]
 
@@ -43,18 +34,16 @@ log = logging.getLogger(__name__)
 
 
 def stage_paths(out_dir: str | Path, stage: int) -> dict[str, Path]:
-    """Artifact paths of one stage: {'shape'} for stage 0, else albedo/pseudo/projected/shape."""
-    d = Path(out_dir) / f"stage{stage}"
-    if stage == 0:
-        return {"shape": d / "shape.h5"}
-    return {"albedo": d / "albedo.h5", "pseudo": d / "pseudo.h5", "projected": d / "projected.h5",
-            "shape": d / "shape.h5"}
+    """Artifact paths of one stage (the chain's outputs): {'shape'} for stage 0, else
+    albedo/pseudo/projected/shape."""
+    steps = [s for s in STEPS.values() if (s.name == "prior") == (stage == 0)]
+    return {Path(s.output).stem: Path(out_dir) / s.path(stage) for s in steps}
 
 
 def artifact_valid(path: Path, kind: str, ids: list[str], stage: int | None = None,
                    key: str | None = None) -> bool:
     """True when ``path`` is a complete artifact of ``kind`` for these instance ids (and stage, and
-    method key: ``method_key``, i.e. made with the same method params)."""
+    rerun key ``key``: ``method_key``, i.e. made with the same values of the params the step reads)."""
     if not path.exists():
         return False
     try:
@@ -110,12 +99,11 @@ def run_reconstruct(ctx: Context, instances_path: str | Path, out_dir: str | Pat
     ran: list[str] = []
     skipped: list[str] = []
     dirty = False  # once a step reruns, every later one must too
-    key = method_key(ctx)
 
-    def step(name: str, path: Path, kind: str, stage: int, fn: Callable[[], Path]) -> None:
+    def step(name: str, path: Path, stage: int, fn: Callable[[], Path]) -> None:
         nonlocal dirty
         label = f"stage{stage}/{path.name}"
-        if not dirty and artifact_valid(path, kind, ids, stage, key):
+        if not dirty and artifact_valid(path, STEPS[name].kind, ids, stage, method_key(ctx, name)):
             skipped.append(label)
             return
         dirty = True
@@ -124,18 +112,18 @@ def run_reconstruct(ctx: Context, instances_path: str | Path, out_dir: str | Pat
         ran.append(label)
 
     p0 = stage_paths(out_dir, 0)["shape"]
-    step("prior", p0, SHAPE_KIND, 0, lambda: run_prior(ctx, instances_path, p0, init_path=init_path))
+    step("prior", p0, 0, lambda: run_prior(ctx, instances_path, p0, init_path=init_path))
     prev = p0
     for k in range(1, stages + 1):
         p = stage_paths(out_dir, k)
-        step("step1", p["albedo"], ALBEDO_KIND, k,
+        step("step1", p["albedo"], k,
              lambda prev=prev, p=p: run_step1(ctx, instances_path, prev, p["albedo"]))
-        step("pseudo", p["pseudo"], PSEUDO_KIND, k, lambda p=p: run_pseudo(ctx, p["albedo"], p["pseudo"], views,
-                                                      instances_path=instances_path))
+        step("pseudo", p["pseudo"], k, lambda p=p: run_pseudo(ctx, p["albedo"], p["pseudo"], views,
+                                                               instances_path=instances_path))
         enc = stage_paths(out_dir, k - 1)["projected"] if k > 1 else first_encoder
-        step("invert", p["projected"], PROJECTED_KIND, k,
+        step("invert", p["projected"], k,
              lambda p=p, enc=enc: run_invert(ctx, instances_path, p["pseudo"], p["projected"], encoder_init=enc))
-        step("step3", p["shape"], SHAPE_KIND, k,
+        step("step3", p["shape"], k,
              lambda p=p: run_step3(ctx, instances_path, p["albedo"], p["projected"], p["shape"]))
         prev = p["shape"]
     return {"shape": str(prev), "stages": stages, "ran": ran, "skipped": skipped,

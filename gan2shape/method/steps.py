@@ -1,12 +1,12 @@
-"""The steps of GAN2Shape (METHOD.md section 3), each one artifact in, one artifact out.
+"""The steps of GAN2Shape (docs/METHOD.md section 3), each one artifact in, one artifact out.
 
-Data flow for one shard of N instances (DESIGN.md "Data flow"), stage k = 1..K::
-
-    instances.h5        --run_prior-->   stage0/shape.h5
-    stage{k-1}/shape.h5 --run_step1-->   stage{k}/albedo.h5     (train the albedo net)
-    stage{k}/albedo.h5  --run_pseudo-->  stage{k}/pseudo.h5     (step 2a: re-lit, re-viewed renders)
-    stage{k}/pseudo.h5  --run_invert-->  stage{k}/projected.h5  (step 2b: train E, then collect)
-    stage{k}/projected.h5 --run_step3--> stage{k}/shape.h5      (train depth, albedo, view, light)
+The steps, in the order of the stage chain (chain.py: each step's artifacts in and out and the
+params fields it reads): run_prior (stage 0: pre-train the depth net to the shape prior),
+run_step1 (train the albedo net), run_pseudo (step 2a: re-lit, re-viewed renders), run_invert
+(step 2b: train E, then collect the projected samples), run_step3 (train depth, albedo, view,
+light). The context (networks, loading, keys) is method/context.py, the forward pass and the
+photometric loss method/forward.py; this file is the training loop they share and the steps, in
+order.
 
 Modes. ``instance``: every instance has its own four networks (and its own encoder E), stored as
 ``InstanceEnsemble``s whose N copies run as one vmapped call; the per-instance losses are summed,
@@ -14,7 +14,7 @@ so each copy's gradient is its own instance's (one Adam over stacked parameters 
 ``joint``: one shared set of networks sees all instances; the losses are averaged.
 Either way every batch is grouped by instance: rows i*B .. i*B+B-1 belong to instance i.
 
-Choices where METHOD.md is silent (following XingangPan/GAN2Shape ``model.py``):
+Choices where docs/METHOD.md is silent (following XingangPan/GAN2Shape ``model.py``):
 - step 1 and the target term of step 3 use the view and light the view/light nets predict from the
   target image (in stage 1 before any step 3 they are freshly initialised nets, whose outputs are
   small, i.e. near the canonical frontal view); no mean view/light is added (none is known here).
@@ -35,203 +35,50 @@ Choices where METHOD.md is silent (following XingangPan/GAN2Shape ``model.py``):
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from gan2shape.artifacts import Artifact, read_artifact, write_artifact
-from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
-from gan2shape.errors import ArtifactError, CheckpointError
+from gan2shape.artifacts import read_artifact, write_artifact
+from gan2shape.config import ConfigError, MethodConfig
+from gan2shape.errors import ArtifactError
+from gan2shape.method.chain import ALBEDO_KIND, PROJECTED_KIND, PSEUDO_KIND, SHAPE_KIND
+from gan2shape.method.context import (
+    NET_NAMES,
+    STEP_SALT,
+    STORE_DTYPE,
+    Context,
+    build_nets,
+    load_nets,
+    method_key,
+    net_states,
+    nets_from_joint,
+    pretrained_encoder,
+    pretrained_path,
+)
+from gan2shape.method.forward import photo_loss, predict, predict_view_light, with_shape
 from gan2shape.method.instances import Instances, read_instance_masks, read_instances, resize_images
-from gan2shape.method.encoder import load_encoder, resolve_encoder_init
 from gan2shape.method.latents import OffsetMap, invert_grouped, make_offset_map
 from gan2shape.method.masks import canonical_mask
-from gan2shape.method.prior import prior_boxes, prior_variant
 from gan2shape.method.sampling import ViewDistribution, sample_lights
-from gan2shape.model.decode import decode_depth, decode_light, decode_view, reconstruct
-from gan2shape.model.losses import (
-    PerceptualLoss,
-    feature_matching,
-    make_perceptual,
-    masked_l1,
-    offset_regulariser,
-    smoothness,
-)
-from gan2shape.model.networks import (
-    AlbedoNet,
-    DepthNet,
-    InstanceEnsemble,
-    InversionEncoder,
-    LightNet,
-    ViewNet,
-)
+from gan2shape.model.decode import decode_depth, decode_light
+from gan2shape.model.losses import feature_matching, masked_l1, offset_regulariser
 from gan2shape.progress import track
-from gan2shape.render import Camera, depth_to_normals, render_view, shade
-from gan2shape.stylegan2.checkpoint import load_checkpoint
-from gan2shape.stylegan2.model import Discriminator, Generator
+from gan2shape.render import depth_to_normals, render_view, shade
+from gan2shape.render.prior import prior_boxes, prior_variant
 
-__all__ = [
-    "SHAPE_KIND", "ALBEDO_KIND", "PSEUDO_KIND", "PROJECTED_KIND", "NET_NAMES",
-    "Context", "make_context", "build_nets", "load_nets", "nets_from_joint", "predict", "predict_view_light", "with_shape", "photo_loss",
-    "method_key", "stage_flips", "pretrained_encoder", "run_prior", "run_step1", "run_pseudo", "run_invert",
-    "run_step3",
-]
-
-log = logging.getLogger(__name__)
-
-SHAPE_KIND = "shape"
-ALBEDO_KIND = "albedo"
-PSEUDO_KIND = "pseudo"
-PROJECTED_KIND = "projected"
-NET_NAMES = ("depth", "albedo", "view", "light")
-# Offsets added to the seed so that each step of each stage draws its own random stream.
-_STEP_SALT = {"init": 11, "prior": 13, "step1": 17, "pseudo": 19, "invert": 23, "encoder": 29, "step3": 31}
+__all__ = ["stage_flips", "view_distribution", "pseudo_count", "run_prior", "run_step1", "run_pseudo", "run_invert",
+           "run_step3"]
 
 
-@dataclass
-class Context:
-    """Everything the steps share: the config, camera, the frozen GAN and the perceptual loss.
-
-    config: the ``method`` params; params_text: the effective params YAML (provenance);
-    camera: the renderer's camera at config.image_size; generator / discriminator: the frozen GAN
-    (eval, no grad) on ``device``; perceptual: the step 1/3 perceptual loss (its source is logged);
-    nf: base channels of the four networks (None = the reference's max(4096 // S, 16)); enc_nf:
-    base channels of E (reference 32); progress: show tqdm bars.
-    """
-
-    config: MethodConfig
-    params_text: str | None
-    camera: Camera
-    generator: Generator
-    discriminator: Discriminator
-    perceptual: PerceptualLoss
-    device: torch.device
-    nf: int | None = None
-    enc_nf: int = 32
-    progress: bool = True
-
-    @property
-    def size(self) -> int:
-        return self.config.image_size
-
-    @property
-    def feature_blocks(self) -> int:
-        """Discriminator blocks for step 2's feature matching: perceptual_blocks, kept below the
-        last block (its minibatch-stddev mixes images of different instances)."""
-        return max(1, min(self.config.perceptual_blocks, self.discriminator.n_blocks - 1))
-
-
-def make_context(params: Params, params_text: str | None, device: torch.device | str = "cpu",
-                 progress: bool = True, nf: int | None = None, enc_nf: int = 32) -> Context:
-    """Load the GAN of ``params.method.checkpoint`` on ``device`` and build the shared context."""
-    cfg = params.method
-    device = torch.device(device)
-    ckpt = load_checkpoint(cfg.checkpoint, device=device)
-    if ckpt.d is None:
-        raise CheckpointError(f"{cfg.checkpoint} has no discriminator ('d'); GAN2Shape needs it for step 2")
-    g, d = ckpt.g_ema.eval().requires_grad_(False), ckpt.d.eval().requires_grad_(False)
-    r = params.render
-    camera = Camera(cfg.image_size, fov_deg=r.fov_deg, min_depth=r.min_depth, max_depth=r.max_depth,
-                    rot_center_depth=r.rot_center_depth)
-    perceptual = make_perceptual(cfg.perceptual, discriminator=d, n_blocks=cfg.perceptual_blocks)
-    log.info("method: perceptual loss source %r (%d blocks), mode %s, profile %s",
-             cfg.perceptual, cfg.perceptual_blocks, cfg.mode, cfg.profile)
-    return Context(cfg, params_text, camera, g, d, perceptual, device, nf=nf, enc_nf=enc_nf, progress=progress)
-
-
-# ----- networks ---------------------------------------------------------------------------------
-
-
-def _factories(ctx: Context) -> dict[str, Callable[[], nn.Module]]:
-    s, nf = ctx.size, ctx.nf
-    return {
-        "depth": lambda: DepthNet(s, nf=nf),
-        "albedo": lambda: AlbedoNet(s, nf=nf),
-        "view": lambda: ViewNet(s, nf=nf),
-        "light": lambda: LightNet(s, nf=nf),
-        "encoder": lambda: InversionEncoder(s, out_dim=ctx.generator.style_dim, nf=ctx.enc_nf),
-    }
-
-
-def _build(ctx: Context, name: str, n: int, seed: int, mode: str | None = None) -> nn.Module:
-    """One network (joint mode) or an InstanceEnsemble of n copies (instance mode; ``mode`` None =
-    the config's), initialised from a CPU RNG seeded with ``seed`` (the caller's RNG untouched),
-    moved to ctx.device."""
-    factory = _factories(ctx)[name]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = InstanceEnsemble(factory, n) if (mode or ctx.config.mode) == "instance" else factory()
-    return net.to(ctx.device)
-
-
-def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
-    """Networks initialised from an open joint-mode artifact's shared weights (the reference's
-    ``reset_weight``: every instance starts from the joint pre-trained networks): in instance mode
-    each of the n copies is a copy of the shared network; in joint mode the shared network itself."""
-    if art.attrs.get("mode") != "joint":
-        raise ArtifactError(f"{art.path} was made in mode {art.attrs.get('mode')!r}; initial weights must come from a "
-                         "joint-mode run (method.mode=joint)")
-    nets = {}
-    for name in names:
-        shared = _build(ctx, name, 1, 0, mode="joint")
-        try:
-            shared.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
-        except RuntimeError as exc:
-            raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); give "
-                                "--init a joint run of the same image size and network widths") from None
-        if ctx.config.mode == "instance":
-            shared = InstanceEnsemble.replicate(shared, n).to(ctx.device)
-        nets[name] = shared
-    return nets
-
-
-def build_nets(ctx: Context, n: int, names: tuple[str, ...] = NET_NAMES, salt: int = 0) -> dict[str, nn.Module]:
-    """Freshly initialised networks ``names`` for a shard of n instances (seeded by config.seed)."""
-    base = ctx.config.seed * 1000 + _STEP_SALT["init"] + salt
-    return {name: _build(ctx, name, n, base + 7 * i) for i, name in enumerate(names)}
-
-
-def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
-    """The networks stored in an artifact (built with the same mode and sizes, then loaded)."""
-    if art.attrs.get("mode") != ctx.config.mode:
-        raise ArtifactError(f"{art.path} was made in mode {art.attrs.get('mode')!r}, the params say "
-                         f"{ctx.config.mode!r}: rerun from the prior or fix method.mode")
-    nets = {}
-    for name in names:
-        net = _build(ctx, name, n, 0)
-        try:
-            net.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
-        except RuntimeError as exc:
-            raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); "
-                             "were the image size or network widths changed?") from None
-        nets[name] = net
-    return nets
-
-
-# Artifacts store network weights and the pseudo/projected sample images in float16: per-instance
-# networks make a 20-instance 64 px artifact ~3 GB in float32, and a benchmark runs several shards
-# side by side on one disk. Every step reads what the previous one wrote (also in an uninterrupted
-# run), so resumed and uninterrupted runs stay identical; weights are rounded to ~1e-3 relative between
-# steps, images (in [-1, 1]) to <= 5e-4. Results (depth, view, light, renders) stay float32.
-STORE_DTYPE = torch.float16
-
-
-def _states(nets: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
-    """State dicts on the CPU for an artifact, floating tensors in STORE_DTYPE."""
-    return {name: {k: (v.detach().to("cpu", STORE_DTYPE) if v.is_floating_point() else v.detach().cpu())
-                   for k, v in net.state_dict().items()} for name, net in nets.items()}
+# ----- the training loop the steps share --------------------------------------------------------
 
 
 def _optimizer(ctx: Context, net: nn.Module) -> torch.optim.Optimizer:
-    """Adam, lr and weight decay from the config, betas (0.9, 0.999) (METHOD.md section 2)."""
+    """Adam, lr and weight decay from the config, betas (0.9, 0.999) (docs/METHOD.md section 2)."""
     return torch.optim.Adam(net.parameters(), lr=ctx.config.lr, betas=(0.9, 0.999),
                             weight_decay=ctx.config.weight_decay)
 
@@ -243,7 +90,7 @@ def _reduce(per_instance: torch.Tensor, mode: str) -> torch.Tensor:
 
 def _rng(ctx: Context, step: str, stage: int) -> torch.Generator:
     """CPU generator for one step of one stage (device-independent draws)."""
-    return torch.Generator().manual_seed(ctx.config.seed * 100_003 + 1009 * stage + _STEP_SALT[step])
+    return torch.Generator().manual_seed(ctx.config.seed * 100_003 + 1009 * stage + STEP_SALT[step])
 
 
 def _iters(ctx: Context, step: str, stage: int) -> int:
@@ -267,97 +114,10 @@ def _progress(ctx: Context, n: int, desc: str):
     return track(range(n), desc, unit="iter", bar=ctx.progress, leave=False)
 
 
-# ----- the photo-geometric forward pass ------------------------------------------------------
-
-
-def predict_view_light(ctx: Context, nets: dict[str, nn.Module], image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """View and light of images (M, 3, S, S) in [-1, 1] (grouped by instance): view_raw (M, 6),
-    view (M, 6) physical, light (M, 4) raw, ambient/diffuse (M,), light_dir (M, 3) unit."""
-    cfg = ctx.config
-    view_raw = nets["view"](image)
-    view = decode_view(view_raw, cfg.xyz_rotation_range_deg, cfg.xy_translation_range, cfg.z_translation_range)
-    light = nets["light"](image)
-    ambient, diffuse, light_dir = decode_light(light)
-    return {"view_raw": view_raw, "view": view, "light": light, "ambient": ambient, "diffuse": diffuse,
-            "light_dir": light_dir}
-
-
-def predict(ctx: Context, nets: dict[str, nn.Module], image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """All factors of the photo-geometric model for targets image (N, 3, S, S) in [-1, 1]:
-    depth (N, S, S) canonical, albedo (N, 3, S, S) in [-1, 1], plus ``predict_view_light``'s."""
-    depth = decode_depth(nets["depth"](image), ctx.camera)
-    return {"depth": depth, "albedo": nets["albedo"](image), **predict_view_light(ctx, nets, image)}
-
-
-def with_shape(f_target: dict[str, torch.Tensor], f_views: dict[str, torch.Tensor], b: int) -> dict[str, torch.Tensor]:
-    """Factors of B images per instance sharing their instance's canonical shape: depth/albedo of
-    f_target (N, ...) repeated B times per instance, view/light of f_views (N*B, ...)."""
-    return {**f_views, "depth": f_target["depth"].repeat_interleave(b, 0),
-            "albedo": f_target["albedo"].repeat_interleave(b, 0)}
-
-
-def photo_loss(ctx: Context, f: dict[str, torch.Tensor], target: torch.Tensor,
-               mask: torch.Tensor | None = None, smooth: bool = True,
-               flip: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The step-1 loss per image: masked L1 + lam_perc * perceptual (+ lam_smooth, or lam_smooth_joint
-    in joint mode (``MethodConfig.smooth_weight``), * (smoothness of depth + of diffuse shading) when
-    ``smooth``).
-
-    f: ``predict`` output for M images; target: (M, 3, S, S) in [-1, 1]; mask: (M, 1, S, S) in
-    [0, 1] multiplied into the render's valid mask, or None.
-    flip: the reference's flip1/flip3 symmetry term: also render the horizontally mirrored depth and
-    albedo with the same view and light, add its L1 + lam_perc * perceptual against the same
-    target, and mask both terms with the product of the two renders' valid masks.
-    Returns ((M,) loss, reconstruct dict of the unflipped render).
-    """
-    cfg = ctx.config
-    rec = reconstruct(f["albedo"], f["depth"], f["view"], f["ambient"], f["diffuse"], f["light_dir"], ctx.camera)
-    m = rec["mask"] if mask is None else rec["mask"] * mask
-    renders = [rec["image"]]
-    if flip:
-        rec_f = reconstruct(f["albedo"].flip(3), f["depth"].flip(2), f["view"], f["ambient"], f["diffuse"],
-                            f["light_dir"], ctx.camera)
-        m = m * rec_f["mask"]
-        renders.append(rec_f["image"])
-    loss = target.new_zeros(target.shape[0])
-    for image in renders:
-        loss = loss + masked_l1(image, target, m)
-        if cfg.lam_perc > 0 and cfg.perceptual != "none":
-            loss = loss + cfg.lam_perc * ctx.perceptual(image, target, m)
-    if smooth and cfg.smooth_weight > 0:
-        loss = loss + cfg.smooth_weight * (smoothness(f["depth"]) + smoothness(rec["diffuse_shading"]))
-    return loss, rec
-
-
-def method_key(ctx: Context) -> str:
-    """A digest of everything that decides a step's result: the method params (except the profile
-    choice and the stage count, so that adding stages keeps the earlier ones), the active schedule's
-    iteration counts, the camera and the network widths. Stored in every artifact ('method_key');
-    the stage loop rebuilds an artifact whose key differs."""
-    cfg = dataclasses.asdict(ctx.config)
-    for k in ("profile", "profiles"):
-        cfg.pop(k)
-    sched = dataclasses.asdict(ctx.config.schedule)
-    sched.pop("stages")
-    cam = dataclasses.asdict(ctx.camera)
-    encoder = _pretrained_path(ctx)  # the pre-trained E's content, not only the setting
-    cfg["encoder_init"] = None if encoder is None else _file_digest(encoder)
-    blob = json.dumps({"method": cfg, "schedule": sched, "camera": cam, "nf": ctx.nf, "enc_nf": ctx.enc_nf},
-                      sort_keys=True, default=str)
-    return params_digest(blob)
-
-
-def _file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (16 hex digits), or 'missing' (the step that reads it then says so)."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-    except OSError:
-        return "missing"
-
-
-def _meta(ctx: Context, stage: int, n: int, extra: dict | None = None) -> dict:
-    return {"method_key": method_key(ctx), "mode": ctx.config.mode, "stage": stage, "image_size": ctx.size, "n": n,
-            "nf": -1 if ctx.nf is None else ctx.nf, "enc_nf": ctx.enc_nf, "seed": ctx.config.seed,
+def _meta(ctx: Context, step: str, stage: int, n: int, extra: dict | None = None) -> dict:
+    """The attributes of ``step``'s artifact: its rerun key (``method_key``), mode, stage, sizes, seed, device."""
+    return {"method_key": method_key(ctx, step), "mode": ctx.config.mode, "stage": stage, "image_size": ctx.size,
+            "n": n, "nf": -1 if ctx.nf is None else ctx.nf, "enc_nf": ctx.enc_nf, "seed": ctx.config.seed,
             "device": str(ctx.device), **(extra or {})}
 
 
@@ -439,8 +199,8 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
         depth = decode_depth(nets["depth"](inst.image), ctx.camera)
     return write_artifact(
         out_path, SHAPE_KIND, {"prior_depth": prior.cpu(), "canon_depth": depth.cpu()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=_states(nets),
-        attrs=_meta(ctx, 0, inst.n, {"loss_history": history, "init": str(init_path or ""),
+        params_text=ctx.params_text, networks=net_states(nets),
+        attrs=_meta(ctx, "prior", 0, inst.n, {"loss_history": history, "init": str(init_path or ""),
                                      "seconds": time.perf_counter() - t0}),
     )
 
@@ -479,8 +239,8 @@ def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, 
               "recon_image": rec["image"]}
     return write_artifact(
         out_path, ALBEDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=_states(nets),
-        attrs=_meta(ctx, stage, inst.n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
+        params_text=ctx.params_text, networks=net_states(nets),
+        attrs=_meta(ctx, "step1", stage, inst.n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
     )
 
 
@@ -565,7 +325,7 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
               "view_delta": view - target_view[:, None], "light": lights}
     return write_artifact(
         out_path, PSEUDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=ids, params_text=ctx.params_text,
-        attrs=_meta(ctx, stage, n, {"albedo": str(albedo_path), "object_mask": canon_mask is not None,
+        attrs=_meta(ctx, "pseudo", stage, n, {"albedo": str(albedo_path), "object_mask": canon_mask is not None,
                                     "seconds": time.perf_counter() - t0}),
     )
 
@@ -588,23 +348,6 @@ def _gan_project(ctx: Context, encoder: nn.Module, inst: Instances, pseudo: torc
 
 def _d_features(ctx: Context, img: torch.Tensor) -> list[torch.Tensor]:
     return ctx.discriminator.features(resize_images(img, ctx.discriminator.size), ctx.feature_blocks)
-
-
-def _pretrained_path(ctx: Context) -> Path | None:
-    """The pre-trained E a fresh E starts from (method.encoder_init, resolved), or None."""
-    return resolve_encoder_init(ctx.config, image_size=ctx.size, enc_nf=ctx.enc_nf, style_dim=ctx.generator.style_dim)
-
-
-def pretrained_encoder(ctx: Context, n: int) -> nn.Module:
-    """E from method.encoder_init (a 'pretrain-encoder' artifact): one shared copy in joint mode, n copies
-    (one per instance) in instance mode; a file made for other settings is refused by name."""
-    cfg = ctx.config
-    try:
-        return load_encoder(_pretrained_path(ctx), image_size=ctx.size, enc_nf=ctx.enc_nf,
-                            style_dim=ctx.generator.style_dim, offset=cfg.offset, f1_d=cfg.f1_d,
-                            n=n if cfg.mode == "instance" else None, device=ctx.device)
-    except ArtifactError as exc:
-        raise ConfigError("method.encoder_init", str(exc)) from None
 
 
 def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path, out_path: str | Path,
@@ -634,10 +377,10 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
     n, m, s = inst.n, pseudo.shape[1], ctx.size
     bsz = min(cfg.schedule.batch_size, m)
     rng = _rng(ctx, "invert", stage)
-    if encoder_init is None and _pretrained_path(ctx) is not None:
+    if encoder_init is None and pretrained_path(ctx) is not None:
         nets = {"encoder": pretrained_encoder(ctx, n)}
     elif encoder_init is None:
-        nets = build_nets(ctx, n, ("encoder",), salt=_STEP_SALT["encoder"] + 1009 * stage)
+        nets = build_nets(ctx, n, ("encoder",), salt=STEP_SALT["encoder"] + 1009 * stage)
     else:
         with read_artifact(encoder_init, PROJECTED_KIND) as art:
             if art.attrs.get("mode") == "joint" and cfg.mode == "instance":
@@ -681,8 +424,8 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
         out_path, PROJECTED_KIND,
         {"image": projected.to("cpu", STORE_DTYPE), "mask": pmask.to("cpu", STORE_DTYPE), **extra},
         ids=inst.ids,
-        params_text=ctx.params_text, networks=_states(nets),
-        attrs=_meta(ctx, stage, n, {"loss_history": history, "feature_blocks": ctx.feature_blocks,
+        params_text=ctx.params_text, networks=net_states(nets),
+        attrs=_meta(ctx, "invert", stage, n, {"loss_history": history, "feature_blocks": ctx.feature_blocks,
                                     "seconds": time.perf_counter() - t0}),
     )
 
@@ -703,7 +446,7 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
     the photometric terms alone fix only the product of relief and rotation (a head twice as deep
     turned half as far re-renders about the same), and the anchor ties the rotation scale to the
     pseudo-samples' views. Where the projected samples do not follow those views (the shipped
-    generator's barely do: benchmarks/results/bench_h200_anchor), it mostly makes the depth shallower.
+    generator's barely do: experiments/method_accuracy/results/bench_h200_anchor), it mostly makes the depth shallower.
 
     Writes kind 'shape': the four networks and canon_depth (N, S, S), canon_albedo (N, 3, S, S),
     view (N, 6) physical, light (N, 4) raw, recon_depth (N, S, S) (depth seen in the input view),
@@ -757,7 +500,7 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
               "recon_depth": rec["recon_depth"], "recon_mask": rec["mask"][:, 0], "recon_image": rec["image"]}
     return write_artifact(
         out_path, SHAPE_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=_states(nets),
-        attrs=_meta(ctx, stage, n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
+        params_text=ctx.params_text, networks=net_states(nets),
+        attrs=_meta(ctx, "step3", stage, n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
     )
 

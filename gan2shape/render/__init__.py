@@ -1,7 +1,9 @@
 """Differentiable renderer of the photo-geometric model, pure PyTorch, batched, CPU and CUDA.
 
 Modules: camera (intrinsics, depth <-> points <-> pixels), transform (view rotations), mesh (depth
-map as a mesh, normals), rasterize (z-buffer), warp (canonical <-> view), shading (Lambertian).
+map as a mesh, normals), rasterize (z-buffer), warp (canonical <-> view), shading (Lambertian),
+prior (the ellipsoid shape prior and its variants: pure geometry on the image grid, imported as
+gan2shape.render.prior).
 Conventions are documented in camera.py (frames, pixels) and mesh.py (normals and light).
 """
 

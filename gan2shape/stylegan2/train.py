@@ -207,7 +207,7 @@ def sample_grid(images: Tensor, cols: int = 8) -> np.ndarray:
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"sample_grid: images must be (N, 3, S, S), got {tuple(images.shape)}")
-    from gan2shape.export.images import tile_images
+    from gan2shape.imaging import tile_images
 
     n = images.shape[0]
     pix = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()

@@ -174,13 +174,29 @@ def set_args(*sections, method=False):
 
 # What each rule's result depends on. Snakemake reruns a job when its params change, so these
 # (not the whole params.yaml) decide what an edit of params.yaml reruns.
-METHOD_DEPS = _canonical(
-    {
-        "method": {k: v for k, v in config["method"].items() if k not in ("profile", "profiles")},
-        "schedule": {k: v for k, v in config["method"]["profiles"][PROFILE].items() if k != "stages"},
-        "render": config.get("render") or {},
-    }
-)
+
+
+def _step_deps():
+    """Each method step's rerun key, the library's (gan2shape.method.chain.step_key: a digest of only
+    the params fields that step reads) under the main job's profile, as the stage loop's resume
+    computes it. Where gan2shape cannot be imported here, the whole method and render sections
+    (every edit reruns every step)."""
+    if parse_section is None:
+        whole = _canonical(
+            {
+                "method": {k: v for k, v in config["method"].items() if k not in ("profile", "profiles")},
+                "schedule": {k: v for k, v in config["method"]["profiles"][PROFILE].items() if k != "stages"},
+                "render": config.get("render") or {},
+            }
+        )
+        return {name: whole for name in ("prior", "step1", "pseudo", "invert", "step3")}
+    from gan2shape.method.chain import STEPS, step_key
+
+    params = parse_section(Params, {**config, "method": {**config["method"], "profile": PROFILE}})
+    return {name: step_key(name, params.method, params.render) for name in STEPS}
+
+
+STEP_DEPS = _step_deps()
 EXPORT_DEPS = _canonical(
     {
         "method": {k: v for k, v in config["method"].items() if k not in ("profile", "profiles")},

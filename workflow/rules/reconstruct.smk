@@ -1,8 +1,9 @@
 # GAN2Shape reconstruction: one rule per step of docs/DESIGN.md's data flow, run per shard of instances
 # (workflow.shard_size; {shard} = 0, 1, ...: a shard's chain of jobs is independent of the others').
 # Each rule is one `gan2shape` subcommand; artifacts are HDF5 files with a leading instance axis.
-# Every rule lists the params it depends on (params: deps), so an edit of params.yaml reruns
-# exactly the steps it affects. Resources: job_resources (common.smk) from workflow.resources.
+# Every rule lists the params it depends on (params: deps; a method step's: its key of
+# gan2shape.method.chain, from only the fields it reads), so an edit of params.yaml reruns exactly
+# the steps it affects and those after them. Resources: job_resources (common.smk) from workflow.resources.
 
 
 rule project:
@@ -88,7 +89,7 @@ rule prior:
     params:
         set=untracked(set_args("method", "render", method=True)),
         device=untracked(DEVICE),
-        deps=METHOD_DEPS,
+        deps=STEP_DEPS["prior"],
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
@@ -113,7 +114,7 @@ rule step1:
     params:
         set=untracked(set_args("method", "render", method=True)),
         device=untracked(DEVICE),
-        deps=METHOD_DEPS,
+        deps=STEP_DEPS["step1"],
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
@@ -138,7 +139,7 @@ rule pseudo:
     params:
         set=untracked(set_args("method", "render", method=True)),
         device=untracked(DEVICE),
-        deps=METHOD_DEPS,
+        deps=STEP_DEPS["pseudo"],
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS
@@ -165,7 +166,7 @@ rule invert:
     params:
         set=untracked(set_args("method", "render", method=True)),
         device=untracked(DEVICE),
-        deps=METHOD_DEPS,
+        deps=STEP_DEPS["invert"],
         encoder=lambda wildcards, input: f"--encoder-init {input.encoder[0]}" if input.encoder else "",
     conda:
         "../envs/gan2shape.yaml"
@@ -194,7 +195,7 @@ rule step3:
     params:
         set=untracked(set_args("method", "render", method=True)),
         device=untracked(DEVICE),
-        deps=METHOD_DEPS,
+        deps=STEP_DEPS["step3"],
     conda:
         "../envs/gan2shape.yaml"
     threads: CPU_THREADS

@@ -45,8 +45,12 @@ import torch
 import yaml
 from torch import nn
 
+from gan2shape import imaging
 from gan2shape.artifacts import read_artifact
 from gan2shape.errors import ArtifactError, ConfigError, InputError
+from gan2shape.export import media
+from gan2shape.export.exporter import REQUIRED, ExportOptions, _check_id
+from gan2shape.method.chain import PROJECTED_KIND
 from gan2shape.method.instances import Instances, read_instances
 from gan2shape.method.latents import check_w_target, invert_grouped, make_offset_map
 from gan2shape.model.decode import decode_light
@@ -55,9 +59,6 @@ from gan2shape.progress import track
 from gan2shape.render import Camera, depth_to_normals, light_direction, render_view, shade
 from gan2shape.render._checks import check_tensor
 from gan2shape.stylegan2.model import Generator
-
-from . import images, media
-from .exporter import REQUIRED, ExportOptions, _check_id
 
 __all__ = [
     "GAN_OUTPUTS",
@@ -77,7 +78,6 @@ GAN_OUTPUT_FILES: dict[str, tuple[str, ...]] = {
     "rotate_gan": ("rotate_gan.gif", "rotate_gan_grid.png"),
     "relight_gan": ("relight_gan.gif", "relight_gan_strip.png"),
 }
-PROJECTED_KIND = "projected"  # = gan2shape.method.steps.PROJECTED_KIND; export does not import the training steps
 
 
 @dataclass
@@ -352,7 +352,7 @@ def render_relights(albedo: torch.Tensor, depth: torch.Tensor, view: torch.Tenso
 
 def _frames(x: torch.Tensor) -> np.ndarray:
     """(T, 3, R, R) in [-1, 1] -> (T, R, R, 3) uint8."""
-    return images.to_uint8((x.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy() + 1.0) / 2.0)
+    return imaging.to_uint8((x.detach().to("cpu", torch.float64).permute(0, 2, 3, 1).numpy() + 1.0) / 2.0)
 
 
 def export_gan_refined(
@@ -438,12 +438,12 @@ def export_gan_refined(
                 n_sweep, n_grid = sweep.shape[0], grid.shape[0]
                 written["rotate_gan.gif"] = media.write_gif(folder / "rotate_gan.gif", frames[:n_sweep], options.fps)
                 tiles = list(frames[n_sweep:n_sweep + n_grid])
-                written["rotate_gan_grid.png"] = images.write_png(
-                    folder / "rotate_gan_grid.png", images.tile_images(tiles, n_cols=options.n_yaw, pad=2))
+                written["rotate_gan_grid.png"] = imaging.write_png(
+                    folder / "rotate_gan_grid.png", imaging.tile_images(tiles, n_cols=options.n_yaw, pad=2))
                 t = n_sweep + n_grid
             if "relight_gan" in what:
                 relit = frames[t:t + light_xy.shape[0]]
                 written["relight_gan.gif"] = media.write_gif(folder / "relight_gan.gif", relit, options.fps)
-                written["relight_gan_strip.png"] = images.write_png(
+                written["relight_gan_strip.png"] = imaging.write_png(
                     folder / "relight_gan_strip.png", media.frames_strip(relit, options.strip_frames))
     return result

@@ -1,9 +1,14 @@
-"""Per-instance maps as 8-bit images: depth, normals, albedo, shading, canonical texture.
+"""Maps as 8-bit images: depth, normals, albedo, shading, canonical texture, and grids of them.
 
-Every function takes ONE instance (no batch axis) as a torch tensor or a numpy array and returns a
-uint8 numpy array, (H, W) for gray maps and (H, W, 3) for colour maps; ``write_png`` writes such
-an array atomically. Quantisation everywhere is round-half-up: q = floor(255 * t + 0.5) for t in
-[0, 1] (values outside are clipped first).
+The ground floor of the package's pictures (export, contact sheets, evaluation sheets, GAN
+training snapshots all draw with these); it imports nothing of the package but ``atomic``.
+
+The ``*_image`` functions take ONE instance (no batch axis) as a torch tensor or a numpy array and
+return a uint8 numpy array, (H, W) for gray maps and (H, W, 3) for colour maps; ``write_png``
+writes such an array atomically. ``depth_grey``, ``depth_to_rgb`` and ``normal_to_rgb`` are the
+numpy forms the contact sheets use (a batch axis, a grey floor for the far end). Quantisation is
+round-half-up, q = floor(255 * t + 0.5) for t in [0, 1] (values outside are clipped first), except
+in depth_grey (see there).
 
 Fixed, documented ranges (never per-image min/max, so images of different instances compare):
 - depth: [min_depth, max_depth] of the camera by default; NEAR IS BRIGHT (gray = 255 at
@@ -19,18 +24,23 @@ Fixed, documented ranges (never per-image min/max, so images of different instan
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from gan2shape.render import Camera
-
 from gan2shape.atomic import write_png
+
+if TYPE_CHECKING:  # only the type: any object with min_depth / max_depth will do
+    from gan2shape.render import Camera
 
 __all__ = [
     "COLORMAPS",
+    "depth_grey",
     "depth_image",
+    "depth_to_rgb",
     "normal_image",
+    "normal_to_rgb",
     "rgb_image",
     "shading_image",
     "tile_images",
@@ -110,6 +120,43 @@ def normal_image(normals: torch.Tensor | np.ndarray) -> np.ndarray:
     if n.shape[-1] != 3:
         raise ValueError(f"normals must have shape (H, W, 3), got {n.shape}; a batch (N, H, W, 3) needs indexing")
     return to_uint8((n + 1.0) / 2.0)
+
+
+def depth_grey(depth: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Depth as grey levels over a given range: near = 255 down to 38 at far (a floor of 0.15 keeps
+    the far end apart from a black background); depths outside [near, far] clip to the ends.
+
+    depth: any shape, float. Returns the same shape, uint8. Unlike depth_image it rounds half to even
+    in the input's precision: the heads' contact sheets and the evaluation sheets keep their pixels.
+    """
+    level = 0.15 + 0.85 * (far - depth) / max(far - near, 1e-6)
+    return (np.clip(level, 0.15, 1.0) * 255).round().astype(np.uint8)
+
+
+def depth_to_rgb(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Grey depth maps, near = bright, each stretched over its own foreground range (depth_grey).
+
+    depth: (N, H, W) float; mask: (N, H, W) bool foreground. Returns (N, H, W, 3) uint8 with the
+    background black.
+    """
+    if depth.shape != mask.shape or depth.ndim != 3:
+        raise ValueError(f"depth and mask must both be (N, H, W), got {depth.shape} and {mask.shape}")
+    grey = np.zeros(depth.shape, dtype=np.uint8)
+    for i in range(depth.shape[0]):
+        fg = mask[i]
+        if fg.any():
+            grey[i] = np.where(fg, depth_grey(depth[i], float(depth[i][fg].min()), float(depth[i][fg].max())), 0)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def normal_to_rgb(normal: np.ndarray) -> np.ndarray:
+    """A batch of normal maps as colours, channels first: normal_image of each.
+
+    normal: (N, 3, H, W) float unit vectors. Returns (N, H, W, 3) uint8.
+    """
+    if normal.ndim != 4 or normal.shape[1] != 3:
+        raise ValueError(f"normal must be (N, 3, H, W), got {normal.shape}")
+    return np.stack([normal_image(n.transpose(1, 2, 0)) for n in normal])
 
 
 def rgb_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
