@@ -66,7 +66,7 @@ def run(tmp_path_factory, tiny_gan_path):
 def _refiner(run, **kw):
     ctx = run["ctx"]
     return load_gan_refiner(run["projected"], run["instances"], ctx.generator, f1_d=ctx.config.f1_d,
-                            relative_enc=ctx.config.relative_enc, **kw)
+                            relative_enc=ctx.config.relative_enc, offset=ctx.config.offset, **kw)
 
 
 def _shape(run) -> dict[str, torch.Tensor]:
@@ -169,10 +169,11 @@ def test_joint_mode_encoder(run, tmp_path):
     enc = InversionEncoder(S, out_dim=run["ctx"].generator.style_dim, nf=16).eval()
     with read_artifact(run["projected"], "projected") as art:
         ids, attrs = list(art.ids), dict(art.attrs)
-    path = write_artifact(tmp_path / "projected.h5", "projected", {}, ids=ids,
+    path = write_artifact(tmp_path / "projected.h5", "projected", {}, ids=ids, params_text=attrs["params_text"],
                           attrs={"mode": "joint", "stage": attrs["stage"], "image_size": S, "enc_nf": 16},
                           networks={"encoder": enc.state_dict()})
-    refiner = load_gan_refiner(path, run["instances"], run["ctx"].generator, f1_d=run["ctx"].config.f1_d)
+    refiner = load_gan_refiner(path, run["instances"], run["ctx"].generator, f1_d=run["ctx"].config.f1_d,
+                               offset=run["ctx"].config.offset)
     torch.manual_seed(1)
     renders = torch.rand(N, 1, 3, S, S) * 2 - 1
     torch.testing.assert_close(refiner.refine(renders)[:, 0], _direct(run, enc, renders[:, 0]), rtol=0, atol=1e-4)

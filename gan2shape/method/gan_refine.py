@@ -101,7 +101,7 @@ class GanRefiner:
     f1_d: int
     relative_enc: bool = True
     batch_size: int = 64
-    offset: str = "mapping"
+    offset: str = "linear"
 
     def __post_init__(self) -> None:
         n = self.target.shape[0]
@@ -189,7 +189,7 @@ class _Sources:
             return cls(projected, instances, mode, size, int(art.attrs.get("enc_nf", 32)), art.network("encoder"),
                        inst, recorded if isinstance(recorded, dict) else {})
 
-    def check_params(self, f1_d: int, relative_enc: bool, offset: str = "mapping") -> None:
+    def check_params(self, f1_d: int, relative_enc: bool, offset: str = "linear") -> None:
         """The inversion must use the f1_d, relative_enc and offset E was trained with (when recorded;
         runs made before method.offset existed used 'mapping')."""
         recorded = {"offset": "mapping", **self.recorded}
@@ -232,7 +232,7 @@ class _Sources:
         return net.to(self.inst.image.device).eval().requires_grad_(False)
 
     def refiner(self, generator: Generator, ids: Sequence[str] | None, f1_d: int, relative_enc: bool,
-                batch_size: int, offset: str = "mapping") -> GanRefiner:
+                batch_size: int, offset: str = "linear") -> GanRefiner:
         self.check_params(f1_d, relative_enc, offset)
         rows = self.rows(ids)
         index = torch.tensor(rows, device=self.inst.image.device)
@@ -255,7 +255,7 @@ def load_gan_refiner(
     relative_enc: bool = True,
     ids: Sequence[str] | None = None,
     batch_size: int = 64,
-    offset: str = "mapping",
+    offset: str = "linear",
 ) -> GanRefiner:
     """A GanRefiner for the instances ``ids`` (None = all) of one shard.
 
@@ -371,7 +371,7 @@ def export_gan_refined(
     instance_batch: int = 16,
     batch_size: int = 64,
     progress: bool = False,
-    offset: str = "mapping",
+    offset: str = "linear",
 ) -> dict[str, dict[str, Path]]:
     """Write the GAN-refined media of every (or every selected) instance under ``out_dir/<id>/``.
 
