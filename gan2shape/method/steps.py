@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gan2shape.artifacts import Artifact, read_artifact, write_artifact
+from gan2shape.artifacts import Artifact, network_links, read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig, Params, params_digest
 from gan2shape.errors import ArtifactError, CheckpointError
 from gan2shape.method.instances import Instances, read_instance_masks, read_instances, resize_images
@@ -183,7 +183,7 @@ def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] 
     for name in names:
         shared = _build(ctx, name, 1, 0, mode="joint")
         try:
-            shared.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
+            shared.load_state_dict({k: v.to(ctx.device) for k, v in _stored(ctx, art, name, 1, "joint").items()})
         except RuntimeError as exc:
             raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); give "
                                 "--init a joint run of the same image size and network widths") from None
@@ -193,10 +193,24 @@ def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] 
     return nets
 
 
+def _init_seeds(ctx: Context, names: tuple[str, ...], salt: int = 0) -> dict[str, int]:
+    base = ctx.config.seed * 1000 + _STEP_SALT["init"] + salt
+    return {name: base + 7 * i for i, name in enumerate(names)}
+
+
 def build_nets(ctx: Context, n: int, names: tuple[str, ...] = NET_NAMES, salt: int = 0) -> dict[str, nn.Module]:
     """Freshly initialised networks ``names`` for a shard of n instances (seeded by config.seed)."""
-    base = ctx.config.seed * 1000 + _STEP_SALT["init"] + salt
-    return {name: _build(ctx, name, n, base + 7 * i) for i, name in enumerate(names)}
+    return {name: _build(ctx, name, n, seed) for name, seed in _init_seeds(ctx, names, salt).items()}
+
+
+def _stored(ctx: Context, art: Artifact, name: str, n: int, mode: str | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of network ``name`` of an artifact: stored or linked (``Artifact.network``) or, when
+    the artifact lists it under attrs 'fresh_networks' (name -> seed: an untrained, seeded network,
+    not stored), rebuilt from its seed."""
+    fresh = art.attrs.get("fresh_networks") or {}
+    if name in fresh and name not in art.network_names and name not in art.linked_network_names:
+        return _build(ctx, name, n, int(fresh[name]), mode=mode).state_dict()
+    return art.network(name)
 
 
 def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
@@ -208,7 +222,7 @@ def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_
     for name in names:
         net = _build(ctx, name, n, 0)
         try:
-            net.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
+            net.load_state_dict({k: v.to(ctx.device) for k, v in _stored(ctx, art, name, n).items()})
         except RuntimeError as exc:
             raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); "
                              "were the image size or network widths changed?") from None
@@ -437,10 +451,12 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
     history = _train(ctx, nets, ("depth",), iters, "prior", loss_fn)
     with torch.no_grad():
         depth = decode_depth(nets["depth"](inst.image), ctx.camera)
+    # untrained seeded networks are not stored: their seeds rebuild them (``_stored``)
+    fresh = {k: v for k, v in _init_seeds(ctx, NET_NAMES).items() if k != "depth"} if init_path is None else {}
     return write_artifact(
         out_path, SHAPE_KIND, {"prior_depth": prior.cpu(), "canon_depth": depth.cpu()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=_states(nets),
-        attrs=_meta(ctx, 0, inst.n, {"loss_history": history, "init": str(init_path or ""),
+        params_text=ctx.params_text, networks=_states({k: v for k, v in nets.items() if k not in fresh}),
+        attrs=_meta(ctx, 0, inst.n, {"loss_history": history, "init": str(init_path or ""), "fresh_networks": fresh,
                                      "seconds": time.perf_counter() - t0}),
     )
 
@@ -462,6 +478,7 @@ def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, 
         _check_ids(art.ids, inst.ids, str(shape_path))
         stage = int(art.attrs["stage"]) + 1
         nets = load_nets(ctx, art, inst.n)
+        fresh = art.attrs.get("fresh_networks") or {}
     flip1, _ = stage_flips(ctx.config, stage)
 
     rng = _rng(ctx, "step1", stage)
@@ -477,10 +494,14 @@ def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, 
         _, rec = photo_loss(ctx, f, inst.image)
     arrays = {"canon_depth": f["depth"], "canon_albedo": f["albedo"], "view": f["view"], "light": f["light"],
               "recon_image": rec["image"]}
+    # the networks step 1 left untouched stay in shape_path, linked (artifacts.network_links), not copied
+    fresh = {k: v for k, v in fresh.items() if k not in train}
+    links = network_links(shape_path, [k for k in NET_NAMES if k not in train and k not in fresh], out_path)
     return write_artifact(
         out_path, ALBEDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=_states(nets),
-        attrs=_meta(ctx, stage, inst.n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
+        params_text=ctx.params_text, networks=_states({k: nets[k] for k in train}),
+        attrs=_meta(ctx, stage, inst.n, {"loss_history": history, "network_links": links, "fresh_networks": fresh,
+                                         "seconds": time.perf_counter() - t0}),
     )
 
 
