@@ -16,11 +16,19 @@ per block of ``crc32_rows`` consecutive rows, the dataset's HDF5 chunk; ``crc32_
 checksum of the whole dataset, as for network tensors). Every read checks the blocks it touches,
 so bytes changed after the write (a disk or copy error) are reported with the file and the
 dataset instead of being computed with. Files written before checksums existed read unchecked.
+
+Network links: an artifact may name networks it does not store but that another artifact holds
+unchanged (attribute ``network_links``, from ``network_links``: name -> the other file's path
+relative to this one's folder and a digest of that network's checksums). ``Artifact.network``
+reads a linked network from there, after checking the digest, so a step that leaves a network
+untouched does not store a second copy of it (per-instance networks are ~80 MB per instance at
+64 px).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -44,11 +52,13 @@ __all__ = [
     "ArtifactWriter",
     "write_artifact",
     "read_artifact",
+    "network_links",
 ]
 
 SCHEMA_VERSION = 1
 _NETWORKS = "networks"
 _CRC, _CRC_ROWS = "crc32", "crc32_rows"
+_LINKS = "network_links"
 # At most this many block checksums per dataset: an HDF5 attribute holds up to 64 KiB (the writer
 # coarsens the blocks beyond it).
 _MAX_CRC_BLOCKS = 8192
@@ -450,14 +460,52 @@ class Artifact:
     def tensor(self, name: str, index=None, device: str | torch.device = "cpu") -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(self.array(name, index))).to(device)
 
+    @property
+    def linked_network_names(self) -> list[str]:
+        """Networks this artifact names but another one stores (``network_links``)."""
+        return sorted(self.attrs.get(_LINKS) or {})
+
+    def network_digest(self, name: str) -> str:
+        """A digest of the stored network ``name`` (of its tensors' names, shapes, dtypes and CRC32s;
+        of their bytes in files without checksums)."""
+        group = self._f[_NETWORKS][name]
+        h = hashlib.sha256()
+        for key in sorted(group):
+            ds = group[key]
+            h.update(f"{key}:{ds.shape}:{ds.dtype}:".encode())
+            if _CRC in ds.attrs:
+                h.update(np.asarray(ds.attrs[_CRC], dtype=np.uint32).tobytes())
+            else:
+                h.update(np.ascontiguousarray(ds[()]).tobytes())
+        return h.hexdigest()[:32]
+
     def network(self, name: str) -> dict[str, torch.Tensor]:
-        """The state dict stored under ``networks/<name>``."""
+        """The state dict stored under ``networks/<name>`` or, for a linked network, in the artifact the
+        link names (ArtifactError when that file is missing or its network changed since the link)."""
+        links = self.attrs.get(_LINKS) or {}
+        if name not in self.network_names and name in links:
+            return self._linked_network(name, links[name])
         if name not in self.network_names:
             raise ArtifactError(f"{self.path} has no network {name!r}; it has {self.network_names}")
         group = self._f[_NETWORKS][name]
         return {key: torch.from_numpy(self._read_blocks(f"{_NETWORKS}/{name}/{key}", group[key], 0,
                                                         group[key].shape[0] if group[key].ndim else 0)[1])
                 for key in group.keys()}
+
+    def _linked_network(self, name: str, link: Mapping[str, str]) -> dict[str, torch.Tensor]:
+        source = self.path.parent / link["path"]
+        fix = f"rerun the step that made {self.path} (its input changed or moved after it was made)"
+        try:
+            with read_artifact(source) as other:
+                if name not in other.network_names or other.network_digest(name) != link["digest"]:
+                    raise ArtifactError(f"{self.path}: its network {name!r} lies in {source}, whose {name!r} has "
+                                        f"changed since: {fix}")
+                return other.network(name)
+        except ArtifactError as exc:
+            if str(exc).startswith(str(self.path)):
+                raise
+            raise ArtifactError(f"{self.path}: its network {name!r} lies in {source}, which is not usable "
+                                f"({exc}): {fix}") from None
 
     def close(self) -> None:
         self._f.close()
@@ -535,3 +583,23 @@ def read_artifact(
         handle.close()
         raise ArtifactError(f"{path} is damaged ({type(exc).__name__}: {exc}): delete it and rerun its step") from None
     return artifact
+
+
+def network_links(source: str | Path, names: Sequence[str], out_path: str | Path) -> dict[str, dict[str, str]]:
+    """The ``network_links`` attribute for an artifact to be written at ``out_path`` that uses the
+    networks ``names`` of the artifact ``source`` unchanged instead of storing copies: name ->
+    {path: source relative to out_path's folder, digest: ``Artifact.network_digest``}. A network that
+    ``source`` itself links is linked to where it is stored."""
+    source, out_dir = Path(source), Path(out_path).parent
+    links = {}
+    with read_artifact(source) as art:
+        own = art.attrs.get(_LINKS) or {}
+        for name in names:
+            if name in art.network_names:
+                links[name] = {"path": os.path.relpath(source, out_dir), "digest": art.network_digest(name)}
+            elif name in own:  # follow it: the link names the file that stores the network
+                links[name] = {"path": os.path.relpath(source.parent / own[name]["path"], out_dir),
+                               "digest": own[name]["digest"]}
+            else:
+                raise ArtifactError(f"{source} has no network {name!r}; it has {art.network_names}")
+    return links

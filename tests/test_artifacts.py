@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -238,3 +240,38 @@ def test_four_megabytes_of_random_bytes_inside_a_shape_artifact_are_named(tmp_pa
                                        "--pred", str(path), "--out", str(tmp_path / "ev"), "--no-baselines"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "dataset 'recon_depth' is corrupted" in result.output and not (tmp_path / "ev").exists()
+
+
+def test_linked_networks_read_from_their_source_and_refuse_a_changed_one(tmp_path):
+    from gan2shape.artifacts import network_links
+
+    g = torch.Generator().manual_seed(0)
+    nets = {name: {"w": torch.randn(3, 4, generator=g).half(), "b": torch.randn(4, generator=g).half()}
+            for name in ("depth", "albedo")}
+    src = write_artifact(tmp_path / "stage0/shape.h5", "shape", {}, ids=["a"], networks=nets)
+    # a second artifact stores albedo and links depth (a chain: a third links through it)
+    links = network_links(src, ["depth"], tmp_path / "stage1/albedo.h5")
+    assert links["depth"]["path"] == os.path.join("..", "stage0", "shape.h5")
+    mid = write_artifact(tmp_path / "stage1/albedo.h5", "albedo", {}, ids=["a"], networks={"albedo": nets["albedo"]},
+                         attrs={"network_links": links})
+    last = write_artifact(tmp_path / "stage1/next.h5", "albedo", {}, ids=["a"],
+                          attrs={"network_links": network_links(mid, ["depth", "albedo"], tmp_path / "stage1/next.h5")})
+    with read_artifact(last) as art:
+        assert art.network_names == [] and art.linked_network_names == ["albedo", "depth"]
+        for name in ("depth", "albedo"):
+            got = art.network(name)
+            assert got.keys() == nets[name].keys()
+            assert all(torch.equal(got[k], nets[name][k]) for k in got)
+    # the folder moved as a whole: the relative links still hold
+    shutil.copytree(tmp_path / "stage0", tmp_path / "moved/stage0")
+    shutil.copytree(tmp_path / "stage1", tmp_path / "moved/stage1")
+    with read_artifact(tmp_path / "moved/stage1/albedo.h5") as art:
+        assert torch.equal(art.network("depth")["w"], nets["depth"]["w"])
+    # the source rewritten with other weights: the link is refused, naming both files and the fix
+    write_artifact(src, "shape", {}, ids=["a"], networks={"depth": {k: v + 1 for k, v in nets["depth"].items()},
+                                                        "albedo": nets["albedo"]})
+    with read_artifact(mid) as art, pytest.raises(ArtifactError, match="changed since: rerun the step"):
+        art.network("depth")
+    src.unlink()
+    with read_artifact(mid) as art, pytest.raises(ArtifactError, match="not usable"):
+        art.network("depth")

@@ -38,7 +38,7 @@ from gan2shape.stylegan2.model import Discriminator, Generator
 
 __all__ = [
     "NET_NAMES", "STEP_SALT", "STORE_DTYPE",
-    "Context", "make_context", "build_nets", "load_nets", "nets_from_joint", "pretrained_path", "pretrained_encoder",
+    "Context", "make_context", "build_nets", "load_nets", "nets_from_joint", "init_seeds", "pretrained_path", "pretrained_encoder",
     "net_states",
     "method_key",
 ]
@@ -137,7 +137,7 @@ def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] 
     for name in names:
         shared = _build(ctx, name, 1, 0, mode="joint")
         try:
-            shared.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
+            shared.load_state_dict({k: v.to(ctx.device) for k, v in _stored(ctx, art, name, 1, "joint").items()})
         except RuntimeError as exc:
             raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); give "
                                 "--init a joint run of the same image size and network widths") from None
@@ -149,8 +149,23 @@ def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] 
 
 def build_nets(ctx: Context, n: int, names: tuple[str, ...] = NET_NAMES, salt: int = 0) -> dict[str, nn.Module]:
     """Freshly initialised networks ``names`` for a shard of n instances (seeded by config.seed)."""
+    return {name: _build(ctx, name, n, seed) for name, seed in init_seeds(ctx, names, salt).items()}
+
+
+def init_seeds(ctx: Context, names: tuple[str, ...], salt: int = 0) -> dict[str, int]:
+    """The seed each fresh network of ``names`` is initialised from (``build_nets``)."""
     base = ctx.config.seed * 1000 + STEP_SALT["init"] + salt
-    return {name: _build(ctx, name, n, base + 7 * i) for i, name in enumerate(names)}
+    return {name: base + 7 * i for i, name in enumerate(names)}
+
+
+def _stored(ctx: Context, art: Artifact, name: str, n: int, mode: str | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of network ``name`` of an artifact: stored or linked (``Artifact.network``) or, when
+    the artifact lists it under attrs 'fresh_networks' (name -> seed: an untrained, seeded network,
+    not stored), rebuilt from its seed."""
+    fresh = art.attrs.get("fresh_networks") or {}
+    if name in fresh and name not in art.network_names and name not in art.linked_network_names:
+        return _build(ctx, name, n, int(fresh[name]), mode=mode).state_dict()
+    return art.network(name)
 
 
 def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
@@ -162,7 +177,7 @@ def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_
     for name in names:
         net = _build(ctx, name, n, 0)
         try:
-            net.load_state_dict({k: v.to(ctx.device) for k, v in art.network(name).items()})
+            net.load_state_dict({k: v.to(ctx.device) for k, v in _stored(ctx, art, name, n).items()})
         except RuntimeError as exc:
             raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); "
                              "were the image size or network widths changed?") from None

@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gan2shape.artifacts import read_artifact, write_artifact
+from gan2shape.artifacts import network_links, read_artifact, write_artifact
 from gan2shape.config import ConfigError, MethodConfig
 from gan2shape.errors import ArtifactError
 from gan2shape.method.chain import ALBEDO_KIND, PROJECTED_KIND, PSEUDO_KIND, SHAPE_KIND
@@ -52,6 +52,7 @@ from gan2shape.method.context import (
     STORE_DTYPE,
     Context,
     build_nets,
+    init_seeds,
     load_nets,
     method_key,
     net_states,
@@ -164,7 +165,8 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
 
     init_path: a joint-mode shape artifact (joint pre-training); when given, all four networks
     start from its weights (``nets_from_joint``) and the depth pre-training is skipped.
-    Writes kind 'shape' with networks depth (pre-trained), albedo/view/light (fresh, seeded) and
+    Writes kind 'shape' with networks depth (pre-trained), albedo/view/light (fresh: their seeds in attrs
+    fresh_networks, not stored) and
     arrays prior_depth (N, S, S) and canon_depth (N, S, S) (the depth net's output after training).
     The prior sits over a centred box or, with method.prior.box_source 'mask', over each instance's
     mask bounding box (instances.h5 dataset 'mask'; ConfigError when it has none).
@@ -197,11 +199,13 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
     history = _train(ctx, nets, ("depth",), iters, "prior", loss_fn)
     with torch.no_grad():
         depth = decode_depth(nets["depth"](inst.image), ctx.camera)
+    # untrained seeded networks are not stored: their seeds rebuild them (context._stored)
+    fresh = {k: v for k, v in init_seeds(ctx, NET_NAMES).items() if k != "depth"} if init_path is None else {}
     return write_artifact(
         out_path, SHAPE_KIND, {"prior_depth": prior.cpu(), "canon_depth": depth.cpu()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=net_states(nets),
+        params_text=ctx.params_text, networks=net_states({k: v for k, v in nets.items() if k not in fresh}),
         attrs=_meta(ctx, "prior", 0, inst.n, {"loss_history": history, "init": str(init_path or ""),
-                                     "seconds": time.perf_counter() - t0}),
+                                              "fresh_networks": fresh, "seconds": time.perf_counter() - t0}),
     )
 
 
@@ -222,6 +226,7 @@ def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, 
         _check_ids(art.ids, inst.ids, str(shape_path))
         stage = int(art.attrs["stage"]) + 1
         nets = load_nets(ctx, art, inst.n)
+        fresh = art.attrs.get("fresh_networks") or {}
     flip1, _ = stage_flips(ctx.config, stage)
 
     rng = _rng(ctx, "step1", stage)
@@ -237,10 +242,14 @@ def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, 
         _, rec = photo_loss(ctx, f, inst.image)
     arrays = {"canon_depth": f["depth"], "canon_albedo": f["albedo"], "view": f["view"], "light": f["light"],
               "recon_image": rec["image"]}
+    # the networks step 1 left untouched stay in shape_path, linked (artifacts.network_links), not copied
+    fresh = {k: v for k, v in fresh.items() if k not in train}
+    links = network_links(shape_path, [k for k in NET_NAMES if k not in train and k not in fresh], out_path)
     return write_artifact(
         out_path, ALBEDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=net_states(nets),
-        attrs=_meta(ctx, "step1", stage, inst.n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
+        params_text=ctx.params_text, networks=net_states({k: nets[k] for k in train}),
+        attrs=_meta(ctx, "step1", stage, inst.n, {"loss_history": history, "network_links": links,
+                                                  "fresh_networks": fresh, "seconds": time.perf_counter() - t0}),
     )
 
 
