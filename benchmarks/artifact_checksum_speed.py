@@ -34,8 +34,14 @@ def _chunk_rows(row: np.ndarray) -> int:
 def _write_raw(path: Path, batches: list[np.ndarray], compression: str | None) -> None:
     with h5py.File(path, "w") as f:
         first = batches[0]
-        ds = f.create_dataset("x", shape=(0, *first.shape[1:]), maxshape=(None, *first.shape[1:]), dtype=first.dtype,
-                              chunks=(_chunk_rows(first[0]), *first.shape[1:]), compression=compression)
+        ds = f.create_dataset(
+            "x",
+            shape=(0, *first.shape[1:]),
+            maxshape=(None, *first.shape[1:]),
+            dtype=first.dtype,
+            chunks=(_chunk_rows(first[0]), *first.shape[1:]),
+            compression=compression,
+        )
         for b in batches:
             start = ds.shape[0]
             ds.resize(start + b.shape[0], axis=0)
@@ -107,8 +113,7 @@ def main() -> None:
     images = np.where(disk, rng.integers(0, 256, (n_img, 3, 64, 64), dtype=np.uint8), 0).astype(np.uint8)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        lines = ["| data | GB | h5py alone (s) | artifact, checksummed (s) | difference |",
-                 "|---|---|---|---|---|"]
+        lines = ["| data | GB | h5py alone (s) | artifact, checksummed (s) | difference |", "|---|---|---|---|---|"]
         lines += _case(folder, "float32 (N, 64, 1024)", np.array_split(floats, 64), None, args.repeats)
         lines += _case(folder, "uint8 images (N, 3, 64, 64), lzf", np.array_split(images, 40), "lzf", args.repeats)
     print(f"zlib.crc32 alone: {crc_gbs:.2f} GB/s\n")

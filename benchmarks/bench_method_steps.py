@@ -21,9 +21,9 @@ import torch
 from gan2shape.artifacts import read_artifact
 from gan2shape.config import load_params
 from gan2shape.device import resolve_device
+from gan2shape.method.context import make_context
 from gan2shape.method.instances import sample_instances, write_instances
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
-from gan2shape.method.context import make_context
 
 
 def main() -> None:
@@ -50,18 +50,22 @@ def main() -> None:
         run_reconstruct(ctx, out / "instances.h5", out)
         total = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-        print(f"device {device}, N={args.n}, mode {args.mode}, profile {args.profile}, "
-              f"image_size {params.method.image_size}, total {total:.1f} s, peak GPU memory {peak:.2f} GiB")
+        print(
+            f"device {device}, N={args.n}, mode {args.mode}, profile {args.profile}, "
+            f"image_size {params.method.image_size}, total {total:.1f} s, peak GPU memory {peak:.2f} GiB"
+        )
         print("| stage | step | iterations | seconds | ms / iteration |")
         print("|---|---|---|---|---|")
         rows = [(0, "prior", stage_paths(out, 0)["shape"], "shape", sched.prior_iters)]
         for k in range(1, sched.stages + 1):
             i = 0 if k == 1 else 1
             p = stage_paths(out, k)
-            rows += [(k, "step1", p["albedo"], "albedo", sched.step1_iters[i]),
-                     (k, "pseudo", p["pseudo"], "pseudo", 0),
-                     (k, "invert", p["projected"], "projected", sched.step2_iters[i]),
-                     (k, "step3", p["shape"], "shape", sched.step3_iters[i])]
+            rows += [
+                (k, "step1", p["albedo"], "albedo", sched.step1_iters[i]),
+                (k, "pseudo", p["pseudo"], "pseudo", 0),
+                (k, "invert", p["projected"], "projected", sched.step2_iters[i]),
+                (k, "step3", p["shape"], "shape", sched.step3_iters[i]),
+            ]
         for k, name, path, kind, iters in rows:
             with read_artifact(path, kind) as art:
                 sec = float(art.attrs["seconds"])

@@ -44,8 +44,16 @@ def _flags(value: str) -> list[bool]:
     return {"off": [False], "on": [True], "both": [False, True]}[value]
 
 
-def measure(config: GanConfig, data: torch.Tensor, device: torch.device, *, periods: int, warmup_periods: int,
-            compile: bool, **switches) -> dict:
+def measure(
+    config: GanConfig,
+    data: torch.Tensor,
+    device: torch.device,
+    *,
+    periods: int,
+    warmup_periods: int,
+    compile: bool,
+    **switches,
+) -> dict:
     """img/s over ``periods`` lazy-R1 periods after ``warmup_periods`` periods of warm-up."""
     t0 = time.perf_counter()
     trainer = GanTrainer(config, data, device, compile=compile, **switches)
@@ -109,9 +117,14 @@ def breakdown(config: GanConfig, data: torch.Tensor, device: torch.device, iters
         trainer.d_optim.step()
         ema_update_(trainer.g_ema, trainer.g, 0.99)
 
-    parts = [("G forward, no grad", g_nograd), ("D step fwd+bwd (fake+real)", d_step),
-             ("G step fwd+bwd (through D)", g_step), ("R1 fwd+double bwd (per call)", r1),
-             ("2 Adam steps + EMA", optim_ema), ("whole train_step (R1 1/%d)" % config.r1_every, trainer.train_step)]
+    parts = [
+        ("G forward, no grad", g_nograd),
+        ("D step fwd+bwd (fake+real)", d_step),
+        ("G step fwd+bwd (through D)", g_step),
+        ("R1 fwd+double bwd (per call)", r1),
+        ("2 Adam steps + EMA", optim_ema),
+        ("whole train_step (R1 1/%d)" % config.r1_every, trainer.train_step),
+    ]
     print(f"# breakdown at batch {b}, amp {config.amp}, eager")
     for name, fn in parts:
         for _ in range(3):
@@ -134,15 +147,28 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128])
     ap.add_argument("--amp", nargs="+", default=["none", "bf16"], choices=["none", "bf16"])
     ap.add_argument("--compile", default="both", choices=["off", "on", "both"])
-    ap.add_argument("--compile-batch-sizes", type=int, nargs="*", default=None,
-                    help="batch sizes that also run compiled (default: the configured gan.batch_size only, "
-                         "to keep the run short; compiling takes ~1 min each)")
+    ap.add_argument(
+        "--compile-batch-sizes",
+        type=int,
+        nargs="*",
+        default=None,
+        help="batch sizes that also run compiled (default: the configured gan.batch_size only, "
+        "to keep the run short; compiling takes ~1 min each)",
+    )
     ap.add_argument("--fused-modconv", default="off", choices=["off", "on", "both"])
     ap.add_argument("--channels-last", default="off", choices=["off", "on", "both"])
-    ap.add_argument("--pair-d", default="on", choices=["off", "on", "both"],
-                    help="fake and real batches through D in one call (same result, fewer launches)")
-    ap.add_argument("--compile-mode", default=None, choices=[None, "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"],
-                    help="torch.compile mode for the compiled rows (reduce-overhead = CUDA graphs)")
+    ap.add_argument(
+        "--pair-d",
+        default="on",
+        choices=["off", "on", "both"],
+        help="fake and real batches through D in one call (same result, fewer launches)",
+    )
+    ap.add_argument(
+        "--compile-mode",
+        default=None,
+        choices=[None, "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"],
+        help="torch.compile mode for the compiled rows (reduce-overhead = CUDA graphs)",
+    )
     ap.add_argument("--breakdown", action="store_true", help="also print ms of each part of an iteration")
     ap.add_argument("--periods", type=int, default=4, help="timed lazy-R1 periods (r1_every steps each)")
     ap.add_argument("--warmup-periods", type=int, default=2)
@@ -150,7 +176,9 @@ def main() -> None:
 
     if args.quick:
         device = torch.device("cpu") if args.device == "auto" else resolve_device(args.device)
-        config = GanConfig(size=32, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, r1_every=4, amp="none", batch_size=8)
+        config = GanConfig(
+            size=32, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, r1_every=4, amp="none", batch_size=8
+        )
         args.batch_sizes, args.periods, args.warmup_periods = [8], 2, 1
         args.amp, args.compile = ["none"], "off"
     else:
@@ -164,20 +192,28 @@ def main() -> None:
     compile_batches = set(args.compile_batch_sizes if args.compile_batch_sizes is not None else [config.batch_size])
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"# gan_train_speed: {name}, torch {torch.__version__}, size {config.size}, style_dim {config.style_dim}, "
-          f"n_mlp {config.n_mlp}, channel_multiplier {config.channel_multiplier}, channel_max {config.channel_max}, "
-          f"r1_every {config.r1_every}, {args.periods} timed R1 periods")
+    print(
+        f"# gan_train_speed: {name}, torch {torch.__version__}, size {config.size}, style_dim {config.style_dim}, "
+        f"n_mlp {config.n_mlp}, channel_multiplier {config.channel_multiplier}, channel_max {config.channel_max}, "
+        f"r1_every {config.r1_every}, {args.periods} timed R1 periods"
+    )
     data = torch.randint(0, 256, (4096, 3, config.size, config.size), dtype=torch.uint8, device=device)
     if args.breakdown:
         for amp in args.amp:
             breakdown(dataclasses.replace(config, amp=amp), data, device)
     mode = None if args.compile_mode in (None, "default") else args.compile_mode
-    header = (f"{'batch':>5} {'amp':>5} {'compile':>7} {'fusedmc':>7} {'ch_last':>7} {'pair_d':>6} {'img/s':>9} "
-              f"{'ms/step':>8} {'peak GiB':>8} {'setup s':>7}")
+    header = (
+        f"{'batch':>5} {'amp':>5} {'compile':>7} {'fusedmc':>7} {'ch_last':>7} {'pair_d':>6} {'img/s':>9} "
+        f"{'ms/step':>8} {'peak GiB':>8} {'setup s':>7}"
+    )
     print(header)
     print("-" * len(header))
     for batch, amp, comp, fused, cl, pair in itertools.product(
-        args.batch_sizes, args.amp, _flags(args.compile), _flags(args.fused_modconv), _flags(args.channels_last),
+        args.batch_sizes,
+        args.amp,
+        _flags(args.compile),
+        _flags(args.fused_modconv),
+        _flags(args.channels_last),
         _flags(args.pair_d),
     ):
         if comp and batch not in compile_batches:
@@ -187,12 +223,28 @@ def main() -> None:
         comp_name = (mode or "on") if comp else "off"
         prefix = f"{batch:>5} {amp:>5} {comp_name[:7]:>7} {on[fused]:>7} {on[cl]:>7} {on[pair]:>6}"
         try:
-            r = measure(cfg, data, device, compile=comp, fused_modconv=fused, channels_last=cl, pair_d=pair,
-                        compile_mode=mode, periods=args.periods, warmup_periods=args.warmup_periods)
+            r = measure(
+                cfg,
+                data,
+                device,
+                compile=comp,
+                fused_modconv=fused,
+                channels_last=cl,
+                pair_d=pair,
+                compile_mode=mode,
+                periods=args.periods,
+                warmup_periods=args.warmup_periods,
+            )
             flag = "" if r["finite"] else "  (non-finite loss!)"
-            print(f"{prefix} {r['img_per_s']:>9.0f} {r['ms_per_step']:>8.2f} {r['peak_gib']:>8.2f} {r['setup_s']:>7.1f}{flag}", flush=True)
+            print(
+                f"{prefix} {r['img_per_s']:>9.0f} {r['ms_per_step']:>8.2f} {r['peak_gib']:>8.2f}"
+                f" {r['setup_s']:>7.1f}{flag}",
+                flush=True,
+            )
         except Exception as exc:  # noqa: BLE001 - report and go on with the next configuration
-            print(f"{prefix}   FAILED: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", flush=True)
+            print(
+                f"{prefix}   FAILED: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", flush=True
+            )
             traceback.print_exc(limit=2, file=sys.stderr)
         finally:
             if device.type == "cuda":

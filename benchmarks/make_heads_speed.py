@@ -42,11 +42,13 @@ def profile_batch(config: HeadsConfig, repeats: int = 3) -> list[tuple[str, floa
         "sample_heads (random streams)": lambda: sample_heads(config, "train", 0, config.batch_size),
         "canonical_shape (depth, mask)": lambda: hm.canonical_shape(s.shape, size, config.fov_deg),
         "canonical_albedo": lambda: hm.canonical_albedo(s.shape, s.albedo, s.noise, size),
-        "normals + shade": lambda: shade(albedo, depth_to_normals(depth, camera), s.light[:, 0], s.light[:, 1],
-                                         light_direction(s.light[:, 2:])),
+        "normals + shade": lambda: shade(
+            albedo, depth_to_normals(depth, camera), s.light[:, 0], s.light[:, 1], light_direction(s.light[:, 2:])
+        ),
         "view_depth (rasterize)": lambda: view_depth(depth, s.view, camera, mask),
-        "render_view (rasterize + warp)": lambda: render_view(texture, depth, s.view, camera, canon_mask=mask,
-                                                              background=bg),
+        "render_view (rasterize + warp)": lambda: render_view(
+            texture, depth, s.view, camera, canon_mask=mask, background=bg
+        ),
         "render_heads (all of the above)": lambda: render_heads(s, config),
     }
     rows = []
@@ -91,7 +93,10 @@ def main() -> None:
     t = summary["timings"]
     print(f"\nmake_heads, {config.image_size} px, batch {config.batch_size}:")
     print(f"{'images':>8}{'seconds':>10}{'images/s':>10}{'sample s':>10}{'render s':>10}{'write s':>10}{'MiB':>8}")
-    print(f"{n:>8}{total:>10.1f}{n / total:>10.1f}{t['sample']:>10.1f}{t['render']:>10.1f}{t['write']:>10.1f}{size_mb:>8.0f}")
+    print(
+        f"{n:>8}{total:>10.1f}{n / total:>10.1f}{t['sample']:>10.1f}{t['render']:>10.1f}{t['write']:>10.1f}"
+        f"{size_mb:>8.0f}"
+    )
 
 
 if __name__ == "__main__":

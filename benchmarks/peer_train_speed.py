@@ -39,8 +39,14 @@ def heads_in_memory(params, size: int, n: int, device: torch.device) -> HeadsSet
         images.append(((out["image"] + 1) * 127.5).round().to(torch.uint8))
         depths.append(out["depth"].float())
         masks.append(out["mask"])
-    return HeadsSet([f"train-{i:06d}" for i in range(n)], torch.cat(images), torch.cat(depths), torch.cat(masks),
-                    Camera(size, fov_deg=cfg.fov_deg), path=None)
+    return HeadsSet(
+        [f"train-{i:06d}" for i in range(n)],
+        torch.cat(images),
+        torch.cat(depths),
+        torch.cat(masks),
+        Camera(size, fov_deg=cfg.fov_deg),
+        path=None,
+    )
 
 
 def main() -> None:
@@ -58,9 +64,13 @@ def main() -> None:
     device = torch.device(args.device)
     fast_cuda(device)
     params, _ = load_params(args.params)
-    print(f"# peer_train_speed: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
-          f"torch {torch.__version__}, {args.steps} timed steps after {args.warmup}")
-    print(f"{'model':>10} {'size':>5} {'batch':>6} {'img/s':>9} {'ms/step':>9} {'steps':>7} {'est. s':>8} {'peak GiB':>9}")
+    print(
+        f"# peer_train_speed: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
+        f"torch {torch.__version__}, {args.steps} timed steps after {args.warmup}"
+    )
+    print(
+        f"{'model':>10} {'size':>5} {'batch':>6} {'img/s':>9} {'ms/step':>9} {'steps':>7} {'est. s':>8} {'peak GiB':>9}"
+    )
     data_cache: dict[int, HeadsSet] = {}
     for model in args.models:
         section = getattr(params, model)
@@ -69,8 +79,9 @@ def main() -> None:
             data_cache[size] = heads_in_memory(params, size, args.heads, device)
         data = data_cache[size]
         for batch in args.batch_sizes or [section.batch_size]:
-            cfg = dataclasses.replace(section, image_size=size, batch_size=batch,
-                                      **({"nf": args.nf} if args.nf is not None else {}))
+            cfg = dataclasses.replace(
+                section, image_size=size, batch_size=batch, **({"nf": args.nf} if args.nf is not None else {})
+            )
             if model == "supervised":
                 trainer = SupervisedTrainer(cfg, data, data.camera, device)
             else:
@@ -88,8 +99,11 @@ def main() -> None:
                 torch.cuda.synchronize(device)
             seconds = (time.perf_counter() - start) / args.steps
             peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-            print(f"{model:>10} {size:>5} {batch:>6} {batch / seconds:>9.0f} {1000 * seconds:>9.1f} {cfg.steps:>7} "
-                  f"{cfg.steps * seconds:>8.0f} {peak:>9.2f}", flush=True)
+            print(
+                f"{model:>10} {size:>5} {batch:>6} {batch / seconds:>9.0f} {1000 * seconds:>9.1f} {cfg.steps:>7} "
+                f"{cfg.steps * seconds:>8.0f} {peak:>9.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,10 @@ def main() -> None:
         target = torch.cat([g([c], input_is_latent=True, randomize_noise=False)[0] for c in w.split(64)]).clamp(-1, 1)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"# projector_speed: {name}, torch {torch.__version__}, generator: {what}; {args.n} images, "
-          f"{base.steps} steps, feature_blocks {base.feature_blocks}, w_plus {base.w_plus}")
+    print(
+        f"# projector_speed: {name}, torch {torch.__version__}, generator: {what}; {args.n} images, "
+        f"{base.steps} steps, feature_blocks {base.feature_blocks}, w_plus {base.w_plus}"
+    )
     header = f"{'batch':>5} {'s/image':>9} {'ms/step':>9} {'total s':>8} {'PSNR start':>10} {'PSNR end':>9}"
     print(header)
     print("-" * len(header))
@@ -88,8 +90,11 @@ def main() -> None:
             torch.cuda.synchronize(device)
         total = time.perf_counter() - t0
         n_batches = -(-args.n // batch)
-        print(f"{batch:>5} {total / args.n:>9.4f} {1000 * total / (n_batches * config.steps):>9.2f} {total:>8.1f} "
-              f"{float(out['psnr_init'].mean()):>10.2f} {float(out['psnr'].mean()):>9.2f}", flush=True)
+        print(
+            f"{batch:>5} {total / args.n:>9.4f} {1000 * total / (n_batches * config.steps):>9.2f} {total:>8.1f} "
+            f"{float(out['psnr_init'].mean()):>10.2f} {float(out['psnr'].mean()):>9.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -67,9 +67,11 @@ def time_render(device: torch.device, size: int, batch: int, args: argparse.Name
 
 def speed_table(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
-    print(f"render_view on {device} (torch {torch.__version__}, {torch.get_num_threads()} CPU threads), "
-          f"{'masked head' if args.masked else 'head + background'}, |yaw| <= {args.max_yaw} deg, "
-          f"best of {args.repeats}")
+    print(
+        f"render_view on {device} (torch {torch.__version__}, {torch.get_num_threads()} CPU threads), "
+        f"{'masked head' if args.masked else 'head + background'}, |yaw| <= {args.max_yaw} deg, "
+        f"best of {args.repeats}"
+    )
     print(f"{'size':>5} {'batch':>6} {'s/batch':>9} {'ms/image':>9} {'images/s':>9}")
     # One-time start-up costs (thread pools, allocator, CUDA context) stay out of the table.
     for _ in range(3):
@@ -84,8 +86,10 @@ def compare(args: argparse.Namespace) -> None:
     if not torch.cuda.is_available():
         raise SystemExit("--compare needs CUDA: no GPU is visible to torch on this machine")
     print("max / mean |CPU - CUDA| of render_view on the same scenes (float32)")
-    print(f"{'size':>5} {'batch':>6} {'masked':>6} {'depth max':>10} {'depth mean':>11} {'image max':>10} "
-          f"{'image mean':>11} {'mask diff':>9} {'px off':>7}")
+    print(
+        f"{'size':>5} {'batch':>6} {'masked':>6} {'depth max':>10} {'depth mean':>11} {'image max':>10} "
+        f"{'image mean':>11} {'mask diff':>9} {'px off':>7}"
+    )
     for size in args.sizes:
         for masked in (False, True):
             batch = 64
@@ -105,9 +109,11 @@ def compare(args: argparse.Namespace) -> None:
             mdiff = (cpu.mask != gpu.mask.cpu()).float().sum().item()
             # Pixels whose depth differs by more than 1e-3 (a different face won: edge ties).
             off = (ddiff > 1e-3).float().sum().item()
-            print(f"{size:>5} {batch:>6} {str(masked):>6} {ddiff.max().item():>10.2e} {ddiff.mean().item():>11.2e} "
-                  f"{idiff.max().item():>10.2e} {idiff.sum().item() / max(both.sum().item(), 1):>11.2e} "
-                  f"{int(mdiff):>9d} {int(off):>7d}")
+            print(
+                f"{size:>5} {batch:>6} {str(masked):>6} {ddiff.max().item():>10.2e} {ddiff.mean().item():>11.2e} "
+                f"{idiff.max().item():>10.2e} {idiff.sum().item() / max(both.sum().item(), 1):>11.2e} "
+                f"{int(mdiff):>9d} {int(off):>7d}"
+            )
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ Usage:
   python benchmarks/stylegan2_speed.py --device cpu --quick        # tiny smoke run (seconds)
   python benchmarks/stylegan2_speed.py --device cuda --compile --channels-last --sizes 64
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,12 +61,17 @@ def bench_config(
 ) -> dict[str, float]:
     torch.manual_seed(0)
     g = Generator(
-        size, args.style_dim, args.n_mlp, channel_multiplier=args.channel_multiplier,
-        channel_max=args.channel_max, ops=ops, fused_modconv=fused,
+        size,
+        args.style_dim,
+        args.n_mlp,
+        channel_multiplier=args.channel_multiplier,
+        channel_max=args.channel_max,
+        ops=ops,
+        fused_modconv=fused,
     ).to(device)
-    d = Discriminator(
-        size, channel_multiplier=args.channel_multiplier, channel_max=args.channel_max, ops=ops
-    ).to(device)
+    d = Discriminator(size, channel_multiplier=args.channel_multiplier, channel_max=args.channel_max, ops=ops).to(
+        device
+    )
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     if args.channels_last:
         to_channels_last(g)
@@ -76,9 +82,7 @@ def bench_config(
     b = args.batch
     z = torch.randn(b, args.style_dim, device=device)
     real = torch.randn(b, 3, size, size, device=device).contiguous(memory_format=fmt)
-    amp = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    )
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def g_fwd() -> None:
         with torch.no_grad(), amp:
@@ -124,18 +128,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--channel-multiplier", type=int, default=2)
     p.add_argument("--channel-max", type=int, default=512)
     p.add_argument("--ops", nargs="+", default=["fast", "reference"], choices=["fast", "reference"])
-    p.add_argument("--fused", nargs="+", default=["grouped", "shared"],
-                   choices=["grouped", "shared"],
-                   help="modulated-conv formulations to time with the fast ops")
+    p.add_argument(
+        "--fused",
+        nargs="+",
+        default=["grouped", "shared"],
+        choices=["grouped", "shared"],
+        help="modulated-conv formulations to time with the fast ops",
+    )
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--compile", action="store_true", help="torch.compile G and D (not R1)")
-    p.add_argument("--compile-mode", default="default",
-                   choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+    )
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--quick", action="store_true",
-                   help="tiny smoke run: 32 px, batch 4, 32 channels, style 64, 1+2 iterations")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny smoke run: 32 px, batch 4, 32 channels, style 64, 1+2 iterations"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.batch, args.channel_max, args.style_dim = [32], 4, 32, 64
@@ -163,8 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 for prec in args.precision:
                     row = bench_config(size, ops, form == "grouped", prec == "bf16", args, device)
                     print(
-                        f"{size:>4} {ops:>9} {form:>7} {prec:>4} "
-                        + " ".join(f"{row[c]:>10.1f}" for c in cols),
+                        f"{size:>4} {ops:>9} {form:>7} {prec:>4} " + " ".join(f"{row[c]:>10.1f}" for c in cols),
                         flush=True,
                     )
 

@@ -356,9 +356,7 @@ class Artifact:
 
     def _dataset(self, name: str) -> h5py.Dataset:
         if name not in self.names:
-            raise ArtifactError(
-                f"{self.path} (kind {self.kind!r}) has no dataset {name!r}; it has {self.names}"
-            )
+            raise ArtifactError(f"{self.path} (kind {self.kind!r}) has no dataset {name!r}; it has {self.names}")
         return self._f[name]
 
     def array(self, name: str, index: slice | Sequence[int] | np.ndarray | None = None) -> np.ndarray:
@@ -428,8 +426,10 @@ class Artifact:
         if whole:
             found = [(0, zlib.crc32(_bytes(data)))]
         else:
-            found = [(b, zlib.crc32(_bytes(data[r - first : r - first + block])))
-                     for b, r in enumerate(range(first, last, block), start=first // block)]
+            found = [
+                (b, zlib.crc32(_bytes(data[r - first : r - first + block])))
+                for b, r in enumerate(range(first, last, block), start=first // block)
+            ]
         for b, crc in found:
             if b >= expected.size or crc != int(expected[b]):
                 rows = "" if whole else f" (rows {b * block}..{min(ds.shape[0], (b + 1) * block) - 1})"
@@ -488,9 +488,14 @@ class Artifact:
         if name not in self.network_names:
             raise ArtifactError(f"{self.path} has no network {name!r}; it has {self.network_names}")
         group = self._f[_NETWORKS][name]
-        return {key: torch.from_numpy(self._read_blocks(f"{_NETWORKS}/{name}/{key}", group[key], 0,
-                                                        group[key].shape[0] if group[key].ndim else 0)[1])
-                for key in group.keys()}
+        return {
+            key: torch.from_numpy(
+                self._read_blocks(
+                    f"{_NETWORKS}/{name}/{key}", group[key], 0, group[key].shape[0] if group[key].ndim else 0
+                )[1]
+            )
+            for key in group.keys()
+        }
 
     def _linked_network(self, name: str, link: Mapping[str, str]) -> dict[str, torch.Tensor]:
         source = self.path.parent / link["path"]
@@ -498,14 +503,16 @@ class Artifact:
         try:
             with read_artifact(source) as other:
                 if name not in other.network_names or other.network_digest(name) != link["digest"]:
-                    raise ArtifactError(f"{self.path}: its network {name!r} lies in {source}, whose {name!r} has "
-                                        f"changed since: {fix}")
+                    raise ArtifactError(
+                        f"{self.path}: its network {name!r} lies in {source}, whose {name!r} has changed since: {fix}"
+                    )
                 return other.network(name)
         except ArtifactError as exc:
             if str(exc).startswith(str(self.path)):
                 raise
-            raise ArtifactError(f"{self.path}: its network {name!r} lies in {source}, which is not usable "
-                                f"({exc}): {fix}") from None
+            raise ArtifactError(
+                f"{self.path}: its network {name!r} lies in {source}, which is not usable ({exc}): {fix}"
+            ) from None
 
     def close(self) -> None:
         self._f.close()
@@ -598,8 +605,10 @@ def network_links(source: str | Path, names: Sequence[str], out_path: str | Path
             if name in art.network_names:
                 links[name] = {"path": os.path.relpath(source, out_dir), "digest": art.network_digest(name)}
             elif name in own:  # follow it: the link names the file that stores the network
-                links[name] = {"path": os.path.relpath(source.parent / own[name]["path"], out_dir),
-                               "digest": own[name]["digest"]}
+                links[name] = {
+                    "path": os.path.relpath(source.parent / own[name]["path"], out_dir),
+                    "digest": own[name]["digest"],
+                }
             else:
                 raise ArtifactError(f"{source} has no network {name!r}; it has {art.network_names}")
     return links

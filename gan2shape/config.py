@@ -210,7 +210,11 @@ class GanConfig:
         )
         _check(self.style_dim >= 8, "style_dim", f"must be >= 8, got {self.style_dim}")
         _check(1 <= self.n_mlp <= 16, "n_mlp", f"must be in [1, 16], got {self.n_mlp}")
-        _check(self.channel_multiplier in (1, 2, 4), "channel_multiplier", f"must be 1, 2 or 4, got {self.channel_multiplier}")
+        _check(
+            self.channel_multiplier in (1, 2, 4),
+            "channel_multiplier",
+            f"must be 1, 2 or 4, got {self.channel_multiplier}",
+        )
         _check(self.channel_max >= 16, "channel_max", f"must be >= 16, got {self.channel_max}")
         _check(self.batch_size >= 2, "batch_size", f"must be >= 2, got {self.batch_size}")
         _check(self.total_kimg > 0, "total_kimg", f"must be > 0, got {self.total_kimg}")
@@ -231,14 +235,14 @@ class ProjectConfig:
     batch_size: int = 50
     lr: float = 0.1
     w_plus: bool = False
-    latent_prior: float = 0.01        # weight of a Gaussian prior on w in the mapping's whitened space
-    layer_tie: float = 0.0            # w+: weight pulling every layer's w toward their mean (0 = free w+)
+    latent_prior: float = 0.01  # weight of a Gaussian prior on w in the mapping's whitened space
+    layer_tie: float = 0.0  # w+: weight pulling every layer's w toward their mean (0 = free w+)
     noise_regularize: float = 1e5
     noise_ramp: float = 0.75
     noise_strength: float = 0.05
     l1_weight: float = 1.0
     feature_weight: float = 1.0
-    feature_blocks: int = 3           # the 4th block of a 64px D holds minibatch-stddev (mixes images)
+    feature_blocks: int = 3  # the 4th block of a 64px D holds minibatch-stddev (mixes images)
     mean_latent_samples: int = 10000
     seed: int = 0
 
@@ -249,8 +253,11 @@ class ProjectConfig:
         _check(self.noise_regularize >= 0, "noise_regularize", "must be >= 0")
         _check(self.latent_prior >= 0, "latent_prior", f"must be >= 0, got {self.latent_prior}")
         _check(self.layer_tie >= 0, "layer_tie", f"must be >= 0, got {self.layer_tie}")
-        _check(self.w_plus or self.layer_tie == 0, "layer_tie", "ties the layers of a w+ projection: set "
-               "project.w_plus=true or layer_tie=0")
+        _check(
+            self.w_plus or self.layer_tie == 0,
+            "layer_tie",
+            "ties the layers of a w+ projection: set project.w_plus=true or layer_tie=0",
+        )
         _check(0 < self.noise_ramp <= 1, "noise_ramp", f"must be in (0, 1], got {self.noise_ramp}")
         _check(self.noise_strength >= 0, "noise_strength", "must be >= 0")
         _check(self.l1_weight >= 0 and self.feature_weight >= 0, "l1_weight", "loss weights must be >= 0")
@@ -282,8 +289,11 @@ class PretrainEncoderConfig:
         _check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         _check(self.batch_size >= 2, "batch_size", f"must be >= 2, got {self.batch_size}")
         _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        _check(0 <= self.mix_range[0] <= self.mix_range[1], "mix_range", f"must be [lo, hi] with 0 <= lo <= hi, "
-               f"got {list(self.mix_range)}")
+        _check(
+            0 <= self.mix_range[0] <= self.mix_range[1],
+            "mix_range",
+            f"must be [lo, hi] with 0 <= lo <= hi, got {list(self.mix_range)}",
+        )
         _check(self.lam_latent >= 0 and self.lam_image >= 0, "lam_latent", "loss weights must be >= 0")
         _check(self.lam_latent + self.lam_image > 0, "lam_latent", "lam_latent and lam_image cannot both be 0")
         _check(self.held_out >= 2, "held_out", f"must be >= 2, got {self.held_out}")
@@ -291,10 +301,16 @@ class PretrainEncoderConfig:
 
 def _check_peer_common(cfg: Any) -> None:
     """Checks shared by the peer rows' training sections (supervised, unsup3d)."""
-    _check(cfg.image_size >= 16 and cfg.image_size & (cfg.image_size - 1) == 0, "image_size",
-           f"must be a power of two >= 16 (the heads' image size, e.g. 64), got {cfg.image_size}")
-    _check(cfg.nf is None or (cfg.nf >= 16 and cfg.nf % 16 == 0), "nf",
-           f"must be null or a multiple of 16 (GroupNorm groups), got {cfg.nf}")
+    _check(
+        cfg.image_size >= 16 and cfg.image_size & (cfg.image_size - 1) == 0,
+        "image_size",
+        f"must be a power of two >= 16 (the heads' image size, e.g. 64), got {cfg.image_size}",
+    )
+    _check(
+        cfg.nf is None or (cfg.nf >= 16 and cfg.nf % 16 == 0),
+        "nf",
+        f"must be null or a multiple of 16 (GroupNorm groups), got {cfg.nf}",
+    )
     _check(cfg.zdim >= 1, "zdim", f"must be >= 1, got {cfg.zdim}")
     _check(cfg.batch_size >= 1, "batch_size", f"must be >= 1, got {cfg.batch_size}")
     _check(cfg.steps >= 1, "steps", f"must be >= 1, got {cfg.steps}")
@@ -368,10 +384,16 @@ class Unsup3dConfig:
         _check(self.enc_nf is None or self.enc_nf >= 4, "enc_nf", f"must be null or >= 4, got {self.enc_nf}")
         _check(self.conf_zdim >= 1, "conf_zdim", f"must be >= 1, got {self.conf_zdim}")
         _check(self.lam_flip >= 0, "lam_flip", f"must be >= 0, got {self.lam_flip}")
-        _check(0 < self.xyz_rotation_range_deg <= 180, "xyz_rotation_range_deg",
-               f"must be in (0, 180], got {self.xyz_rotation_range_deg}")
-        _check(self.xy_translation_range >= 0 and self.z_translation_range >= 0, "xy_translation_range",
-               "translation ranges must be >= 0")
+        _check(
+            0 < self.xyz_rotation_range_deg <= 180,
+            "xyz_rotation_range_deg",
+            f"must be in (0, 180], got {self.xyz_rotation_range_deg}",
+        )
+        _check(
+            self.xy_translation_range >= 0 and self.z_translation_range >= 0,
+            "xy_translation_range",
+            "translation ranges must be >= 0",
+        )
 
 
 @dataclass(frozen=True)
@@ -385,7 +407,7 @@ class StepSchedule:
     step3_iters: tuple[int, int] = (400, 300)
     collect_batches: int = 100
     batch_size: int = 16
-    instances_per_iter: int = 0       # joint mode: instances drawn per Adam step (0 = all of them)
+    instances_per_iter: int = 0  # joint mode: instances drawn per Adam step (0 = all of them)
 
     def __post_init__(self) -> None:
         _check(self.instances_per_iter >= 0, "instances_per_iter", f"must be >= 0, got {self.instances_per_iter}")
@@ -400,16 +422,52 @@ class StepSchedule:
 
 def _default_profiles() -> dict[str, StepSchedule]:
     return {
-        "quick": StepSchedule(stages=2, prior_iters=200, step1_iters=(60, 30), step2_iters=(60, 40),
-                              step3_iters=(60, 40), collect_batches=4, batch_size=8),
-        "paper": StepSchedule(stages=4, prior_iters=1000, step1_iters=(600, 200), step2_iters=(600, 500),
-                              step3_iters=(400, 300), collect_batches=100, batch_size=16),
-        "bench": StepSchedule(stages=1, prior_iters=1000, step1_iters=(500, 500), step2_iters=(500, 500),
-                              step3_iters=(200, 200), collect_batches=100, batch_size=16),
-        "joint": StepSchedule(stages=2, prior_iters=500, step1_iters=(700, 300), step2_iters=(500, 300),
-                              step3_iters=(1500, 1000), collect_batches=4, batch_size=16, instances_per_iter=8),
-        "tiny": StepSchedule(stages=2, prior_iters=1, step1_iters=(1, 1), step2_iters=(1, 1), step3_iters=(1, 1),
-                             collect_batches=1, batch_size=2),
+        "quick": StepSchedule(
+            stages=2,
+            prior_iters=200,
+            step1_iters=(60, 30),
+            step2_iters=(60, 40),
+            step3_iters=(60, 40),
+            collect_batches=4,
+            batch_size=8,
+        ),
+        "paper": StepSchedule(
+            stages=4,
+            prior_iters=1000,
+            step1_iters=(600, 200),
+            step2_iters=(600, 500),
+            step3_iters=(400, 300),
+            collect_batches=100,
+            batch_size=16,
+        ),
+        "bench": StepSchedule(
+            stages=1,
+            prior_iters=1000,
+            step1_iters=(500, 500),
+            step2_iters=(500, 500),
+            step3_iters=(200, 200),
+            collect_batches=100,
+            batch_size=16,
+        ),
+        "joint": StepSchedule(
+            stages=2,
+            prior_iters=500,
+            step1_iters=(700, 300),
+            step2_iters=(500, 300),
+            step3_iters=(1500, 1000),
+            collect_batches=4,
+            batch_size=16,
+            instances_per_iter=8,
+        ),
+        "tiny": StepSchedule(
+            stages=2,
+            prior_iters=1,
+            step1_iters=(1, 1),
+            step2_iters=(1, 1),
+            step3_iters=(1, 1),
+            collect_batches=1,
+            batch_size=2,
+        ),
     }
 
 
@@ -418,7 +476,7 @@ class PriorConfig:
     """The weak shape prior (docs/METHOD.md section 3; Table 2 variants)."""
 
     variant: Literal["ellipsoid", "asymmetric", "shifted", "weaker", "flat"] = "ellipsoid"
-    near: float = 0.965               # the reference's 0.91 is the `reference` preset's (docs/decisions.md)
+    near: float = 0.965  # the reference's 0.91 is the `reference` preset's (docs/decisions.md)
     far: float = 1.02
     box_source: Literal["centered", "mask"] = "centered"
     width_frac: float = 0.6
@@ -444,17 +502,19 @@ class MethodConfig:
     mode: Literal["instance", "joint"] = "instance"
     seed: int = 0
     f1_d: int = 8
-    offset: Literal["mapping", "linear"] = "linear"   # how E's output becomes a latent offset (latents.OffsetMap)
-    encoder_init: str | None = "auto"   # a pre-trained E ('encoder' artifact) for runs whose E starts fresh; see encoder_path
+    offset: Literal["mapping", "linear"] = "linear"  # how E's output becomes a latent offset (latents.OffsetMap)
+    encoder_init: str | None = (
+        "auto"  # a pre-trained E ('encoder' artifact) for runs whose E starts fresh; see encoder_path
+    )
     relative_enc: bool = True
     perceptual: Literal["discriminator", "lpips", "none"] = "none"
     perceptual_blocks: int = 3
     lam_perc: float = 0.5
     lam_smooth: float = 0.01
-    lam_smooth_joint: float | None = 0.1   # lam_smooth in joint pre-training (mode joint); None: lam_smooth
+    lam_smooth_joint: float | None = 0.1  # lam_smooth in joint pre-training (mode joint); None: lam_smooth
     lam_regular: float = 0.01
-    lam_view: float = 10.0            # step-3 view anchor (not in the reference; 0 = off), see run_step3
-    lam_view_joint: float = 0.0       # the same in joint pre-training (mode joint)
+    lam_view: float = 10.0  # step-3 view anchor (not in the reference; 0 = off), see run_step3
+    lam_view_joint: float = 0.0  # the same in joint pre-training (mode joint)
     lr: float = 1e-4
     weight_decay: float = 5e-4
     rand_light: tuple[float, float, float, float, float, float, float] = (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)
@@ -469,11 +529,11 @@ class MethodConfig:
     z_translation_range: float = 0.0
     flip3_stage1: bool = True
     flip1_stage1: bool = True
-    step1_view_light: bool = False    # step 1 also trains the view and light nets (not in the reference)
-    joint_encoder: bool = True        # runs started from joint pre-training (--init) start E from its E too
+    step1_view_light: bool = False  # step 1 also trains the view and light nets (not in the reference)
+    joint_encoder: bool = True  # runs started from joint pre-training (--init) start E from its E too
     prior: PriorConfig = field(default_factory=PriorConfig)
-    nf: int | None = None             # base channels of the four networks; None: max(4096 // image_size, 16)
-    enc_nf: int = 32                  # base channels of the inversion encoder E (reference 32)
+    nf: int | None = None  # base channels of the four networks; None: max(4096 // image_size, 16)
+    enc_nf: int = 32  # base channels of the inversion encoder E (reference 32)
 
     def __post_init__(self) -> None:
         _check(self.nf is None or self.nf >= 4, "nf", f"must be null or >= 4, got {self.nf}")
@@ -492,8 +552,11 @@ class MethodConfig:
         _check(self.perceptual_blocks >= 1, "perceptual_blocks", f"must be >= 1, got {self.perceptual_blocks}")
         for name in ("lam_perc", "lam_smooth", "lam_regular", "lam_view", "lam_view_joint", "weight_decay"):
             _check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        _check(self.lam_smooth_joint is None or self.lam_smooth_joint >= 0, "lam_smooth_joint",
-               f"must be null (= lam_smooth) or >= 0, got {self.lam_smooth_joint}")
+        _check(
+            self.lam_smooth_joint is None or self.lam_smooth_joint >= 0,
+            "lam_smooth_joint",
+            f"must be null (= lam_smooth) or >= 0, got {self.lam_smooth_joint}",
+        )
         _check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _check(self.view_scale > 0, "view_scale", f"must be > 0, got {self.view_scale}")
         _check(0 < self.xyz_rotation_range_deg <= 180, "xyz_rotation_range_deg", "must be in (0, 180]")
@@ -570,11 +633,17 @@ class WorkflowConfig:
     resources: dict[str, JobResources] = field(default_factory=_default_resources)
 
     def __post_init__(self) -> None:
-        _check(self.shard_size is None or self.shard_size >= 1, "shard_size",
-               f"must be null (one shard of all instances) or >= 1, got {self.shard_size}")
+        _check(
+            self.shard_size is None or self.shard_size >= 1,
+            "shard_size",
+            f"must be null (one shard of all instances) or >= 1, got {self.shard_size}",
+        )
         _check(self.instances >= 1, "instances", f"must be >= 1, got {self.instances}")
-        _check(bool(self.images is None or self.images.strip()), "images",
-               "must be null or the path of an HDF5 image artifact or of a folder of PNG/JPG images")
+        _check(
+            bool(self.images is None or self.images.strip()),
+            "images",
+            "must be null or the path of an HDF5 image artifact or of a folder of PNG/JPG images",
+        )
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _check(
             self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
@@ -615,8 +684,10 @@ class BenchVariant:
             "n_prior",
             f"must be <= n_test ({self.n_test}): the prior runs take the first n_prior projected test heads",
         )
-        for name, known in (("priors", _allowed(PriorConfig, "variant")),
-                            ("perceptual", _allowed(MethodConfig, "perceptual"))):
+        for name, known in (
+            ("priors", _allowed(PriorConfig, "variant")),
+            ("perceptual", _allowed(MethodConfig, "perceptual")),
+        ):
             values = getattr(self, name)
             _check(len(values) >= 1, name, "must list at least one value")
             _check(len(set(values)) == len(values), name, f"lists a value twice: {list(values)}")
@@ -627,13 +698,34 @@ class BenchVariant:
 # The CPU variant's overrides of every command: 32px heads, a tiny GAN trained in the pipeline, tiny
 # networks, a few projection steps.
 _SMALL_SET = (
-    "heads.image_size=32", "heads.n_train=64", "heads.n_test=4",
-    "gan.size=32", "gan.style_dim=32", "gan.n_mlp=2", "gan.channel_max=32", "gan.batch_size=8", "gan.total_kimg=0.016",
-    "project.steps=5", "project.mean_latent_samples=100", "project.feature_blocks=2",
-    "method.checkpoint=results/bench-small/generator.pt", "method.image_size=32", "method.f1_d=1", "method.nf=16",
-    "method.enc_nf=16", "method.perceptual_blocks=2",
-    "supervised.image_size=32", "supervised.nf=16", "supervised.zdim=16", "supervised.batch_size=4", "supervised.steps=2",
-    "unsup3d.image_size=32", "unsup3d.nf=16", "unsup3d.zdim=16", "unsup3d.conf_zdim=16", "unsup3d.batch_size=4",
+    "heads.image_size=32",
+    "heads.n_train=64",
+    "heads.n_test=4",
+    "gan.size=32",
+    "gan.style_dim=32",
+    "gan.n_mlp=2",
+    "gan.channel_max=32",
+    "gan.batch_size=8",
+    "gan.total_kimg=0.016",
+    "project.steps=5",
+    "project.mean_latent_samples=100",
+    "project.feature_blocks=2",
+    "method.checkpoint=results/bench-small/generator.pt",
+    "method.image_size=32",
+    "method.f1_d=1",
+    "method.nf=16",
+    "method.enc_nf=16",
+    "method.perceptual_blocks=2",
+    "supervised.image_size=32",
+    "supervised.nf=16",
+    "supervised.zdim=16",
+    "supervised.batch_size=4",
+    "supervised.steps=2",
+    "unsup3d.image_size=32",
+    "unsup3d.nf=16",
+    "unsup3d.zdim=16",
+    "unsup3d.conf_zdim=16",
+    "unsup3d.batch_size=4",
     "unsup3d.steps=2",
 )
 
@@ -673,20 +765,22 @@ class BenchConfig(BenchVariant):
 
 # The reference code's settings (XingangPan/GAN2Shape, synface evaluation) where the defaults leave them;
 # params.yaml `presets: reference:` holds the same, and docs/decisions.md the evidence for each deviation.
-REFERENCE_PRESET: Mapping[str, Any] = types.MappingProxyType({
-    "project.w_plus": False,
-    "project.latent_prior": 0.0,
-    "method.perceptual": "discriminator",
-    "method.lam_smooth_joint": None,
-    "method.lam_view": 0.0,
-    "method.view_scale": 1.2,
-    "method.view_origin": "canonical",
-    "method.flip1_stage1": False,
-    "method.f1_d": 8,
-    "method.offset": "mapping",
-    "method.encoder_init": None,
-    "method.prior.near": 0.91,
-})
+REFERENCE_PRESET: Mapping[str, Any] = types.MappingProxyType(
+    {
+        "project.w_plus": False,
+        "project.latent_prior": 0.0,
+        "method.perceptual": "discriminator",
+        "method.lam_smooth_joint": None,
+        "method.lam_view": 0.0,
+        "method.view_scale": 1.2,
+        "method.view_origin": "canonical",
+        "method.flip1_stage1": False,
+        "method.f1_d": 8,
+        "method.offset": "mapping",
+        "method.encoder_init": None,
+        "method.prior.near": 0.91,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -708,11 +802,17 @@ class Params:
     presets: dict[str, dict[str, Any]] = field(default_factory=lambda: {"reference": dict(REFERENCE_PRESET)})
 
     def __post_init__(self) -> None:
-        _check(self.preset is None or self.preset in self.presets, "preset",
-               f"unknown preset {self.preset!r}; defined under presets: {sorted(self.presets)}")
+        _check(
+            self.preset is None or self.preset in self.presets,
+            "preset",
+            f"unknown preset {self.preset!r}; defined under presets: {sorted(self.presets)}",
+        )
         profiles = sorted(self.method.profiles)
-        _check(self.workflow.profile == "auto" or self.workflow.profile in profiles, "workflow.profile",
-               f"unknown profile {self.workflow.profile!r}; use auto or one of method.profiles: {profiles}")
+        _check(
+            self.workflow.profile == "auto" or self.workflow.profile in profiles,
+            "workflow.profile",
+            f"unknown profile {self.workflow.profile!r}; use auto or one of method.profiles: {profiles}",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -856,8 +956,9 @@ def load_params(
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(key, f"--set {item}: the value is not valid YAML ({str(exc).splitlines()[0]}); "
-                                   "quote it or fix it") from None
+            raise ConfigError(
+                key, f"--set {item}: the value is not valid YAML ({str(exc).splitlines()[0]}); quote it or fix it"
+            ) from None
         try:
             _set_dotted(tree, key, value)
         except ConfigError as exc:
@@ -867,8 +968,11 @@ def load_params(
     try:
         params = parse_section(Params, tree)
     except ConfigError as exc:
-        hits = [item for key, item in set_keys if exc.key == key or exc.key.startswith((key + ".", key + "["))
-                or key.startswith(exc.key + ".")]
+        hits = [
+            item
+            for key, item in set_keys
+            if exc.key == key or exc.key.startswith((key + ".", key + "[")) or key.startswith(exc.key + ".")
+        ]
         if hits:
             fix = f"fix --set {hits[-1]}"
         else:  # a check across keys that the overrides broke (e.g. max_depth below an overridden min_depth)

@@ -53,14 +53,15 @@ def claim_gpu(n_gpus: int, lock_dir: str | Path | None = None) -> int | None:
     if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
         raise ValueError(f"claim_gpu: n_gpus must be an int >= 1, got {n_gpus!r}")
     folder = Path(lock_dir) if lock_dir is not None else default_lock_dir()
-    for (held_dir, index) in _HELD:
+    for held_dir, index in _HELD:
         if held_dir == str(folder) and index < n_gpus:
             return index
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise OSError(f"cannot create the GPU lock folder {folder} ({exc}); set {LOCK_DIR_ENV} to a "
-                      "writable folder") from None
+        raise OSError(
+            f"cannot create the GPU lock folder {folder} ({exc}); set {LOCK_DIR_ENV} to a writable folder"
+        ) from None
     for index in range(n_gpus):
         handle = open(folder / f"gpu{index}.lock", "a+")
         try:
@@ -98,12 +99,19 @@ def _pick_gpu(spec: str) -> torch.device:
     if index is None:
         # more jobs than GPUs (e.g. --resources gpu larger than the GPU count): share, never wait
         index = os.getpid() % count
-        log.warning("--device %s: all %d GPUs are held by other gan2shape processes (locks in %s); sharing "
-                    "GPU %d. Give snakemake --resources gpu=N with N <= %d.", spec, count, default_lock_dir(),
-                    index, count)
+        log.warning(
+            "--device %s: all %d GPUs are held by other gan2shape processes (locks in %s); sharing "
+            "GPU %d. Give snakemake --resources gpu=N with N <= %d.",
+            spec,
+            count,
+            default_lock_dir(),
+            index,
+            count,
+        )
     else:
-        log.info("--device %s: claimed GPU %d of %d (lock %s)", spec, index, count,
-                 default_lock_dir() / f"gpu{index}.lock")
+        log.info(
+            "--device %s: claimed GPU %d of %d (lock %s)", spec, index, count, default_lock_dir() / f"gpu{index}.lock"
+        )
     return torch.device(f"cuda:{index}")
 
 
@@ -130,8 +138,6 @@ def resolve_device(spec: str = "auto") -> torch.device:
         if dev.index is None:
             return _pick_gpu(spec)
         if dev.index >= torch.cuda.device_count():
-            raise InputError(
-                f"--device {spec}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..)"
-            )
+            raise InputError(f"--device {spec}: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0..)")
         return dev
     raise InputError(f"--device {spec!r} is not understood; use auto, cpu, cuda or cuda:N")

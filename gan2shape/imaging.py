@@ -67,8 +67,7 @@ def _numpy(name: str, x: object, ndim: int | Sequence[int]) -> np.ndarray:
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if x.ndim not in allowed:
         raise ValueError(
-            f"{name} must have {' or '.join(map(str, allowed))} axes (one instance, no batch axis), "
-            f"got shape {x.shape}"
+            f"{name} must have {' or '.join(map(str, allowed))} axes (one instance, no batch axis), got shape {x.shape}"
         )
     return x
 
@@ -220,10 +219,11 @@ def tile_images(
     if n_cols < 1:
         raise ValueError(f"n_cols must be >= 1, got {n_cols}")
     n_rows = -(-len(rgb) // n_cols)
-    out = np.full((2 * border + n_rows * h + (n_rows - 1) * pad, 2 * border + n_cols * w + (n_cols - 1) * pad, 3),
-                  fill, np.uint8)
+    out = np.full(
+        (2 * border + n_rows * h + (n_rows - 1) * pad, 2 * border + n_cols * w + (n_cols - 1) * pad, 3), fill, np.uint8
+    )
     for k, im in enumerate(rgb):
         r, c = divmod(k, n_cols)
         y, x = border + r * (h + pad), border + c * (w + pad)
-        out[y: y + h, x: x + w] = im
+        out[y : y + h, x : x + w] = im
     return out

@@ -54,8 +54,16 @@ class Progress:
     lines while the phase runs.
     """
 
-    def __init__(self, total: float, desc: str, unit: str = "it", bar: bool = True, initial: float = 0,
-                 interval: float = 60.0, **tqdm_kwargs: Any):
+    def __init__(
+        self,
+        total: float,
+        desc: str,
+        unit: str = "it",
+        bar: bool = True,
+        initial: float = 0,
+        interval: float = 60.0,
+        **tqdm_kwargs: Any,
+    ):
         self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
         self.n: float = initial
         self._initial = initial
@@ -74,9 +82,16 @@ class Progress:
             elapsed = now - self._start
             done = self.n - self._initial
             left = elapsed * (self.total - self.n) / done if done > 0 else float("nan")
-            log.info("%s: %s/%s %s (%d%%), %s, about %s left", self.desc, _amount(self.n), _amount(self.total),
-                     self.unit, int(100 * self.n / self.total) if self.total else 100, format_seconds(elapsed),
-                     format_seconds(left))
+            log.info(
+                "%s: %s/%s %s (%d%%), %s, about %s left",
+                self.desc,
+                _amount(self.n),
+                _amount(self.total),
+                self.unit,
+                int(100 * self.n / self.total) if self.total else 100,
+                format_seconds(elapsed),
+                format_seconds(left),
+            )
 
     def set_postfix(self, *args: Any, **kwargs: Any) -> None:
         self._bar.set_postfix(*args, **kwargs)
@@ -88,8 +103,13 @@ class Progress:
         self._closed = True
         self._bar.close()
         if done:
-            log.info("%s: done, %s %s in %s", self.desc, _amount(self.n - self._initial), self.unit,
-                     format_seconds(time.perf_counter() - self._start))
+            log.info(
+                "%s: done, %s %s in %s",
+                self.desc,
+                _amount(self.n - self._initial),
+                self.unit,
+                format_seconds(time.perf_counter() - self._start),
+            )
 
     def __enter__(self) -> "Progress":
         return self
@@ -98,8 +118,9 @@ class Progress:
         self.close(done=exc_type is None)
 
 
-def track(iterable: Iterable[T], desc: str, total: float | None = None, unit: str = "it", bar: bool = True,
-          **kwargs: Any) -> Iterator[T]:
+def track(
+    iterable: Iterable[T], desc: str, total: float | None = None, unit: str = "it", bar: bool = True, **kwargs: Any
+) -> Iterator[T]:
     """Iterate ``iterable`` as one phase of :class:`Progress` (``total`` defaults to its len)."""
     if total is None:
         total = len(iterable)  # type: ignore[arg-type]

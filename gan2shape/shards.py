@@ -19,8 +19,17 @@ from gan2shape.artifacts import ArtifactWriter, read_artifact
 __all__ = ["collect_exports", "shard_bounds", "split_instances"]
 
 # Attributes the artifact writer sets itself; every other attribute of the source travels with a shard.
-_WRITER_ATTRS = {"kind", "schema_version", "ids", "code_version", "created", "host", "params_text",
-                 "params_digest", "complete"}
+_WRITER_ATTRS = {
+    "kind",
+    "schema_version",
+    "ids",
+    "code_version",
+    "created",
+    "host",
+    "params_text",
+    "params_digest",
+    "complete",
+}
 
 
 def shard_bounds(n: int, shard_size: int | None) -> list[tuple[int, int]]:
@@ -86,17 +95,22 @@ def collect_exports(shard_dirs: Sequence[str | Path], out: str | Path) -> list[s
     seen: dict[str, Path] = {}
     for folder in map(Path, shard_dirs):
         if not folder.is_dir():
-            raise ValueError(f"{folder} is not a folder: give the export folders of the shards "
-                             "(gan2shape export --out)")
+            raise ValueError(
+                f"{folder} is not a folder: give the export folders of the shards (gan2shape export --out)"
+            )
         for entry in sorted(folder.iterdir()):
             if entry.name.startswith("."):
                 continue  # hidden: Snakemake's .snakemake_timestamp in a directory output
             if not entry.is_dir():
-                raise ValueError(f"{entry}: an export folder holds only one folder per instance id; remove this "
-                                 "file or rerun that shard's export")
+                raise ValueError(
+                    f"{entry}: an export folder holds only one folder per instance id; remove this "
+                    "file or rerun that shard's export"
+                )
             if entry.name in seen:
-                raise ValueError(f"instance {entry.name!r} is exported by two shards ({seen[entry.name]} and "
-                                 f"{folder}): give the shard folders of one run")
+                raise ValueError(
+                    f"instance {entry.name!r} is exported by two shards ({seen[entry.name]} and "
+                    f"{folder}): give the shard folders of one run"
+                )
             seen[entry.name] = folder
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():

@@ -44,13 +44,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("dvc_file", nargs="?", default="dvc.yaml", help="pipeline file (default dvc.yaml)")
     p.add_argument("--jobs", type=int, default=8, help="stages running at once (default 8)")
     p.add_argument("--slots", type=int, default=4, help="GPU slots: the weights of running stages sum to at most this")
-    p.add_argument("--weight", action="append", default=[], metavar="GLOB=W",
-                   help="slots a stage takes (fnmatch on its name, e.g. 'prior@*=1'); default 1, "
-                        "0 for stages that only read/write files")
-    p.add_argument("--first", action="append", default=[], metavar="GLOB",
-                   help="start matching stages first when several are ready (in the order given)")
-    p.add_argument("--only", action="append", default=[], metavar="GLOB",
-                   help="run only matching stages; the others stay as they are even when changed")
+    p.add_argument(
+        "--weight",
+        action="append",
+        default=[],
+        metavar="GLOB=W",
+        help="slots a stage takes (fnmatch on its name, e.g. 'prior@*=1'); default 1, "
+        "0 for stages that only read/write files",
+    )
+    p.add_argument(
+        "--first",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="start matching stages first when several are ready (in the order given)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="run only matching stages; the others stay as they are even when changed",
+    )
     p.add_argument("--logs", default="logs/dvc", help="folder of the per-stage logs (default logs/dvc)")
     p.add_argument("--dry", action="store_true", help="print what would run, in order, and stop")
     args = p.parse_args(argv)
@@ -105,7 +120,9 @@ def plan(stages, needs, only: list[str] | None = None) -> list:
         if s.frozen:
             missing = [str(o) for o in s.outs if not o.exists]
             if missing:
-                sys.exit(f"dvc_parallel: frozen stage {_name(s)} has missing outputs {missing}: unfreeze it or restore them")
+                sys.exit(
+                    f"dvc_parallel: frozen stage {_name(s)} has missing outputs {missing}: unfreeze it or restore them"
+                )
             continue
         if any(d in run for d in needs[s]) or s.changed():
             run.add(s)
@@ -156,8 +173,9 @@ def start_stage(stage, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "w")
     log.write("".join(f"> {c}\n" for c in cmds))
     log.flush()
-    return subprocess.Popen(["bash", "-c", script], cwd=stage.wdir, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        ["bash", "-c", script], cwd=stage.wdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def commit(stage) -> None:
@@ -177,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dvc_parallel: {len(todo)} of {len(stages)} stages to run: " + ", ".join(_name(s) for s in todo))
     if args.dry:
         for s in todo:
-            print(f"- {_name(s)} (weight {weight_of(_name(s), args.weight)}; after "
-                  f"{', '.join(_name(d) for d in needs[s] if d in todo) or 'nothing pending'})")
+            print(
+                f"- {_name(s)} (weight {weight_of(_name(s), args.weight)}; after "
+                f"{', '.join(_name(d) for d in needs[s] if d in todo) or 'nothing pending'})"
+            )
         return 0
     logs = Path(args.logs)
     pending = list(todo)
@@ -207,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                 if any(d in failed for d in needs[s]):
                     pending.remove(s)
                     failed.add(s)
-                    print(f"[{time.perf_counter() - t_start:7.0f} s] skip   {_name(s)} (an upstream stage failed)",
-                          flush=True)
+                    print(
+                        f"[{time.perf_counter() - t_start:7.0f} s] skip   {_name(s)} (an upstream stage failed)",
+                        flush=True,
+                    )
             time.sleep(1.0)
             for s, (proc, t0) in list(running.items()):
                 rc = proc.poll()
@@ -222,8 +244,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[{time.perf_counter() - t_start:7.0f} s] done   {_name(s)} ({took:.0f} s)", flush=True)
                 else:
                     failed.add(s)
-                    print(f"[{time.perf_counter() - t_start:7.0f} s] FAILED {_name(s)} (exit {rc} after {took:.0f} s; "
-                          f"see {_log_path(logs, s)})", flush=True)
+                    print(
+                        f"[{time.perf_counter() - t_start:7.0f} s] FAILED {_name(s)} (exit {rc} after {took:.0f} s; "
+                        f"see {_log_path(logs, s)})",
+                        flush=True,
+                    )
     except KeyboardInterrupt:
         for proc, _ in running.values():
             os.killpg(proc.pid, 15)
@@ -231,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     total = time.perf_counter() - t_start
     if failed:
-        print(f"dvc_parallel: {len(failed)} stage(s) failed or skipped after {total:.0f} s: "
-              + ", ".join(_name(s) for s in failed))
+        print(
+            f"dvc_parallel: {len(failed)} stage(s) failed or skipped after {total:.0f} s: "
+            + ", ".join(_name(s) for s in failed)
+        )
         return 1
     print(f"dvc_parallel: all {len(todo)} stages done in {total:.0f} s; recorded in dvc.lock")
     return 0

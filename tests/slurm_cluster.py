@@ -32,8 +32,9 @@ def unavailable_reason() -> str | None:
     """Why no test cluster can be started on this machine, or None."""
     missing = [b for b in _BINARIES if shutil.which(b) is None]
     if missing:
-        return (f"SLURM/munge binaries missing ({', '.join(missing)}): apt-get install munge slurmctld slurmd "
-                "slurm-client")
+        return (
+            f"SLURM/munge binaries missing ({', '.join(missing)}): apt-get install munge slurmctld slurmd slurm-client"
+        )
     if os.geteuid() != 0:
         return "slurmd must run as root to start jobs; run the SLURM test as root"
     if CONF.exists() and _MARK not in CONF.read_text(errors="replace"):
@@ -50,7 +51,7 @@ def _free_port() -> int:
 def _node_line(name: str) -> str:
     """This machine's node line (CPUs, sockets, cores, memory) as slurmd -C measures it."""
     out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("NodeName="))
+    line = next(x for x in out.splitlines() if x.startswith("NodeName="))
     fields = [f for f in line.split()[1:] if not f.startswith("UpTime")]
     return f"NodeName={name} NodeAddr=127.0.0.1 " + " ".join(fields) + " State=UNKNOWN"
 
@@ -66,12 +67,14 @@ class SlurmCluster:
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         with open(self.root / f"{name}.out", "w") as log:  # the daemon keeps its own copy of the handle
-            self._procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                 start_new_session=True)
+            self._procs[name] = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
 
     def logs(self) -> str:
-        return "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
-                       for p in sorted(self.root.glob("*.out")))
+        return "".join(
+            f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(self.root.glob("*.out"))
+        )
 
     def _wait(self, what: str, ready, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -91,9 +94,19 @@ class SlurmCluster:
         key.write_bytes(os.urandom(1024))
         key.chmod(0o600)
         sock = r / "munge" / "munge.socket"
-        self._spawn("munged", ["munged", "--foreground", "--force", f"--key-file={key}", f"--socket={sock}",
-                               f"--pid-file={r}/munged.pid", f"--seed-file={r}/munged.seed",
-                               f"--log-file={r}/munged.log"])
+        self._spawn(
+            "munged",
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={sock}",
+                f"--pid-file={r}/munged.pid",
+                f"--seed-file={r}/munged.seed",
+                f"--log-file={r}/munged.log",
+            ],
+        )
         self._wait("munged", sock.exists)
         conf = f"""{_MARK}
 ClusterName=gan2shape-test
@@ -130,7 +143,9 @@ PartitionName=test Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         CONF.write_text(conf)
         self._wrote_conf = True
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(CONF)])
-        self._wait("slurmctld", lambda: subprocess.run(["sinfo", "-h"], check=False, capture_output=True).returncode == 0)
+        self._wait(
+            "slurmctld", lambda: subprocess.run(["sinfo", "-h"], check=False, capture_output=True).returncode == 0
+        )
         self._spawn("slurmd", ["slurmd", "-D", "-f", str(CONF), "-N", self.host])
         self._wait("slurmd (node idle)", lambda: "idle" in self.squeue_like(["sinfo", "-h", "-o", "%T"]))
 

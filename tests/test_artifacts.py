@@ -27,8 +27,13 @@ def test_round_trip_arrays_attrs_networks(tmp_path):
     image = torch.randint(0, 255, (3, 3, 8, 8), dtype=torch.uint8)
     net = torch.nn.Conv2d(3, 4, 3)
     path = write_artifact(
-        tmp_path / "a.h5", "shape", {"depth": depth, "image": image}, ids=["a", "b", "c"],
-        params_text="x: 1\n", attrs={"stage": 2, "timings": {"step1": 1.5}}, networks={"net": net.state_dict()},
+        tmp_path / "a.h5",
+        "shape",
+        {"depth": depth, "image": image},
+        ids=["a", "b", "c"],
+        params_text="x: 1\n",
+        attrs={"stage": 2, "timings": {"step1": 1.5}},
+        networks={"net": net.state_dict()},
     )
     with read_artifact(path, kind="shape", require=["depth"], shapes={"depth": (8, None)}) as art:
         assert art.ids == ["a", "b", "c"] and art.n == 3
@@ -156,15 +161,24 @@ def test_checksums_cover_every_block_and_every_way_of_reading(tmp_path):
 
 def test_a_damaged_block_is_named_with_its_file_dataset_and_fix(tmp_path):
     data = np.random.default_rng(1).random((200, 64)).astype(np.float32)
-    path = write_artifact(tmp_path / "shape.h5", "shape", {"x": data, "y": data[:, :2].copy()},
-                          ids=[str(i) for i in range(200)], networks={"net": {"w": torch.ones(300, 300)}})
+    path = write_artifact(
+        tmp_path / "shape.h5",
+        "shape",
+        {"x": data, "y": data[:, :2].copy()},
+        ids=[str(i) for i in range(200)],
+        networks={"net": {"w": torch.ones(300, 300)}},
+    )
     offset, size = _chunk_offset(path, "x", 1)  # rows 64..127
     _damage(path, offset + 100, 8)
     with read_artifact(path) as art:
         np.testing.assert_array_equal(art.array("x", slice(0, 64)), data[:64])  # other blocks still read
         np.testing.assert_array_equal(art.array("y"), data[:, :2])
-        for read in (lambda: art.array("x"), lambda: art.array("x", [70]), lambda: art.array("x", slice(120, 130)),
-                     art.verify):
+        for read in (
+            lambda: art.array("x"),
+            lambda: art.array("x", [70]),
+            lambda: art.array("x", slice(120, 130)),
+            art.verify,
+        ):
             with pytest.raises(CorruptArtifactError) as info:
                 read()
             message = str(info.value)
@@ -181,8 +195,13 @@ def test_a_damaged_block_is_named_with_its_file_dataset_and_fix(tmp_path):
 def test_artifacts_without_checksums_still_read(tmp_path):
     """Files written before checksums existed: read as before, nothing to check against."""
     data = np.arange(40, dtype=np.int16).reshape(20, 2)
-    path = write_artifact(tmp_path / "old.h5", "shape", {"x": data}, ids=[str(i) for i in range(20)],
-                          networks={"net": {"w": torch.ones(2, 2)}})
+    path = write_artifact(
+        tmp_path / "old.h5",
+        "shape",
+        {"x": data},
+        ids=[str(i) for i in range(20)],
+        networks={"net": {"w": torch.ones(2, 2)}},
+    )
     with h5py.File(path, "a") as f:
         for ds in (f["x"], f["networks/net/w"]):
             del ds.attrs["crc32"], ds.attrs["crc32_rows"]
@@ -219,9 +238,13 @@ def test_four_megabytes_of_random_bytes_inside_a_shape_artifact_are_named(tmp_pa
 
     n = 4
     depth = np.full((n, 32, 32), 1.0, np.float32)
-    path = write_artifact(tmp_path / "shape.h5", "shape", {"recon_depth": depth, "canon_depth": depth},
-                          ids=[f"te{i:03d}" for i in range(n)],
-                          networks={"depth": {"w": torch.randn(n, 2048, 1024)}})  # 32 MB of weights
+    path = write_artifact(
+        tmp_path / "shape.h5",
+        "shape",
+        {"recon_depth": depth, "canon_depth": depth},
+        ids=[f"te{i:03d}" for i in range(n)],
+        networks={"depth": {"w": torch.randn(n, 2048, 1024)}},
+    )  # 32 MB of weights
     with h5py.File(path, "r") as f:
         start = f["networks/depth/w"].id.get_offset()
     _damage(path, start + (8 << 20), 4 << 20)
@@ -233,11 +256,29 @@ def test_four_megabytes_of_random_bytes_inside_a_shape_artifact_are_named(tmp_pa
     # the same bytes inside a dataset a step reads: evaluate stops with that line, writes no metrics
     offset, size = _chunk_offset(path, "recon_depth", 0)
     _damage(path, offset, size)
-    write_artifact(tmp_path / "test.h5", "heads", {"depth": depth * 1.01, "mask": np.ones((n, 32, 32), np.uint8)},
-                   ids=[f"te{i:03d}" for i in range(n)], attrs={"image_size": 32, "camera_fov_deg": 10.0})
+    write_artifact(
+        tmp_path / "test.h5",
+        "heads",
+        {"depth": depth * 1.01, "mask": np.ones((n, 32, 32), np.uint8)},
+        ids=[f"te{i:03d}" for i in range(n)],
+        attrs={"image_size": 32, "camera_fov_deg": 10.0},
+    )
     params = Path(__file__).resolve().parents[1] / "params.yaml"
-    result = CliRunner().invoke(main, ["evaluate", "--params", str(params), "--test", str(tmp_path / "test.h5"),
-                                       "--pred", str(path), "--out", str(tmp_path / "ev"), "--no-baselines"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--params",
+            str(params),
+            "--test",
+            str(tmp_path / "test.h5"),
+            "--pred",
+            str(path),
+            "--out",
+            str(tmp_path / "ev"),
+            "--no-baselines",
+        ],
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "dataset 'recon_depth' is corrupted" in result.output and not (tmp_path / "ev").exists()
 
@@ -246,16 +287,29 @@ def test_linked_networks_read_from_their_source_and_refuse_a_changed_one(tmp_pat
     from gan2shape.artifacts import network_links
 
     g = torch.Generator().manual_seed(0)
-    nets = {name: {"w": torch.randn(3, 4, generator=g).half(), "b": torch.randn(4, generator=g).half()}
-            for name in ("depth", "albedo")}
+    nets = {
+        name: {"w": torch.randn(3, 4, generator=g).half(), "b": torch.randn(4, generator=g).half()}
+        for name in ("depth", "albedo")
+    }
     src = write_artifact(tmp_path / "stage0/shape.h5", "shape", {}, ids=["a"], networks=nets)
     # a second artifact stores albedo and links depth (a chain: a third links through it)
     links = network_links(src, ["depth"], tmp_path / "stage1/albedo.h5")
     assert links["depth"]["path"] == os.path.join("..", "stage0", "shape.h5")
-    mid = write_artifact(tmp_path / "stage1/albedo.h5", "albedo", {}, ids=["a"], networks={"albedo": nets["albedo"]},
-                         attrs={"network_links": links})
-    last = write_artifact(tmp_path / "stage1/next.h5", "albedo", {}, ids=["a"],
-                          attrs={"network_links": network_links(mid, ["depth", "albedo"], tmp_path / "stage1/next.h5")})
+    mid = write_artifact(
+        tmp_path / "stage1/albedo.h5",
+        "albedo",
+        {},
+        ids=["a"],
+        networks={"albedo": nets["albedo"]},
+        attrs={"network_links": links},
+    )
+    last = write_artifact(
+        tmp_path / "stage1/next.h5",
+        "albedo",
+        {},
+        ids=["a"],
+        attrs={"network_links": network_links(mid, ["depth", "albedo"], tmp_path / "stage1/next.h5")},
+    )
     with read_artifact(last) as art:
         assert art.network_names == [] and art.linked_network_names == ["albedo", "depth"]
         for name in ("depth", "albedo"):
@@ -268,8 +322,13 @@ def test_linked_networks_read_from_their_source_and_refuse_a_changed_one(tmp_pat
     with read_artifact(tmp_path / "moved/stage1/albedo.h5") as art:
         assert torch.equal(art.network("depth")["w"], nets["depth"]["w"])
     # the source rewritten with other weights: the link is refused, naming both files and the fix
-    write_artifact(src, "shape", {}, ids=["a"], networks={"depth": {k: v + 1 for k, v in nets["depth"].items()},
-                                                        "albedo": nets["albedo"]})
+    write_artifact(
+        src,
+        "shape",
+        {},
+        ids=["a"],
+        networks={"depth": {k: v + 1 for k, v in nets["depth"].items()}, "albedo": nets["albedo"]},
+    )
     with read_artifact(mid) as art, pytest.raises(ArtifactError, match="changed since: rerun the step"):
         art.network("depth")
     src.unlink()

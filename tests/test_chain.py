@@ -23,8 +23,11 @@ def _changed(*overrides: str) -> set[str]:
 
 
 def test_every_field_is_read_by_a_step_or_named_as_read_by_none():
-    fields = ({f"method.{f.name}" for f in dataclasses.fields(MethodConfig)}
-              | {f"schedule.{f.name}" for f in dataclasses.fields(StepSchedule)} | {"render"})
+    fields = (
+        {f"method.{f.name}" for f in dataclasses.fields(MethodConfig)}
+        | {f"schedule.{f.name}" for f in dataclasses.fields(StepSchedule)}
+        | {"render"}
+    )
     read = {name for step in STEPS.values() for name in step.reads}
     assert read <= fields, f"reads of no such field: {read - fields}"
     assert set(NOT_READ) <= fields and not set(NOT_READ) & read
@@ -42,18 +45,21 @@ def test_step_fields_resolve_every_read():
         step_fields("step4", method, render)
 
 
-@pytest.mark.parametrize("override, steps", [
-    ("method.lam_view=3.0", {"step3"}),
-    ("method.lam_perc=0.25", {"step1", "step3"}),
-    ("method.prior.near=0.95", {"prior"}),
-    ("method.view_scale=0.7", {"pseudo"}),
-    ("method.lam_regular=0.5", {"invert"}),
-    ("method.profiles.quick.step3_iters=[5, 5]", {"step3"}),
-    ("method.profiles.quick.batch_size=3", {"pseudo", "invert", "step3"}),
-    ("method.seed=4", set(STEPS)),
-    ("render.fov_deg=12.0", {"prior", "step1", "pseudo", "step3"}),
-    ("method.profiles.quick.stages=7", set()),  # the stage count: how many stages, not what one computes
-])
+@pytest.mark.parametrize(
+    "override, steps",
+    [
+        ("method.lam_view=3.0", {"step3"}),
+        ("method.lam_perc=0.25", {"step1", "step3"}),
+        ("method.prior.near=0.95", {"prior"}),
+        ("method.view_scale=0.7", {"pseudo"}),
+        ("method.lam_regular=0.5", {"invert"}),
+        ("method.profiles.quick.step3_iters=[5, 5]", {"step3"}),
+        ("method.profiles.quick.batch_size=3", {"pseudo", "invert", "step3"}),
+        ("method.seed=4", set(STEPS)),
+        ("render.fov_deg=12.0", {"prior", "step1", "pseudo", "step3"}),
+        ("method.profiles.quick.stages=7", set()),  # the stage count: how many stages, not what one computes
+    ],
+)
 def test_a_key_moves_with_exactly_the_fields_its_step_reads(override, steps):
     assert _changed(override) == steps
 
@@ -68,5 +74,6 @@ def test_a_pretrained_encoder_counts_by_its_content(tmp_path):
 
 def test_stage_paths_are_the_chain_outputs(tmp_path):
     assert stage_paths(tmp_path, 0) == {"shape": tmp_path / "stage0/shape.h5"}
-    assert stage_paths(tmp_path, 3) == {name: tmp_path / f"stage3/{name}.h5"
-                                        for name in ("albedo", "pseudo", "projected", "shape")}
+    assert stage_paths(tmp_path, 3) == {
+        name: tmp_path / f"stage3/{name}.h5" for name in ("albedo", "pseudo", "projected", "shape")
+    }

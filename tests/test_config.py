@@ -113,11 +113,13 @@ def test_parse_section_optional_and_nested():
 def test_smooth_weight_follows_the_mode():
     params, _ = load_params(ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=null"])
     assert params.method.smooth_weight == 0.02
-    params, _ = load_params(ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=null",
-                                                   "method.mode=joint"])
+    params, _ = load_params(
+        ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=null", "method.mode=joint"]
+    )
     assert params.method.smooth_weight == 0.02  # null: the instance weight in both modes
-    params, _ = load_params(ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=0.3",
-                                                   "method.mode=joint"])
+    params, _ = load_params(
+        ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=0.3", "method.mode=joint"]
+    )
     assert params.method.smooth_weight == 0.3
     params, _ = load_params(ROOT / "params.yaml", ["method.lam_smooth=0.02", "method.lam_smooth_joint=0.3"])
     assert params.method.smooth_weight == 0.02
@@ -126,7 +128,9 @@ def test_smooth_weight_follows_the_mode():
 def test_view_anchor_weight_follows_the_mode():
     params, _ = load_params(ROOT / "params.yaml", ["method.lam_view=3", "method.lam_view_joint=0.5"])
     assert params.method.view_anchor == 3
-    params, _ = load_params(ROOT / "params.yaml", ["method.lam_view=3", "method.lam_view_joint=0.5", "method.mode=joint"])
+    params, _ = load_params(
+        ROOT / "params.yaml", ["method.lam_view=3", "method.lam_view_joint=0.5", "method.mode=joint"]
+    )
     assert params.method.view_anchor == 0.5
 
 

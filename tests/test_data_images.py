@@ -71,12 +71,14 @@ def test_cli_import_images(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
     Image.fromarray(_rgb(2)).save(folder / "x.png")
-    res = CliRunner().invoke(main, ["import-images", "--images", str(folder), "--size", str(S),
-                                    "--out", str(tmp_path / "i.h5")])
+    res = CliRunner().invoke(
+        main, ["import-images", "--images", str(folder), "--size", str(S), "--out", str(tmp_path / "i.h5")]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["size"] == S
-    res = CliRunner().invoke(main, ["import-images", "--images", str(folder), "--size", str(S + 1),
-                                    "--out", str(tmp_path / "j.h5")])
+    res = CliRunner().invoke(
+        main, ["import-images", "--images", str(folder), "--size", str(S + 1), "--out", str(tmp_path / "j.h5")]
+    )
     assert res.exit_code == 1 and "x.png" in res.output and not (tmp_path / "j.h5").exists()
     res = CliRunner().invoke(main, ["import-images", "--images", str(folder), "--out", str(tmp_path / "k.h5")])
     assert res.exit_code == 2 and "exactly one of" in res.output

@@ -34,13 +34,21 @@ ROOT = Path(__file__).resolve().parents[1]
 S = 32
 N = 2
 # enough iterations that the kill lands while the step trains
-PROFILE = "{stages: 1, prior_iters: 3, step1_iters: [40, 2], step2_iters: [25, 2], step3_iters: [40, 2], " \
-          "collect_batches: 2, batch_size: 2}"
+PROFILE = (
+    "{stages: 1, prior_iters: 3, step1_iters: [40, 2], step2_iters: [25, 2], step3_iters: [40, 2], "
+    "collect_batches: 2, batch_size: 2}"
+)
 
 
 def _overrides(gan: Path) -> list[str]:
-    return [f"method.checkpoint={gan}", f"method.image_size={S}", "method.f1_d=1", "method.perceptual_blocks=2",
-            f"method.profiles.tiny={PROFILE}", "method.profile=tiny"]
+    return [
+        f"method.checkpoint={gan}",
+        f"method.image_size={S}",
+        "method.f1_d=1",
+        "method.perceptual_blocks=2",
+        f"method.profiles.tiny={PROFILE}",
+        "method.profile=tiny",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +70,34 @@ def _command(gan: Path, d: Path, step: str, out: Path, log: Path) -> list[str]:
     args = {
         "step1": ["--instances", d / "instances.h5", "--shape", d / "stage0/shape.h5"],
         "invert": ["--instances", d / "instances.h5", "--pseudo", d / "stage1/pseudo.h5"],
-        "step3": ["--instances", d / "instances.h5", "--albedo", d / "stage1/albedo.h5",
-                  "--projected", d / "stage1/projected.h5"],
+        "step3": [
+            "--instances",
+            d / "instances.h5",
+            "--albedo",
+            d / "stage1/albedo.h5",
+            "--projected",
+            d / "stage1/projected.h5",
+        ],
     }[step]
-    return [sys.executable, "-m", "gan2shape.cli", "-q", "--log", str(log), "--threads", "2", step,
-            "--params", str(ROOT / "params.yaml"), *sets, *map(str, args), "--out", str(out), "--device", "cpu"]
+    return [
+        sys.executable,
+        "-m",
+        "gan2shape.cli",
+        "-q",
+        "--log",
+        str(log),
+        "--threads",
+        "2",
+        step,
+        "--params",
+        str(ROOT / "params.yaml"),
+        *sets,
+        *map(str, args),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
 
 
 def _env() -> dict[str, str]:

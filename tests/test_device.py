@@ -35,8 +35,13 @@ class Holder:
 
     def __init__(self, n_gpus: int, lock_dir: Path):
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self.proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(n_gpus), str(lock_dir)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(n_gpus), str(lock_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         line = self.proc.stdout.readline().split()
         assert len(line) == 2, f"holder printed {line!r}"
         assert line[0] == line[1], "a second claim in the same process must return the GPU it holds"

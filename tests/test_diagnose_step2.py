@@ -10,7 +10,6 @@ import torch
 
 from gan2shape.config import load_params
 from gan2shape.data.heads import make_heads
-from gan2shape.errors import ArtifactError
 from gan2shape.diagnose.step2 import (
     edit_gain,
     follow,
@@ -19,21 +18,35 @@ from gan2shape.diagnose.step2 import (
     run_diagnose_step2,
     yaw_direction,
 )
+from gan2shape.errors import ArtifactError
 from gan2shape.evaluate.pose import PoseRegressor, save_pose_regressor
+from gan2shape.method.context import make_context
 from gan2shape.method.instances import sample_instances, write_instances
 from gan2shape.method.reconstruct import run_reconstruct
-from gan2shape.method.context import make_context
 from gan2shape.model.losses import feature_matching, masked_l1
 
 S = 32
-PROFILE = "{stages: 1, prior_iters: 1, step1_iters: [1, 1], step2_iters: [2, 2], step3_iters: [1, 1], " \
-          "collect_batches: 2, batch_size: 2}"
+PROFILE = (
+    "{stages: 1, prior_iters: 1, step1_iters: [1, 1], step2_iters: [2, 2], step3_iters: [1, 1], "
+    "collect_batches: 2, batch_size: 2}"
+)
 
 
 def _overrides(gan: Path, *extra: str) -> list[str]:
-    return [f"method.checkpoint={gan}", f"method.image_size={S}", "method.f1_d=1", "method.perceptual_blocks=2",
-            "method.nf=16", "method.enc_nf=8", f"method.profiles.t={PROFILE}", "method.profile=t",
-            "heads.image_size=32", "heads.n_train=2", "heads.n_test=3", *extra]
+    return [
+        f"method.checkpoint={gan}",
+        f"method.image_size={S}",
+        "method.f1_d=1",
+        "method.perceptual_blocks=2",
+        "method.nf=16",
+        "method.enc_nf=8",
+        f"method.profiles.t={PROFILE}",
+        "method.profile=t",
+        "heads.image_size=32",
+        "heads.n_train=2",
+        "heads.n_test=3",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +63,16 @@ def setup(tiny_gan_path, tmp_path_factory):
         torch.manual_seed(0)
         pose = PoseRegressor(S, nf=8).eval()
     pose_path = save_pose_regressor(root / "pose.h5", pose, {"held_out": None})
-    return {"root": root, "params": params, "text": text, "ctx": ctx, "inst": inst, "inst_path": inst_path,
-            "pose": pose, "pose_path": pose_path}
+    return {
+        "root": root,
+        "params": params,
+        "text": text,
+        "ctx": ctx,
+        "inst": inst,
+        "inst_path": inst_path,
+        "pose": pose,
+        "pose_path": pose_path,
+    }
 
 
 def test_follow_invariants(setup):
@@ -82,8 +103,9 @@ def test_edit_gain_is_odd_in_the_direction_and_zero_without_one(setup):
     d = direction["direction"]
     plus = edit_gain(g, pose, inst.latent, inst.noise, d)
     minus = edit_gain(g, pose, inst.latent, inst.noise, -d)
-    torch.testing.assert_close(torch.tensor(plus["per_instance"]), -torch.tensor(minus["per_instance"]),
-                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(plus["per_instance"]), -torch.tensor(minus["per_instance"]), atol=1e-3, rtol=0
+    )
     assert edit_gain(g, pose, inst.latent, inst.noise, torch.zeros_like(d))["per_instance"] == [0.0] * 3
 
 
@@ -98,8 +120,9 @@ def test_free_offsets_lower_the_step2_loss(setup):
         return masked_l1(x, y) + feature_matching(d.features(x, 2), d.features(y, 2))
 
     start = inst.image[:, None].expand(-1, 2, -1, -1, -1)  # offset 0: the instance itself
-    out = free_offset_projection(g, d, inst, pseudo, mask, steps=20, lr=0.05, lam_regular=0.0, feature_blocks=2,
-                                 chunk=4)
+    out = free_offset_projection(
+        g, d, inst, pseudo, mask, steps=20, lr=0.05, lam_regular=0.0, feature_blocks=2, chunk=4
+    )
     assert out.shape == (3, 2, 3, S, S)
     assert (loss(out) < loss(start)).all()
 
@@ -107,8 +130,12 @@ def test_free_offsets_lower_the_step2_loss(setup):
 def test_gt_turned_renders_without_spread_are_the_heads_in_their_own_view(setup, tiny_gan_path):
     from gan2shape.artifacts import read_artifact
 
-    params, _ = load_params("params.yaml", _overrides(tiny_gan_path, "method.view_yaw_deg=[0,0]",
-                                                      "method.view_pitch_deg=[0,0]", "method.view_roll_deg=[0,0]"))
+    params, _ = load_params(
+        "params.yaml",
+        _overrides(
+            tiny_gan_path, "method.view_yaw_deg=[0,0]", "method.view_pitch_deg=[0,0]", "method.view_roll_deg=[0,0]"
+        ),
+    )
     heads = setup["root"] / "heads" / "test.h5"
     gt = gt_turned_pseudo(params, heads, ["test-000002", "test-000000"], 3, seed=0, image_size=S)
     assert gt["image"].shape == (2, 3, 3, S, S) and gt["mask"].shape == (2, 3, 1, S, S)
@@ -123,10 +150,20 @@ def test_gt_turned_renders_without_spread_are_the_heads_in_their_own_view(setup,
 
 def test_the_bench_on_a_run_and_on_ground_truth_turns(setup):
     out = setup["root"] / "out"
-    result = run_diagnose_step2(setup["params"], setup["text"], pose_path=setup["pose_path"],
-                                instances_path=setup["inst_path"], out_dir=out, run_dir=setup["root"] / "run",
-                                heads_path=setup["root"] / "heads" / "test.h5", gt_samples=3, free_samples=2,
-                                free_steps=2, direction_samples=100, progress=False)
+    result = run_diagnose_step2(
+        setup["params"],
+        setup["text"],
+        pose_path=setup["pose_path"],
+        instances_path=setup["inst_path"],
+        out_dir=out,
+        run_dir=setup["root"] / "run",
+        heads_path=setup["root"] / "heads" / "test.h5",
+        gt_samples=3,
+        free_samples=2,
+        free_steps=2,
+        direction_samples=100,
+        progress=False,
+    )
     saved = json.loads((out / "step2_bench.json").read_text())
     assert saved["ids"] == setup["inst"].ids and saved["n"] == 3
     for source in ("run", "gt_turned"):

@@ -23,7 +23,8 @@ BASELINES = "docs/baselines/metrics.json"
 def test_committed_results_page_is_what_the_command_writes(monkeypatch):
     monkeypatch.chdir(ROOT)  # the page names its inputs by their paths in the repository
     assert (ROOT / "docs" / "results.md").read_text(encoding="utf-8") == results_markdown(METRICS, BASELINES), (
-        "docs/results.md differs from the metric files: run `gan2shape results-doc` and commit it")
+        "docs/results.md differs from the metric files: run `gan2shape results-doc` and commit it"
+    )
 
 
 def test_the_page_follows_the_metric_files(tmp_path, monkeypatch):
@@ -36,16 +37,26 @@ def test_the_page_follows_the_metric_files(tmp_path, monkeypatch):
     data.update(side_x1e2_mean=0.123456, side_x1e2_std=0.5, mad_mean=12.345, mad_std=1.0, n=7)
     row.write_text(json.dumps(data))
     (tmp_path / "metrics" / "table1" / "stage2.json").write_text(
-        (tmp_path / "metrics" / "table1" / "stage1.json").read_text())
-    result = CliRunner().invoke(main, ["results-doc", "--metrics", "metrics", "--baselines", "docs/metrics.json",
-                                       "--out", "out/results.md"])
+        (tmp_path / "metrics" / "table1" / "stage1.json").read_text()
+    )
+    result = CliRunner().invoke(
+        main, ["results-doc", "--metrics", "metrics", "--baselines", "docs/metrics.json", "--out", "out/results.md"]
+    )
     assert result.exit_code == 0, result.output
     text = (tmp_path / "out" / "results.md").read_text()
     assert "| GAN2Shape, flat prior | 7 | 0.123 ± 0.500 | 12.35 ± 1.00 |" in text
     table1 = text.split("## Table 1")[1].split("## Table 2")[0]
-    names = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ") and "Method" not in line]
-    assert names == ["Constant null depth", "Average GT depth", "Ellipsoid prior", "GAN2Shape, after stage 1",
-                     "GAN2Shape, after stage 2", "GAN2Shape (ours), final (stage 2)"]
+    names = [
+        line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ") and "Method" not in line
+    ]
+    assert names == [
+        "Constant null depth",
+        "Average GT depth",
+        "Ellipsoid prior",
+        "GAN2Shape, after stage 1",
+        "GAN2Shape, after stage 2",
+        "GAN2Shape (ours), final (stage 2)",
+    ]
     # a broken or missing metric file is named
     row.write_text("{")
     with pytest.raises(InputError, match="flat.json is not valid JSON"):
@@ -66,7 +77,11 @@ def test_readme_is_short_and_names_the_commands_ci_runs():
 
 
 def test_links_of_the_manual_resolve():
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("experiments/*/README.md"))]:
+    for page in [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted(ROOT.glob("experiments/*/README.md")),
+    ]:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
             if "://" not in target:
                 assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to a missing {target}"

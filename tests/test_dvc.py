@@ -42,11 +42,15 @@ def test_bench_section_validates() -> None:
     for variant in (params.bench, params.bench.small):
         assert variant.profile in params.method.profiles and variant.joint_profile in params.method.profiles
     assert params.bench.variant(True) is params.bench.small and params.bench.variant(False) is params.bench
-    for override, key in (("bench.n_prior=51", "bench.n_prior"), ("bench.priors=[round]", "bench.priors"),
-                          ("bench.perceptual=[none, none]", "bench.perceptual"), ("bench.n_test=0", "bench.n_test"),
-                          ("bench.small.options={args: [x]}", "bench.small.options.args"),
-                          ("bench.small.options={set: [heads.n_test]}", "bench.small.options.set"),
-                          ("bench.device=gpu", "bench.device")):
+    for override, key in (
+        ("bench.n_prior=51", "bench.n_prior"),
+        ("bench.priors=[round]", "bench.priors"),
+        ("bench.perceptual=[none, none]", "bench.perceptual"),
+        ("bench.n_test=0", "bench.n_test"),
+        ("bench.small.options={args: [x]}", "bench.small.options.args"),
+        ("bench.small.options={set: [heads.n_test]}", "bench.small.options.set"),
+        ("bench.device=gpu", "bench.device"),
+    ):
         with pytest.raises(ConfigError) as err:
             load_params(ROOT / "params.yaml", [override])
         assert err.value.key == key, override
@@ -58,8 +62,10 @@ def test_small_variant_is_consistent() -> None:
     assert eff.heads.image_size == eff.gan.size == eff.method.image_size
     assert eff.method.f1_d <= eff.gan.n_mlp
     # the small variant reconstructs with the generator its own gan stage writes
-    gan_outs = [next(iter(o)) if isinstance(o, dict) else o
-                for o in yaml.safe_load((ROOT / SMALL_DVC).read_text())["stages"]["gan"]["outs"]]
+    gan_outs = [
+        next(iter(o)) if isinstance(o, dict) else o
+        for o in yaml.safe_load((ROOT / SMALL_DVC).read_text())["stages"]["gan"]["outs"]
+    ]
     assert eff.method.checkpoint in gan_outs
 
 
@@ -76,8 +82,16 @@ def test_stage_params_exist(dvc_file: str) -> None:
 
 
 def _copy_repo(dest: Path) -> None:
-    for name in ("params.yaml", "dvc.yaml", SMALL_DVC, ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
-                 "scripts/dvc_parallel.py"):
+    for name in (
+        "params.yaml",
+        "dvc.yaml",
+        SMALL_DVC,
+        ".dvcignore",
+        ".gitignore",
+        ".dvc/config",
+        ".dvc/.gitignore",
+        "scripts/dvc_parallel.py",
+    ):
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
     shutil.copytree(ROOT / "gan2shape", dest / "gan2shape", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -115,16 +129,22 @@ def _small_repo(tmp_path: Path):
     bin_dir.mkdir()
     (bin_dir / "gan2shape").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m gan2shape.cli "$@"\n')
     (bin_dir / "gan2shape").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(repo),
-           "PYTHONDONTWRITEBYTECODE": "1", "DVC_NO_ANALYTICS": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(repo),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "DVC_NO_ANALYTICS": "1",
+    }
     if shutil.which("git"):
         subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     else:
         (repo / ".dvc" / "config.local").write_text("[core]\n    no_scm = true\n")
 
     def dvc(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True,
-                              text=True, timeout=1800)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=1800
+        )
         assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
         return proc.stdout
 
@@ -154,8 +174,9 @@ def test_dvc_repro_small(tmp_path: Path) -> None:
     stages = params.method.profiles[small.profile].stages
     t1 = metrics["table1"]
     peers = ["supervised", "unsup3d"]
-    assert sorted(t1) == sorted([*params.evaluate.baselines, *peers, *(f"stage{k}" for k in range(1, stages + 1)),
-                                 "ours"])
+    assert sorted(t1) == sorted(
+        [*params.evaluate.baselines, *peers, *(f"stage{k}" for k in range(1, stages + 1)), "ours"]
+    )
     for row in t1.values():
         _finite_row(row, small.n_test)
     assert t1["supervised"]["gap_closed_side"] == 1.0 and t1["average_gt_depth"]["gap_closed_mad"] == 0.0
@@ -165,8 +186,9 @@ def test_dvc_repro_small(tmp_path: Path) -> None:
     for row in metrics["table1_all"].values():
         _finite_row(row, n_heads)
     paired = metrics["table1_paired"]
-    assert sorted(paired) == sorted(f"{p}-vs-{r}" for p in peers for r in ("average_gt_depth", "ours",
-                                                                          "average_gt_depth-all"))
+    assert sorted(paired) == sorted(
+        f"{p}-vs-{r}" for p in peers for r in ("average_gt_depth", "ours", "average_gt_depth-all")
+    )
     assert {p["n"] for name, p in paired.items() if not name.endswith("-all")} == {small.n_test}
     assert sorted(metrics["table2"]) == sorted(small.priors)
     # the ablation: its own runs, plus the default perceptual loss's row, which is the Table 2 run of the
@@ -199,9 +221,23 @@ def test_dvc_parallel_small(tmp_path: Path) -> None:
     repo, env, dvc = _small_repo(tmp_path)
 
     def parallel(*args: str) -> str:
-        proc = subprocess.run([sys.executable, str(repo / "scripts" / "dvc_parallel.py"), "--slots", "2",
-                               "--weight", "eval*=0", *args, SMALL_DVC], cwd=repo, env=env, capture_output=True,
-                              text=True, timeout=1800)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(repo / "scripts" / "dvc_parallel.py"),
+                "--slots",
+                "2",
+                "--weight",
+                "eval*=0",
+                *args,
+                SMALL_DVC,
+            ],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         assert proc.returncode == 0, f"dvc_parallel failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
         return proc.stdout
 

@@ -9,10 +9,10 @@ import torch
 
 from gan2shape.config import PretrainEncoderConfig, load_params
 from gan2shape.errors import ArtifactError
+from gan2shape.method.context import load_nets, make_context
 from gan2shape.method.encoder import GanPairs, load_encoder, pretrain_encoder, save_encoder
 from gan2shape.method.instances import sample_instances, write_instances
 from gan2shape.method.latents import make_offset_map
-from gan2shape.method.context import load_nets, make_context
 from gan2shape.method.steps import run_invert
 from gan2shape.model.networks import InstanceEnsemble
 from gan2shape.stylegan2.checkpoint import load_checkpoint
@@ -44,8 +44,9 @@ def test_pairs_have_the_offset_they_claim(gan):
 def test_pretraining_learns_the_offsets_and_round_trips(gan, tmp_path, offset):
     g, d = gan
     cfg = PretrainEncoderConfig(steps=150, batch_size=16, lr=1e-3, lam_image=0.0, held_out=64, seed=1)
-    enc, report = pretrain_encoder(g, d, cfg, image_size=S, enc_nf=8, offset=offset, f1_d=1, feature_blocks=2,
-                                   progress=False)
+    enc, report = pretrain_encoder(
+        g, d, cfg, image_size=S, enc_nf=8, offset=offset, f1_d=1, feature_blocks=2, progress=False
+    )
     # 1.0 = no better than predicting no offset; a fresh encoder's relative encodings are ~0
     assert report["rel_latent_error"] < 0.9, report
     assert len(report["loss_history"]) >= 100
@@ -60,22 +61,45 @@ def test_pretraining_learns_the_offsets_and_round_trips(gan, tmp_path, offset):
 
 def test_a_stored_encoder_for_other_settings_is_refused(gan, tmp_path):
     g, d = gan
-    enc, report = pretrain_encoder(g, d, PretrainEncoderConfig(steps=1, batch_size=2, held_out=2), image_size=S,
-                                   enc_nf=8, offset="linear", f1_d=1, progress=False)
+    enc, report = pretrain_encoder(
+        g,
+        d,
+        PretrainEncoderConfig(steps=1, batch_size=2, held_out=2),
+        image_size=S,
+        enc_nf=8,
+        offset="linear",
+        f1_d=1,
+        progress=False,
+    )
     path = save_encoder(tmp_path / "enc.h5", enc, offset="linear", f1_d=1, checkpoint="tiny.pt", report=report)
     kw = dict(image_size=S, enc_nf=8, style_dim=g.style_dim, offset="linear", f1_d=1)
-    for key, value, words in (("offset", "mapping", "method.offset"), ("enc_nf", 16, "method.enc_nf"),
-                              ("image_size", 64, "method.image_size")):
+    for key, value, words in (
+        ("offset", "mapping", "method.offset"),
+        ("enc_nf", 16, "method.enc_nf"),
+        ("image_size", 64, "method.image_size"),
+    ):
         with pytest.raises(ArtifactError, match=words):
             load_encoder(path, **{**kw, key: value})
 
 
 def _ctx(tiny_gan_path: Path, *extra: str):
-    profile = "{stages: 1, prior_iters: 1, step1_iters: [1, 1], step2_iters: [0, 0], step3_iters: [1, 1], " \
-              "collect_batches: 1, batch_size: 2}"
-    params, text = load_params("params.yaml", [f"method.checkpoint={tiny_gan_path}", f"method.image_size={S}",
-                                               "method.f1_d=1", "method.perceptual_blocks=2", "method.enc_nf=8",
-                                               f"method.profiles.t={profile}", "method.profile=t", *extra])
+    profile = (
+        "{stages: 1, prior_iters: 1, step1_iters: [1, 1], step2_iters: [0, 0], step3_iters: [1, 1], "
+        "collect_batches: 1, batch_size: 2}"
+    )
+    params, text = load_params(
+        "params.yaml",
+        [
+            f"method.checkpoint={tiny_gan_path}",
+            f"method.image_size={S}",
+            "method.f1_d=1",
+            "method.perceptual_blocks=2",
+            "method.enc_nf=8",
+            f"method.profiles.t={profile}",
+            "method.profile=t",
+            *extra,
+        ],
+    )
     return make_context(params, text, device="cpu", progress=False, nf=16, enc_nf=8)
 
 
@@ -85,15 +109,28 @@ def test_step2_starts_every_instance_from_the_pretrained_encoder(gan, tiny_gan_p
     from gan2shape.artifacts import read_artifact, write_artifact
 
     g, d = gan
-    enc, report = pretrain_encoder(g, d, PretrainEncoderConfig(steps=2, batch_size=2, held_out=2), image_size=S,
-                                   enc_nf=8, offset="linear", f1_d=1, progress=False)
+    enc, report = pretrain_encoder(
+        g,
+        d,
+        PretrainEncoderConfig(steps=2, batch_size=2, held_out=2),
+        image_size=S,
+        enc_nf=8,
+        offset="linear",
+        f1_d=1,
+        progress=False,
+    )
     enc_path = save_encoder(tmp_path / "enc.h5", enc, offset="linear", f1_d=1, checkpoint="tiny.pt", report=report)
     ctx = _ctx(tiny_gan_path, "method.offset=linear", f"method.encoder_init={enc_path}")
     inst = sample_instances(ctx.generator, 2, seed=4, image_size=S)
     inst_path = write_instances(tmp_path / "inst.h5", inst)
-    pseudo = (torch.rand(2, 2, 3, S, S, generator=torch.Generator().manual_seed(5)) * 2 - 1)
-    pseudo_path = write_artifact(tmp_path / "pseudo.h5", "pseudo", {"image": pseudo.half(),
-                                 "mask": torch.ones(2, 2, 1, S, S).half()}, ids=inst.ids, attrs={"stage": 1})
+    pseudo = torch.rand(2, 2, 3, S, S, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    pseudo_path = write_artifact(
+        tmp_path / "pseudo.h5",
+        "pseudo",
+        {"image": pseudo.half(), "mask": torch.ones(2, 2, 1, S, S).half()},
+        ids=inst.ids,
+        attrs={"stage": 1},
+    )
     out = run_invert(ctx, inst_path, pseudo_path, tmp_path / "projected.h5")
     stored = load_encoder(enc_path, image_size=S, enc_nf=8, style_dim=g.style_dim, offset="linear", f1_d=1)
     with read_artifact(out, "projected") as art:
@@ -107,8 +144,11 @@ def test_step2_starts_every_instance_from_the_pretrained_encoder(gan, tiny_gan_p
     with torch.no_grad():
         x = pseudo.half().float().reshape(4, 3, S, S)
         off = omap(stored(x) - stored(inst.image).repeat_interleave(2, 0))
-        want = g.synthesis(inst.latent.repeat_interleave(2, 0) + off[:, None],
-                           noise=[z.repeat_interleave(2, 0) for z in inst.noise], randomize_noise=False).clamp(-1, 1)
+        want = g.synthesis(
+            inst.latent.repeat_interleave(2, 0) + off[:, None],
+            noise=[z.repeat_interleave(2, 0) for z in inst.noise],
+            randomize_noise=False,
+        ).clamp(-1, 1)
     torch.testing.assert_close(projected.reshape(4, 3, S, S), want, atol=2e-3, rtol=0)
     # a file made for the other offset is refused, naming the key to fix
     from gan2shape.config import ConfigError
@@ -136,8 +176,16 @@ def test_auto_finds_the_encoder_beside_the_checkpoint_only_when_it_fits(gan, tmp
     with caplog.at_level(logging.INFO, logger="gan2shape.method.encoder"):
         assert resolve_encoder_init(cfg, **fits) is None
     assert f"there is none at {beside}" in caplog.text and "pretrain-encoder" in caplog.text
-    enc, report = pretrain_encoder(g, d, PretrainEncoderConfig(steps=1, batch_size=2, held_out=2), image_size=S,
-                                   enc_nf=8, offset="linear", f1_d=1, progress=False)
+    enc, report = pretrain_encoder(
+        g,
+        d,
+        PretrainEncoderConfig(steps=1, batch_size=2, held_out=2),
+        image_size=S,
+        enc_nf=8,
+        offset="linear",
+        f1_d=1,
+        progress=False,
+    )
     save_encoder(beside, enc, offset="linear", f1_d=1, checkpoint=str(ckpt), report=report)
     assert resolve_encoder_init(cfg, **fits) == beside
     caplog.clear()

@@ -142,7 +142,7 @@ def test_mesh_faces_front_facing_and_opengl_frame():
 def test_mesh_drops_faces_at_discontinuities_and_border():
     cam = Camera(S)
     depth = torch.full((S, S), 0.95)
-    depth[:, S // 2:] = 1.05  # a 0.1 step between columns S/2-1 and S/2
+    depth[:, S // 2 :] = 1.05  # a 0.1 step between columns S/2-1 and S/2
     assert mesh_from_depth(depth, cam).faces.shape[0] == 2 * (S - 1) ** 2 - 2 * (S - 1)
     assert mesh_from_depth(depth, cam, max_depth_step=0.2).faces.shape[0] == 2 * (S - 1) ** 2
     flat = torch.full((S, S), 1.0)
@@ -175,7 +175,7 @@ def test_rotation_sweep_gif_and_first_frame(tmp_path):
     strip = frames_strip(frames, n_shown=3, pad=2)
     assert strip.shape == (S, 3 * S + 4, 3)
     assert np.array_equal(strip[:, :S], frames[0])
-    assert np.array_equal(strip[:, S + 2: 2 * S + 2], frames[3])  # frame round(1 * 8 / 3)
+    assert np.array_equal(strip[:, S + 2 : 2 * S + 2], frames[3])  # frame round(1 * 8 / 3)
 
 
 def test_rotation_grid_layout():
@@ -183,7 +183,7 @@ def test_rotation_grid_layout():
     tex, depth = _texture(), _cap()
     grid = rotation_grid(tex, depth, cam, n_pitch=3, max_pitch_deg=20, n_yaw=5, max_yaw_deg=60, pad=1)
     assert grid.shape == (3 * S + 2, 5 * S + 4, 3)
-    centre = grid[S + 1: 2 * S + 1, 2 * (S + 1): 2 * (S + 1) + S]  # pitch 0, yaw 0
+    centre = grid[S + 1 : 2 * S + 1, 2 * (S + 1) : 2 * (S + 1) + S]  # pitch 0, yaw 0
     ref = render_view(tex[None], depth[None], torch.zeros(1, 6), cam).image[0]
     assert np.array_equal(centre, rgb_image(ref))
 
@@ -210,7 +210,7 @@ def test_relight_frames_match_shade_and_render_view():
     light_dir = light_direction(relight_light_xy(3, 0.8))
     normals = depth_to_normals(depth[None], cam)
     for k in range(3):
-        tex, _ = shade(albedo[None], normals, torch.tensor([0.4]), torch.tensor([0.6]), light_dir[k:k + 1])
+        tex, _ = shade(albedo[None], normals, torch.tensor([0.4]), torch.tensor([0.6]), light_dir[k : k + 1])
         r = render_view(tex, depth[None], view[None], cam, background=torch.ones_like(tex))
         assert np.abs(frames[k].astype(int) - rgb_image(r.image[0].clamp(-1, 1)).astype(int)).max() <= 1
     assert not np.array_equal(frames[0], frames[1])  # the light moves
@@ -249,8 +249,9 @@ def test_export_instances_from_artifact_writes_every_file(tmp_path):
         assert np.asarray(Image.open(files[SUMMARY_FILE])).shape == (S, 6 * S + 10, 3)
         assert (np.asarray(Image.open(files["normal.png"])).shape) == (S, S, 3)
     # a subset by id, and a subset of outputs
-    sub = export_instances(art, tmp_path / "sub", cam, ids=["face_1"], what=("depth",),
-                           options=ExportOptions(summary=False))
+    sub = export_instances(
+        art, tmp_path / "sub", cam, ids=["face_1"], what=("depth",), options=ExportOptions(summary=False)
+    )
     assert list(sub) == ["face_1"] and set(sub["face_1"]) == {"depth.png", "recon_depth.png"}
     with pytest.raises(ValueError, match="no instance"):
         export_instances(art, tmp_path / "bad", cam, ids=["nope"])
@@ -263,8 +264,14 @@ def test_export_instances_from_dict_and_input_errors(tmp_path):
     cam = Camera(S)
     arrays = _shape_arrays(2)
     del arrays["image"], arrays["recon_depth"]
-    out = export_instances({k: v.numpy() for k, v in arrays.items()}, tmp_path, cam, ids=["a", "b"],
-                           what=("normal", "mesh"), options=ExportOptions(mesh_frame="camera"))
+    out = export_instances(
+        {k: v.numpy() for k, v in arrays.items()},
+        tmp_path,
+        cam,
+        ids=["a", "b"],
+        what=("normal", "mesh"),
+        options=ExportOptions(mesh_frame="camera"),
+    )
     assert set(out["a"]) == {"normal.png", "mesh.obj", "mesh.mtl", "mesh_texture.png", SUMMARY_FILE}
     pts = depth_to_points(arrays["canon_depth"][1:2].double(), cam)[0].reshape(-1, 3).numpy()
     np.testing.assert_allclose(read_obj(out["b"]["mesh.obj"]).vertices, pts, rtol=1e-6, atol=1e-7)

@@ -23,6 +23,7 @@ from gan2shape.artifacts import ArtifactError, read_artifact, write_artifact
 from gan2shape.config import load_params
 from gan2shape.export import ExportOptions
 from gan2shape.imaging import to_uint8
+from gan2shape.method.context import load_nets, make_context
 from gan2shape.method.gan_refine import (
     GAN_OUTPUT_FILES,
     export_gan_refined,
@@ -34,21 +35,28 @@ from gan2shape.method.gan_refine import (
 from gan2shape.method.instances import read_instances, sample_instances, write_instances
 from gan2shape.method.latents import latent_offset, make_offset_map
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
-from gan2shape.method.context import load_nets, make_context
 from gan2shape.model.decode import decode_light
 from gan2shape.model.networks import InversionEncoder
 from gan2shape.render import depth_to_normals, light_direction, render_view, shade
 
 S = 32
 N = 2
-PROFILE = "{stages: 1, prior_iters: 1, step1_iters: [1, 1], step2_iters: [2, 2], step3_iters: [1, 1], " \
-          "collect_batches: 1, batch_size: 2}"
+PROFILE = (
+    "{stages: 1, prior_iters: 1, step1_iters: [1, 1], step2_iters: [2, 2], step3_iters: [1, 1], "
+    "collect_batches: 1, batch_size: 2}"
+)
 OPTIONS = ExportOptions(n_frames=4, n_pitch=3, n_yaw=3, strip_frames=2)
 
 
 def _overrides(gan_path: Path) -> list[str]:
-    return [f"method.checkpoint={gan_path}", f"method.image_size={S}", "method.f1_d=1",
-            "method.perceptual_blocks=2", f"method.profiles.tiny={PROFILE}", "method.profile=tiny"]
+    return [
+        f"method.checkpoint={gan_path}",
+        f"method.image_size={S}",
+        "method.f1_d=1",
+        "method.perceptual_blocks=2",
+        f"method.profiles.tiny={PROFILE}",
+        "method.profile=tiny",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +67,27 @@ def run(tmp_path_factory, tiny_gan_path):
     write_instances(root / "instances.h5", sample_instances(ctx.generator, N, seed=3, image_size=S))
     run_reconstruct(ctx, root / "instances.h5", root / "shard")
     p = stage_paths(root / "shard", 1)
-    return {"ctx": ctx, "root": root, "instances": root / "instances.h5", "shape": p["shape"],
-            "projected": p["projected"], "gan": tiny_gan_path}
+    return {
+        "ctx": ctx,
+        "root": root,
+        "instances": root / "instances.h5",
+        "shape": p["shape"],
+        "projected": p["projected"],
+        "gan": tiny_gan_path,
+    }
 
 
 def _refiner(run, **kw):
     ctx = run["ctx"]
-    return load_gan_refiner(run["projected"], run["instances"], ctx.generator, f1_d=ctx.config.f1_d,
-                            relative_enc=ctx.config.relative_enc, offset=ctx.config.offset, **kw)
+    return load_gan_refiner(
+        run["projected"],
+        run["instances"],
+        ctx.generator,
+        f1_d=ctx.config.f1_d,
+        relative_enc=ctx.config.relative_enc,
+        offset=ctx.config.offset,
+        **kw,
+    )
 
 
 def _shape(run) -> dict[str, torch.Tensor]:
@@ -130,19 +151,27 @@ def test_identity_view_and_first_light_match_the_direct_inversion(run):
     light_xy = torch.tensor([[OPTIONS.relight_radius, 0.0], [0.0, OPTIONS.relight_radius]])
     relit = render_relights(data["canon_albedo"], data["canon_depth"], data["view"], data["light"], light_xy, cam)
     with torch.no_grad():
-        tex0, _ = shade(data["canon_albedo"], normals, ambient, diffuse,
-                        light_direction(light_xy[:1]).expand(N, 3))
+        tex0, _ = shade(data["canon_albedo"], normals, ambient, diffuse, light_direction(light_xy[:1]).expand(N, 3))
         own_view = render_view(tex0, data["canon_depth"], data["view"], cam).image.clamp(-1, 1)
     torch.testing.assert_close(relit[:, 0], own_view, rtol=0, atol=1e-6)
     torch.testing.assert_close(refiner.refine(relit)[:, 0], _direct(run, enc, own_view), rtol=0, atol=1e-4)
 
     # The written grid PNG holds the same numbers (uint8) in its centre cell.
-    out = export_gan_refined(run["shape"], run["projected"], run["instances"], run["root"] / "export", cam,
-                             ctx.generator, f1_d=ctx.config.f1_d, options=OPTIONS, instance_batch=1)
+    out = export_gan_refined(
+        run["shape"],
+        run["projected"],
+        run["instances"],
+        run["root"] / "export",
+        cam,
+        ctx.generator,
+        f1_d=ctx.config.f1_d,
+        options=OPTIONS,
+        instance_batch=1,
+    )
     for i, name in enumerate(inst.ids):
         png = np.asarray(Image.open(out[name]["rotate_gan_grid.png"]))
         r, c = OPTIONS.n_pitch // 2, OPTIONS.n_yaw // 2
-        cell = png[r * (S + 2):r * (S + 2) + S, c * (S + 2):c * (S + 2) + S].astype(int)
+        cell = png[r * (S + 2) : r * (S + 2) + S, c * (S + 2) : c * (S + 2) + S].astype(int)
         want = to_uint8((expected[i].permute(1, 2, 0).numpy().astype(np.float64) + 1) / 2).astype(int)
         assert np.abs(cell - want).max() <= 1
 
@@ -151,8 +180,9 @@ def test_instance_batching_does_not_change_the_frames(run):
     data = _shape(run)
     sweep, _ = rotation_views(OPTIONS)
     ambient, diffuse, light_dir = decode_light(data["light"])
-    texture, _ = shade(data["canon_albedo"], depth_to_normals(data["canon_depth"], run["ctx"].camera),
-                       ambient, diffuse, light_dir)
+    texture, _ = shade(
+        data["canon_albedo"], depth_to_normals(data["canon_depth"], run["ctx"].camera), ambient, diffuse, light_dir
+    )
     renders = render_rotations(texture, data["canon_depth"], sweep, run["ctx"].camera)
     both = _refiner(run, batch_size=3).refine(renders)  # 1 frame of each instance per GAN call
     ids = read_instances(run["instances"], S).ids
@@ -169,11 +199,18 @@ def test_joint_mode_encoder(run, tmp_path):
     enc = InversionEncoder(S, out_dim=run["ctx"].generator.style_dim, nf=16).eval()
     with read_artifact(run["projected"], "projected") as art:
         ids, attrs = list(art.ids), dict(art.attrs)
-    path = write_artifact(tmp_path / "projected.h5", "projected", {}, ids=ids, params_text=attrs["params_text"],
-                          attrs={"mode": "joint", "stage": attrs["stage"], "image_size": S, "enc_nf": 16},
-                          networks={"encoder": enc.state_dict()})
-    refiner = load_gan_refiner(path, run["instances"], run["ctx"].generator, f1_d=run["ctx"].config.f1_d,
-                               offset=run["ctx"].config.offset)
+    path = write_artifact(
+        tmp_path / "projected.h5",
+        "projected",
+        {},
+        ids=ids,
+        params_text=attrs["params_text"],
+        attrs={"mode": "joint", "stage": attrs["stage"], "image_size": S, "enc_nf": 16},
+        networks={"encoder": enc.state_dict()},
+    )
+    refiner = load_gan_refiner(
+        path, run["instances"], run["ctx"].generator, f1_d=run["ctx"].config.f1_d, offset=run["ctx"].config.offset
+    )
     torch.manual_seed(1)
     renders = torch.rand(N, 1, 3, S, S) * 2 - 1
     torch.testing.assert_close(refiner.refine(renders)[:, 0], _direct(run, enc, renders[:, 0]), rtol=0, atol=1e-4)
@@ -186,8 +223,17 @@ def test_files_cli_and_refusals(run, tmp_path, monkeypatch):
 
     ctx = run["ctx"]
     ids = read_instances(run["instances"], S).ids
-    out = export_gan_refined(run["shape"], run["projected"], run["instances"], tmp_path / "lib", ctx.camera,
-                             ctx.generator, f1_d=ctx.config.f1_d, options=OPTIONS, ids=[ids[1]])
+    out = export_gan_refined(
+        run["shape"],
+        run["projected"],
+        run["instances"],
+        tmp_path / "lib",
+        ctx.camera,
+        ctx.generator,
+        f1_d=ctx.config.f1_d,
+        options=OPTIONS,
+        ids=[ids[1]],
+    )
     assert list(out) == [ids[1]]
     names = {f for files in GAN_OUTPUT_FILES.values() for f in files}
     assert set(out[ids[1]]) == names and all(p.is_file() for p in out[ids[1]].values())
@@ -211,15 +257,26 @@ def test_files_cli_and_refusals(run, tmp_path, monkeypatch):
     with h5py.File(later, "r+") as f:
         f.attrs["stage"] = 2
     with pytest.raises(ArtifactError, match="is stage 2 but .* is stage 1"):
-        export_gan_refined(later, run["projected"], run["instances"], tmp_path / "no", ctx.camera, ctx.generator,
-                           f1_d=ctx.config.f1_d)
+        export_gan_refined(
+            later, run["projected"], run["instances"], tmp_path / "no", ctx.camera, ctx.generator, f1_d=ctx.config.f1_d
+        )
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     sets = [x for item in _overrides(run["gan"]) for x in ("--set", item)]
     runner = CliRunner()
     base = ["-q", "export", *sets, "--shape", str(run["shape"]), "--id", ids[0], "--device", "cpu"]
-    res = runner.invoke(main, [*base, "--out", str(tmp_path / "cli"), "--projected", str(run["projected"]),
-                               "--instances", str(run["instances"])])
+    res = runner.invoke(
+        main,
+        [
+            *base,
+            "--out",
+            str(tmp_path / "cli"),
+            "--projected",
+            str(run["projected"]),
+            "--instances",
+            str(run["instances"]),
+        ],
+    )
     assert res.exit_code == 0, res.output
     folder = tmp_path / "cli" / ids[0]
     assert all((folder / f).is_file() for f in names) and (folder / "rotate.gif").is_file()

@@ -30,8 +30,17 @@ def _levels(img: np.ndarray) -> dict[int, int]:
 def test_plane_shading_is_the_cosine_of_the_view_angle(yaw, pitch):
     cam = Camera(S)
     ka, kd, gray = 0.25, 0.7, 0.8
-    img = mesh_preview(torch.full((S, S), cam.rot_center_depth), cam, yaw_deg=yaw, pitch_deg=pitch,
-                       light_xy=(0.0, 0.0), ambient=ka, diffuse=kd, gray=gray, scale=2)
+    img = mesh_preview(
+        torch.full((S, S), cam.rot_center_depth),
+        cam,
+        yaw_deg=yaw,
+        pitch_deg=pitch,
+        light_xy=(0.0, 0.0),
+        ambient=ka,
+        diffuse=kd,
+        gray=gray,
+        scale=2,
+    )
     assert img.shape == (2 * S, 2 * S, 3) and img.dtype == np.uint8
     assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
     # R = Rx(pitch) Ry(yaw): the plane's normal (0, 0, 1) turns to z = cos(pitch) cos(yaw)
@@ -49,7 +58,7 @@ def test_plane_shading_is_the_cosine_of_the_view_angle(yaw, pitch):
 def test_light_from_the_left_brightens_the_left_half_and_mirrors():
     cam = Camera(S)
     y, x = torch.meshgrid(torch.linspace(-1, 1, S), torch.linspace(-1, 1, S), indexing="ij")
-    bump = cam.rot_center_depth - 0.06 * (1 - x ** 2 - y ** 2).clamp(min=0).sqrt()
+    bump = cam.rot_center_depth - 0.06 * (1 - x**2 - y**2).clamp(min=0).sqrt()
     left = mesh_preview(bump, cam, yaw_deg=0.0, pitch_deg=0.0, light_xy=(0.8, 0.0), scale=1).astype(float)
     right = mesh_preview(bump, cam, yaw_deg=0.0, pitch_deg=0.0, light_xy=(-0.8, 0.0), scale=1).astype(float)
     half = S // 2
@@ -68,6 +77,7 @@ def test_bad_arguments_and_exporter_file(tmp_path):
         mesh_preview(depth, cam, gray=1.5)
     with pytest.raises(ValueError):
         mesh_preview(torch.ones(S + 1, S + 1), cam)
-    written = export_instance(tmp_path, cam, depth, torch.zeros(3, S, S), torch.zeros(6), torch.zeros(4),
-                              what=("preview",))
+    written = export_instance(
+        tmp_path, cam, depth, torch.zeros(3, S, S), torch.zeros(6), torch.zeros(4), what=("preview",)
+    )
     assert written[PREVIEW_FILE] == tmp_path / PREVIEW_FILE and (tmp_path / PREVIEW_FILE).stat().st_size > 0

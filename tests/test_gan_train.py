@@ -40,10 +40,23 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_config(steps: int = 4, **overrides) -> GanConfig:
     """A 32px GAN small enough for CPU tests; total_kimg = ``steps`` iterations."""
     base = dict(
-        size=32, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32, seed=3,
-        batch_size=BATCH, total_kimg=steps * BATCH / 1000, lr=0.002, r1_gamma=1.0, r1_every=2,
-        mixing_prob=0.5, ema_half_life_kimg=0.01, amp="none", flip=True,
-        checkpoint_every_kimg=2 * BATCH / 1000, sample_every_kimg=2 * BATCH / 1000,
+        size=32,
+        style_dim=32,
+        n_mlp=2,
+        channel_multiplier=1,
+        channel_max=32,
+        seed=3,
+        batch_size=BATCH,
+        total_kimg=steps * BATCH / 1000,
+        lr=0.002,
+        r1_gamma=1.0,
+        r1_every=2,
+        mixing_prob=0.5,
+        ema_half_life_kimg=0.01,
+        amp="none",
+        flip=True,
+        checkpoint_every_kimg=2 * BATCH / 1000,
+        sample_every_kimg=2 * BATCH / 1000,
     )
     base.update(overrides)
     return GanConfig(**base)
@@ -284,8 +297,9 @@ def test_warm_start_continues_from_a_finished_generator(heads_h5, tmp_path):
     assert not trainer.g_optim.state and trainer.step == 0
 
     second = tmp_path / "second"
-    out = train_gan(cfg, heads_h5, second, device="cpu", progress=False, init=first / "final.pt",
-                    max_kimg=2 * BATCH / 1000)
+    out = train_gan(
+        cfg, heads_h5, second, device="cpu", progress=False, init=first / "final.pt", max_kimg=2 * BATCH / 1000
+    )
     assert out["images_seen"] == 4 * BATCH and out["steps"] == 2 and not out["finished"]
     assert out["warm_start_from"] == str(first / "final.pt") and out["resumed_from_kimg"] is None
     state = train_state(raw(second / "checkpoint.pt"))
@@ -301,8 +315,14 @@ def test_warm_start_continues_from_a_finished_generator(heads_h5, tmp_path):
 def test_warm_start_refuses_other_architecture(heads_h5, tmp_path):
     train_gan(tiny_config(steps=1), heads_h5, tmp_path / "a", device="cpu", progress=False)
     with pytest.raises(CheckpointError, match="warm-start.*channel_max"):
-        train_gan(tiny_config(steps=2, channel_max=16), heads_h5, tmp_path / "b", device="cpu", progress=False,
-                  init=tmp_path / "a" / "final.pt")
+        train_gan(
+            tiny_config(steps=2, channel_max=16),
+            heads_h5,
+            tmp_path / "b",
+            device="cpu",
+            progress=False,
+            init=tmp_path / "a" / "final.pt",
+        )
 
 
 def test_data_of_wrong_size_is_rejected(heads_h5, tmp_path):
@@ -373,8 +393,9 @@ def test_kill_9_then_rerun_continues_from_the_last_checkpoint(heads_h5, tmp_path
     proc.wait(timeout=30)
     saved = train_state(raw(ckpt))
     assert saved["step"] >= 4 and saved["images_seen"] == saved["step"] * BATCH
-    rerun = subprocess.run([sys.executable, "-c", script, str(2 * BATCH / 1000)], cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run(
+        [sys.executable, "-c", script, str(2 * BATCH / 1000)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert rerun.returncode == 0, rerun.stderr
     resumed_from = float(rerun.stdout.split("RESUMED_FROM")[1].split()[0])
     assert resumed_from >= saved["images_seen"] / 1000 > 0

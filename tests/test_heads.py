@@ -135,7 +135,9 @@ def test_identity_view_renders_the_shaded_canonical_texture():
     camera = heads_camera(config)
     depth, mask = hm.canonical_shape(s.shape, 64, config.fov_deg)
     albedo = hm.canonical_albedo(s.shape, s.albedo, s.noise, 64)
-    texture, _ = shade(albedo, depth_to_normals(depth, camera), s.light[:, 0], s.light[:, 1], light_direction(s.light[:, 2:]))
+    texture, _ = shade(
+        albedo, depth_to_normals(depth, camera), s.light[:, 0], s.light[:, 1], light_direction(s.light[:, 2:])
+    )
     inner = erode(mask, 1)
     # the head renders where its mask is (outline vertices may round either way)
     assert not (out["mask"] & ~mask).any() and out["mask"][inner].all()

@@ -75,8 +75,11 @@ def _is_part(package: Path, name: str) -> bool:
 
 def _type_checking_only(node: ast.AST) -> bool:
     test = node.test if isinstance(node, ast.If) else None
-    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING" or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (
+        isinstance(test, ast.Name)
+        and test.id == "TYPE_CHECKING"
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
 
 
 def imports_of(path: Path, package: Path = PACKAGE) -> list[tuple[int, str]]:
@@ -103,8 +106,10 @@ def imports_of(path: Path, package: Path = PACKAGE) -> list[tuple[int, str]]:
                 if target.split(".")[0] != "gan2shape":
                     continue
                 if target == "gan2shape":  # from gan2shape import imaging -> that part; __version__ -> the root
-                    found.extend((child.lineno, f"gan2shape.{a.name}" if _is_part(package, a.name) else "gan2shape")
-                                 for a in child.names)
+                    found.extend(
+                        (child.lineno, f"gan2shape.{a.name}" if _is_part(package, a.name) else "gan2shape")
+                        for a in child.names
+                    )
                 else:
                     found.append((child.lineno, target))
             visit(child)
@@ -123,8 +128,10 @@ def layer_violations(package: Path = PACKAGE) -> list[str]:
         if part == "gan2shape":
             continue
         if part not in ALLOWED:
-            problems.append(f"{rel}: the part {part!r} is not in the layer table: add it to ALLOWED in "
-                            f"tests/test_layers.py with the parts it may import (and its floor in the docstring)")
+            problems.append(
+                f"{rel}: the part {part!r} is not in the layer table: add it to ALLOWED in "
+                f"tests/test_layers.py with the parts it may import (and its floor in the docstring)"
+            )
             continue
         for line, target in imports_of(path, package):
             other = part_of(target)
@@ -134,8 +141,9 @@ def layer_violations(package: Path = PACKAGE) -> list[str]:
             if not known:
                 problems.append(f"{rel}:{line}: imports {target}, which is not a module of the package")
             elif other not in ALLOWED[part]:
-                problems.append(f"{rel}:{line}: {part} imports {target} ({other}); {part} may import only "
-                                f"{sorted(ALLOWED[part])}")
+                problems.append(
+                    f"{rel}:{line}: {part} imports {target} ({other}); {part} may import only {sorted(ALLOWED[part])}"
+                )
     return problems
 
 
@@ -146,6 +154,7 @@ def test_imports_follow_the_layer_table():
 
 def test_the_table_is_acyclic():
     """A part never reaches itself again through the allowed imports (a strict order of floors)."""
+
     def reach(part: str, seen: frozenset[str]) -> None:
         for other in ALLOWED[part] - {"*"}:
             assert other not in seen, f"layer cycle: {' -> '.join(seen)} -> {other}"
@@ -164,11 +173,14 @@ def _copy_package(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("file, line", [
-    ("evaluate/metrics.py", "from gan2shape.method.steps import make_context"),
-    ("render/camera.py", "from ..model import networks"),
-    ("export/mesh.py", "    from gan2shape import method"),
-])
+@pytest.mark.parametrize(
+    "file, line",
+    [
+        ("evaluate/metrics.py", "from gan2shape.method.steps import make_context"),
+        ("render/camera.py", "from ..model import networks"),
+        ("export/mesh.py", "    from gan2shape import method"),
+    ],
+)
 def test_a_forbidden_import_is_reported(tmp_path, file, line):
     root = _copy_package(tmp_path)
     target = root / file
@@ -185,8 +197,10 @@ def test_a_forbidden_import_is_reported(tmp_path, file, line):
 def test_type_checking_imports_are_not_counted(tmp_path):
     root = _copy_package(tmp_path)
     target = root / "render/camera.py"
-    target.write_text(target.read_text() + "\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
-                      "    from gan2shape.method.steps import Context\n")
+    target.write_text(
+        target.read_text() + "\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+        "    from gan2shape.method.steps import Context\n"
+    )
     assert layer_violations(root) == []
 
 

@@ -17,16 +17,18 @@ import torch
 
 from gan2shape.artifacts import read_artifact
 from gan2shape.config import MethodConfig, load_params
-from gan2shape.method.instances import read_instances, sample_instances, write_instances
 from gan2shape.method.context import load_nets, make_context
 from gan2shape.method.forward import photo_loss, predict
+from gan2shape.method.instances import read_instances, sample_instances, write_instances
 from gan2shape.method.steps import run_prior, run_step1, stage_flips
 from gan2shape.model.losses import smoothness
 
 S = 32
 N = 2
-PROFILE = "{stages: 1, prior_iters: 0, step1_iters: [1, 1], step2_iters: [1, 1], step3_iters: [1, 1], " \
-          "collect_batches: 1, batch_size: 1}"
+PROFILE = (
+    "{stages: 1, prior_iters: 0, step1_iters: [1, 1], step2_iters: [1, 1], step3_iters: [1, 1], "
+    "collect_batches: 1, batch_size: 1}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +36,18 @@ def setup(tmp_path_factory, tiny_gan_path):
     root = tmp_path_factory.mktemp("flip1")
 
     def context(flip1: bool):
-        params, text = load_params("params.yaml", [
-            f"method.checkpoint={tiny_gan_path}", f"method.image_size={S}", "method.f1_d=1",
-            "method.perceptual_blocks=2", f"method.profiles.tiny={PROFILE}", "method.profile=tiny",
-            f"method.flip1_stage1={str(flip1).lower()}"])
+        params, text = load_params(
+            "params.yaml",
+            [
+                f"method.checkpoint={tiny_gan_path}",
+                f"method.image_size={S}",
+                "method.f1_d=1",
+                "method.perceptual_blocks=2",
+                f"method.profiles.tiny={PROFILE}",
+                "method.profile=tiny",
+                f"method.flip1_stage1={str(flip1).lower()}",
+            ],
+        )
         return make_context(params, text, device="cpu", progress=False, nf=16, enc_nf=16)
 
     off, on = context(False), context(True)
@@ -48,8 +58,7 @@ def setup(tmp_path_factory, tiny_gan_path):
     shutil.copy(stage0, stage1)
     with h5py.File(stage1, "r+") as f:
         f.attrs["stage"] = 1
-    return {"off": off, "on": on, "root": root, "instances": root / "instances.h5", "stage0": stage0,
-            "stage1": stage1}
+    return {"off": off, "on": on, "root": root, "instances": root / "instances.h5", "stage0": stage0, "stage1": stage1}
 
 
 def test_stage_flips_follow_the_switches():
@@ -93,9 +102,14 @@ def test_flipped_term_equals_unflipped_for_a_symmetric_shape(setup):
     alb = torch.rand(N, 3, S, S, generator=g) * 2 - 1
     albedo = (alb + alb.flip(3)) / 2
     view = torch.tensor([[0.1, 0.3, 0.05, 0.02, -0.01, 0.0], [-0.2, -0.4, 0.0, 0.0, 0.03, 0.0]])
-    f = {"depth": depth, "albedo": albedo, "view": view, "ambient": torch.tensor([0.4, 0.6]),
-         "diffuse": torch.tensor([0.5, 0.3]), "light_dir": torch.nn.functional.normalize(
-             torch.tensor([[0.3, -0.2, 1.0], [-0.5, 0.4, 1.0]]), dim=1)}
+    f = {
+        "depth": depth,
+        "albedo": albedo,
+        "view": view,
+        "ambient": torch.tensor([0.4, 0.6]),
+        "diffuse": torch.tensor([0.5, 0.3]),
+        "light_dir": torch.nn.functional.normalize(torch.tensor([[0.3, -0.2, 1.0], [-0.5, 0.4, 1.0]]), dim=1),
+    }
     target = torch.rand(N, 3, S, S, generator=g) * 2 - 1
     with torch.no_grad():
         off, rec = photo_loss(ctx, f, target)
@@ -118,9 +132,14 @@ def test_joint_mode_takes_its_own_smoothness_weight(setup):
     ctx = setup["off"]
     g = torch.Generator().manual_seed(1)
     depth = 1.0 + torch.randn(N, S, S, generator=g) * 0.02
-    f = {"depth": depth, "albedo": torch.rand(N, 3, S, S, generator=g) * 2 - 1,
-         "view": torch.zeros(N, 6), "ambient": torch.tensor([0.4, 0.6]), "diffuse": torch.tensor([0.5, 0.3]),
-         "light_dir": torch.nn.functional.normalize(torch.tensor([[0.3, -0.2, 1.0], [-0.5, 0.4, 1.0]]), dim=1)}
+    f = {
+        "depth": depth,
+        "albedo": torch.rand(N, 3, S, S, generator=g) * 2 - 1,
+        "view": torch.zeros(N, 6),
+        "ambient": torch.tensor([0.4, 0.6]),
+        "diffuse": torch.tensor([0.5, 0.3]),
+        "light_dir": torch.nn.functional.normalize(torch.tensor([[0.3, -0.2, 1.0], [-0.5, 0.4, 1.0]]), dim=1),
+    }
     target = torch.rand(N, 3, S, S, generator=g) * 2 - 1
 
     def loss(**changes):
@@ -140,10 +159,18 @@ def test_joint_mode_takes_its_own_smoothness_weight(setup):
 def test_step1_view_light_trains_view_and_light_nets(setup, tiny_gan_path):
     """method.step1_view_light: step 1 updates the view and light nets as well as the albedo net; off
     (the reference), they leave step 1 exactly as they came in."""
-    params, text = load_params("params.yaml", [
-        f"method.checkpoint={tiny_gan_path}", f"method.image_size={S}", "method.f1_d=1",
-        "method.perceptual_blocks=2", f"method.profiles.tiny={PROFILE}", "method.profile=tiny",
-        "method.step1_view_light=true"])
+    params, text = load_params(
+        "params.yaml",
+        [
+            f"method.checkpoint={tiny_gan_path}",
+            f"method.image_size={S}",
+            "method.f1_d=1",
+            "method.perceptual_blocks=2",
+            f"method.profiles.tiny={PROFILE}",
+            "method.profile=tiny",
+            "method.step1_view_light=true",
+        ],
+    )
     vl = make_context(params, text, device="cpu", progress=False, nf=16, enc_nf=16)
     changed = {}
     for name, ctx in (("off", setup["off"]), ("on", vl)):
@@ -151,8 +178,12 @@ def test_step1_view_light_trains_view_and_light_nets(setup, tiny_gan_path):
         with read_artifact(setup["stage0"], "shape") as a0, read_artifact(out, "albedo") as a1:
             before, after = load_nets(ctx, a0, N), load_nets(ctx, a1, N)
         changed[name] = {
-            net: max(float((p0 - p1).detach().abs().max()) for p0, p1 in zip(before[net].parameters(), after[net].parameters()))
-            for net in ("albedo", "view", "light", "depth")}
+            net: max(
+                float((p0 - p1).detach().abs().max())
+                for p0, p1 in zip(before[net].parameters(), after[net].parameters())
+            )
+            for net in ("albedo", "view", "light", "depth")
+        }
     assert changed["off"]["view"] == 0.0 and changed["off"]["light"] == 0.0 and changed["off"]["albedo"] > 0
     assert changed["on"]["view"] > 0 and changed["on"]["light"] > 0 and changed["on"]["albedo"] > 0
     assert changed["on"]["depth"] == 0.0 and changed["off"]["depth"] == 0.0

@@ -24,28 +24,37 @@ from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import ConfigError, load_params
 from gan2shape.errors import ArtifactError, InputError
 from gan2shape.evaluate.metrics import erode_mask
+from gan2shape.method.context import make_context
 from gan2shape.method.instances import read_instance_masks, read_instances, sample_instances, write_instances
 from gan2shape.method.masks import canonical_mask, read_masks
-from gan2shape.render.prior import box_from_mask, prior_variant
-from gan2shape.method.context import make_context
 from gan2shape.method.steps import run_prior, run_pseudo, run_step1
 from gan2shape.render import Camera, render_view
+from gan2shape.render.prior import box_from_mask, prior_variant
 
 S = 32
-PROFILE = "{stages: 1, prior_iters: 0, step1_iters: [1, 1], step2_iters: [1, 1], step3_iters: [1, 1], " \
-          "collect_batches: 1, batch_size: 1}"
+PROFILE = (
+    "{stages: 1, prior_iters: 0, step1_iters: [1, 1], step2_iters: [1, 1], step3_iters: [1, 1], "
+    "collect_batches: 1, batch_size: 1}"
+)
 
 
 def _rect(size: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     """(size, size) uint8 mask, 1 on columns x0..x1 and rows y0..y1 (inclusive)."""
     m = np.zeros((size, size), np.uint8)
-    m[y0:y1 + 1, x0:x1 + 1] = 1
+    m[y0 : y1 + 1, x0 : x1 + 1] = 1
     return m
 
 
 def _overrides(tiny_gan_path: Path, *extra: str) -> list[str]:
-    return [f"method.checkpoint={tiny_gan_path}", f"method.image_size={S}", "method.f1_d=1", "method.perceptual_blocks=2",
-            f"method.profiles.tiny={PROFILE}", "method.profile=tiny", *extra]
+    return [
+        f"method.checkpoint={tiny_gan_path}",
+        f"method.image_size={S}",
+        "method.f1_d=1",
+        "method.perceptual_blocks=2",
+        f"method.profiles.tiny={PROFILE}",
+        "method.profile=tiny",
+        *extra,
+    ]
 
 
 def _context(tiny_gan_path: Path, *extra: str):
@@ -65,8 +74,9 @@ def test_masks_from_an_artifact_by_id_resized_nearest(tmp_path, caplog):
     assert boxes[1].tolist() == [8.0, 10.0, 23.0, 25.0]  # 'a': columns 2j+1 in 16..47, rows 2j+1 in 20..51
     assert boxes[0].tolist() == [15.0, 15.0, 16.0, 16.0]  # 'c': 30..33 -> 15..16
     # Same size: no resize, values kept; a (N, 1, S, S) float mask works too.
-    soft = write_artifact(tmp_path / "soft.h5", "x", {"mask": masks[:, None, ::2, ::2].astype(np.float32)},
-                          ids=["a", "b", "c"])
+    soft = write_artifact(
+        tmp_path / "soft.h5", "x", {"mask": masks[:, None, ::2, ::2].astype(np.float32)}, ids=["a", "b", "c"]
+    )
     np.testing.assert_array_equal(read_masks(soft, ["b"], S)[0].numpy(), masks[1, ::2, ::2])
     with pytest.raises(ArtifactError, match=r"no mask for instance id\(s\) \['zz'\]"):
         read_masks(path, ["a", "zz"], S)
@@ -115,8 +125,9 @@ def test_prior_sits_over_the_mask_box(tiny_gan_path, tmp_path):
         assert cx == pytest.approx((x0 + x1) / 2, abs=1e-4) and cy == pytest.approx((y0 + y1) / 2, abs=1e-4)
         # the lowest depth sits on the 2x2 pixels around the centre, close to near
         lowest = torch.nonzero(depth == depth.min())
-        assert set(map(tuple, lowest.tolist())) <= {(r, c) for r in (y0 + y1) // 2 + np.arange(2)
-                                                    for c in (x0 + x1) // 2 + np.arange(2)}
+        assert set(map(tuple, lowest.tolist())) <= {
+            (r, c) for r in (y0 + y1) // 2 + np.arange(2) for c in (x0 + x1) // 2 + np.arange(2)
+        }
         assert near < float(depth.min()) < near + 0.01
     # The default raise_top_frac (1/6, the synface rule) moves the box top up by 1/6 of its height.
     ctx = _context(tiny_gan_path, "method.prior.box_source=mask")
@@ -213,8 +224,9 @@ def test_pseudo_samples_carry_the_object_mask(tiny_gan_path, tmp_path):
     # The same mask, rebuilt from its definition: the canonical mask rendered from each sample's view.
     n, m = views.shape[:2]
     canon = canonical_mask(inst.mask, depth, target_view, ctx.camera)
-    again = render_view(canon.repeat_interleave(m, 0), depth.repeat_interleave(m, 0), views.reshape(n * m, 6),
-                        ctx.camera)
+    again = render_view(
+        canon.repeat_interleave(m, 0), depth.repeat_interleave(m, 0), views.reshape(n * m, 6), ctx.camera
+    )
     expected = (again.mask * again.image.clamp(0, 1)).reshape(n, m, 1, S, S)
     assert torch.allclose(m_obj, expected, atol=1e-3)  # float16 storage: 2^-11 relative
     # Views turn the object (foreshortening shrinks its area), they neither erase nor grow it.
@@ -238,7 +250,10 @@ def test_pseudo_views_around_the_target(tiny_gan_path, tmp_path):
     cov = torch.diag(torch.tensor([0.01, 0.09, 0.0025, 0.0, 0.0, 0.0], dtype=torch.float64))
     views = {}
     for name, c in (("canonical", ctx), ("target", around)):
-        for spread, dist in (("fixed", ViewDistribution(mean, torch.zeros(6, 6))), ("wide", ViewDistribution(mean, cov))):
+        for spread, dist in (
+            ("fixed", ViewDistribution(mean, torch.zeros(6, 6))),
+            ("wide", ViewDistribution(mean, cov)),
+        ):
             path = run_pseudo(c, albedo, tmp_path / f"pseudo_{name}_{spread}.h5", views=dist)
             with read_artifact(path, "pseudo") as art:
                 views[name, spread] = art.tensor("view")

@@ -19,20 +19,29 @@ import torch
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import load_params
 from gan2shape.errors import ArtifactError
+from gan2shape.method.context import make_context
 from gan2shape.method.instances import instances_from_latents, read_instances, sample_instances, write_instances
 from gan2shape.method.reconstruct import run_reconstruct, stage_paths
-from gan2shape.method.context import make_context
 from gan2shape.method.steps import pseudo_count, run_prior, run_step1
 
 S = 32
 N = 2
-PROFILE = "{stages: 2, prior_iters: 4, step1_iters: [3, 2], step2_iters: [3, 2], step3_iters: [3, 2], " \
-          "collect_batches: 2, batch_size: 2}"
+PROFILE = (
+    "{stages: 2, prior_iters: 4, step1_iters: [3, 2], step2_iters: [3, 2], step3_iters: [3, 2], "
+    "collect_batches: 2, batch_size: 2}"
+)
 
 
 def _overrides(tiny_gan_path: Path, *extra: str) -> list[str]:
-    return [f"method.checkpoint={tiny_gan_path}", f"method.image_size={S}", "method.f1_d=1",
-            "method.perceptual_blocks=2", f"method.profiles.tiny={PROFILE}", "method.profile=tiny", *extra]
+    return [
+        f"method.checkpoint={tiny_gan_path}",
+        f"method.image_size={S}",
+        "method.f1_d=1",
+        "method.perceptual_blocks=2",
+        f"method.profiles.tiny={PROFILE}",
+        "method.profile=tiny",
+        *extra,
+    ]
 
 
 def _context(tiny_gan_path: Path, *extra: str):
@@ -86,15 +95,19 @@ def test_every_step_writes_a_readable_artifact(ctx, instances_path, run_a):
             assert art.network_names == ["albedo"]
             assert art.linked_network_names == ["depth"] + (["light", "view"] if k > 1 else [])
             assert sorted(art.attrs["fresh_networks"]) == (["light", "view"] if k == 1 else [])
-        with read_artifact(p["pseudo"], "pseudo", shapes={"image": (m, 3, S, S), "mask": (m, 1, S, S),
-                                                          "view": (m, 6), "light": (m, 4)}) as art:
+        with read_artifact(
+            p["pseudo"], "pseudo", shapes={"image": (m, 3, S, S), "mask": (m, 1, S, S), "view": (m, 6), "light": (m, 4)}
+        ) as art:
             img, mask = art.array("image"), art.array("mask")
             assert np.abs(img).max() <= 1.0 and set(np.unique(mask)) <= {0.0, 1.0} and mask.mean() > 0.3
         with read_artifact(p["projected"], "projected", shapes={"image": (m, 3, S, S)}) as art:
             assert np.isfinite(art.array("image")).all() and np.abs(art.array("image")).max() <= 1.0
             assert art.network_names == ["encoder"]
-        with read_artifact(p["shape"], "shape", shapes={"canon_depth": (S, S), "view": (6,), "light": (4,),
-                                                        "recon_depth": (S, S), "recon_mask": (S, S)}) as art:
+        with read_artifact(
+            p["shape"],
+            "shape",
+            shapes={"canon_depth": (S, S), "view": (6,), "light": (4,), "recon_depth": (S, S), "recon_mask": (S, S)},
+        ) as art:
             depth = art.array("canon_depth")
             lo, hi = ctx.camera.depth_clamp
             assert ctx.camera.min_depth <= depth.min() and depth.max() <= ctx.camera.max_depth
@@ -109,8 +122,12 @@ def test_every_step_writes_a_readable_artifact(ctx, instances_path, run_a):
     with read_artifact(stage_paths(out, 2)["shape"], "shape") as art:
         nets = load_nets(ctx, art, N)
         stored = art.array("canon_depth")
-        assert {art.network(name)[key].dtype for name in art.network_names for key in art.network(name)
-                if art.network(name)[key].is_floating_point()} == {STORE_DTYPE}
+        assert {
+            art.network(name)[key].dtype
+            for name in art.network_names
+            for key in art.network(name)
+            if art.network(name)[key].is_floating_point()
+        } == {STORE_DTYPE}
     with torch.no_grad():
         again = predict(ctx, nets, inst.image)["depth"].numpy()
     np.testing.assert_allclose(again, stored, atol=2e-3)
@@ -163,8 +180,13 @@ def test_resume_reruns_from_the_first_step_that_reads_a_changed_field(tiny_gan_p
     edited = _context(tiny_gan_path, f"method.lam_view={lam_view + 1.0}")
     summary = run_reconstruct(edited, instances_path, tmp_path / "run")
     assert summary["skipped"] == ["stage0/shape.h5", "stage1/albedo.h5", "stage1/pseudo.h5", "stage1/projected.h5"]
-    assert summary["ran"] == ["stage1/shape.h5", "stage2/albedo.h5", "stage2/pseudo.h5", "stage2/projected.h5",
-                              "stage2/shape.h5"]
+    assert summary["ran"] == [
+        "stage1/shape.h5",
+        "stage2/albedo.h5",
+        "stage2/pseudo.h5",
+        "stage2/projected.h5",
+        "stage2/shape.h5",
+    ]
 
 
 @pytest.mark.slow
@@ -286,29 +308,76 @@ def test_cli_sample_and_reconstruct(tiny_gan_path, tmp_path, monkeypatch):
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     sets = []
-    for item in _overrides(tiny_gan_path, "method.profiles.tiny.stages=1", "method.profiles.tiny.prior_iters=1",
-                           "method.profiles.tiny.step1_iters=[1, 1]", "method.profiles.tiny.step2_iters=[1, 1]",
-                           "method.profiles.tiny.step3_iters=[1, 1]", "method.profiles.tiny.collect_batches=1",
-                           "method.profiles.tiny.batch_size=1"):
+    for item in _overrides(
+        tiny_gan_path,
+        "method.profiles.tiny.stages=1",
+        "method.profiles.tiny.prior_iters=1",
+        "method.profiles.tiny.step1_iters=[1, 1]",
+        "method.profiles.tiny.step2_iters=[1, 1]",
+        "method.profiles.tiny.step3_iters=[1, 1]",
+        "method.profiles.tiny.collect_batches=1",
+        "method.profiles.tiny.batch_size=1",
+    ):
         sets += ["--set", item]
     runner = CliRunner()
-    res = runner.invoke(main, ["-q", "sample-instances", *sets, "--n", "1", "--seed", "2",
-                               "--out", str(tmp_path / "instances.h5"), "--device", "cpu"])
+    res = runner.invoke(
+        main,
+        [
+            "-q",
+            "sample-instances",
+            *sets,
+            "--n",
+            "1",
+            "--seed",
+            "2",
+            "--out",
+            str(tmp_path / "instances.h5"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(main, ["-q", "reconstruct", *sets, "--instances", str(tmp_path / "instances.h5"),
-                               "--out", str(tmp_path / "shard"), "--device", "cpu"])
+    res = runner.invoke(
+        main,
+        [
+            "-q",
+            "reconstruct",
+            *sets,
+            "--instances",
+            str(tmp_path / "instances.h5"),
+            "--out",
+            str(tmp_path / "shard"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().splitlines()[-1])
     assert summary["ran"][-1] == "stage1/shape.h5"
     with read_artifact(tmp_path / "shard" / "stage1" / "shape.h5", "shape") as art:
         assert art.shape("recon_depth") == (1, S, S)
     # The single-step commands, from the artifacts the loop wrote: step1 again to a new file.
-    res = runner.invoke(main, ["-q", "step1", *sets, "--instances", str(tmp_path / "instances.h5"),
-                               "--shape", str(tmp_path / "shard" / "stage0" / "shape.h5"),
-                               "--out", str(tmp_path / "again.h5"), "--device", "cpu"])
+    res = runner.invoke(
+        main,
+        [
+            "-q",
+            "step1",
+            *sets,
+            "--instances",
+            str(tmp_path / "instances.h5"),
+            "--shape",
+            str(tmp_path / "shard" / "stage0" / "shape.h5"),
+            "--out",
+            str(tmp_path / "again.h5"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    with read_artifact(tmp_path / "again.h5", "albedo") as a, \
-            read_artifact(tmp_path / "shard" / "stage1" / "albedo.h5", "albedo") as b:
+    with (
+        read_artifact(tmp_path / "again.h5", "albedo") as a,
+        read_artifact(tmp_path / "shard" / "stage1" / "albedo.h5", "albedo") as b,
+    ):
         assert np.array_equal(a.array("canon_albedo"), b.array("canon_albedo"))
     res = runner.invoke(main, ["sample-instances", *sets, "--out", str(tmp_path / "x.h5")])
     assert res.exit_code != 0 and "exactly one of" in res.output
@@ -323,8 +392,14 @@ def test_flip_term_doubles_the_loss_of_a_mirror_symmetric_shape(ctx):
     depth = (raw + raw.flip(2)) / 2  # mirror-symmetric canonical depth
     alb = torch.rand(N, 3, S, S, generator=g) * 2 - 1
     albedo = (alb + alb.flip(3)) / 2
-    f = {"depth": depth, "albedo": albedo, "view": torch.zeros(N, 6), "ambient": torch.full((N,), 0.5),
-         "diffuse": torch.full((N,), 0.5), "light_dir": torch.tensor([[0.0, 0.0, 1.0]]).expand(N, 3)}
+    f = {
+        "depth": depth,
+        "albedo": albedo,
+        "view": torch.zeros(N, 6),
+        "ambient": torch.full((N,), 0.5),
+        "diffuse": torch.full((N,), 0.5),
+        "light_dir": torch.tensor([[0.0, 0.0, 1.0]]).expand(N, 3),
+    }
     target = torch.rand(N, 3, S, S, generator=g) * 2 - 1
     plain, _ = photo_loss(ctx, f, target, smooth=False)
     both, _ = photo_loss(ctx, f, target, smooth=False, flip=True)
@@ -337,8 +412,9 @@ def test_flip_term_doubles_the_loss_of_a_mirror_symmetric_shape(ctx):
 
 
 @pytest.mark.slow
-def test_view_anchor_carries_the_pseudo_views_and_pulls_the_predicted_ones(tiny_gan_path, instances_path, run_a,
-                                                                         tmp_path):
+def test_view_anchor_carries_the_pseudo_views_and_pulls_the_predicted_ones(
+    tiny_gan_path, instances_path, run_a, tmp_path
+):
     """pseudo.h5 and projected.h5 carry view_delta = requested view - the instance's predicted view;
     step 3 with lam_view > 0 brings each sample's predicted rotation relative to its target's closer
     to that offset than the same run without the anchor (samples: the pseudo-samples themselves, which
@@ -364,8 +440,9 @@ def test_view_anchor_carries_the_pseudo_views_and_pulls_the_predicted_ones(tiny_
     write_artifact(shown, "projected", samples, ids=inst.ids, attrs={"stage": 1})
 
     def anchor_error(lam: float) -> float:
-        ctx = _context(tiny_gan_path, f"method.lam_view={lam}", "method.lr=0.002",
-                       "method.profiles.tiny.step3_iters=[60, 2]")
+        ctx = _context(
+            tiny_gan_path, f"method.lam_view={lam}", "method.lr=0.002", "method.profiles.tiny.step3_iters=[60, 2]"
+        )
         path = run_step3(ctx, instances_path, p["albedo"], shown, tmp_path / f"shape_{lam}.h5")
         with read_artifact(path, "shape") as art:
             nets = load_nets(ctx, art, N)
@@ -379,8 +456,9 @@ def test_view_anchor_carries_the_pseudo_views_and_pulls_the_predicted_ones(tiny_
     assert anchored < 0.5 * free, (anchored, free)
 
     bare = tmp_path / "bare.h5"
-    write_artifact(bare, "projected", {"image": samples["image"], "mask": samples["mask"]}, ids=inst.ids,
-                   attrs={"stage": 1})
+    write_artifact(
+        bare, "projected", {"image": samples["image"], "mask": samples["mask"]}, ids=inst.ids, attrs={"stage": 1}
+    )
     ctx = _context(tiny_gan_path, "method.lam_view=1")
     with pytest.raises(ConfigError, match="view_delta"):
         run_step3(ctx, instances_path, p["albedo"], bare, tmp_path / "never.h5")

@@ -25,7 +25,7 @@ from gan2shape.evaluate import (
     write_metrics_json,
 )
 from gan2shape.evaluate.baselines import ellipsoid_prior_prediction
-from gan2shape.evaluate.metrics import evaluation_mask, relief_ratio
+from gan2shape.evaluate.metrics import relief_ratio
 from gan2shape.evaluate.sheet import depth_sheet
 from gan2shape.render import Camera
 
@@ -90,7 +90,7 @@ def test_side_is_scale_invariant(c):
 @pytest.mark.parametrize("k", [0.5, 1.0, 1.6])
 def test_relief_ratio_of_a_scaled_relief_is_the_scale_and_explains_side(k):
     g = torch.Generator().manual_seed(3)
-    gt = (0.9 + 0.2 * torch.rand(3, 12, 12, generator=g, dtype=torch.float64))
+    gt = 0.9 + 0.2 * torch.rand(3, 12, 12, generator=g, dtype=torch.float64)
     mask = (torch.rand(3, 12, 12, generator=g) > 0.3).double()
     pred = 1.7 * gt**k  # relief k times the truth's in log depth, any global scale
     np.testing.assert_allclose(relief_ratio(pred, gt, mask).numpy(), k, rtol=1e-9)
@@ -247,8 +247,13 @@ def test_evaluate_depth_returns_per_image_values_and_summary():
 def test_markdown_table_and_metrics_json(tmp_path):
     rows = {
         "null_depth": {"n": 3, "side_x1e2_mean": 2.7234, "side_x1e2_std": 0.5, "mad_mean": 43.341, "mad_std": 4.0},
-        "mine": {"n": 1, "side_x1e2_mean": np.float64(0.75), "side_x1e2_std": math.nan, "mad_mean": 14.8,
-                 "mad_std": math.nan},
+        "mine": {
+            "n": 1,
+            "side_x1e2_mean": np.float64(0.75),
+            "side_x1e2_std": math.nan,
+            "mad_mean": 14.8,
+            "mad_std": math.nan,
+        },
     }
     table = markdown_table(rows)
     lines = table.strip().split("\n")
@@ -258,8 +263,10 @@ def test_markdown_table_and_metrics_json(tmp_path):
     path = write_metrics_json(tmp_path / "sub" / "m.json", {"b": rows["mine"], "a": np.arange(2)})
     text = path.read_text()
     data = json.loads(text)
-    assert data == {"a": [0, 1], "b": {"n": 1, "side_x1e2_mean": 0.75, "side_x1e2_std": None,
-                                       "mad_mean": 14.8, "mad_std": None}}
+    assert data == {
+        "a": [0, 1],
+        "b": {"n": 1, "side_x1e2_mean": 0.75, "side_x1e2_std": None, "mad_mean": 14.8, "mad_std": None},
+    }
     assert text.index('"a"') < text.index('"b"')  # sorted keys
     assert not (tmp_path / "sub" / "m.json.tmp").exists()
 
@@ -272,8 +279,13 @@ def test_markdown_table_and_metrics_json(tmp_path):
 def _write_split(path, depth: torch.Tensor, prefix: str):
     ids = [f"{prefix}{i:03d}" for i in range(depth.shape[0])]
     mask = (depth < depth.flatten(1).amax(1).view(-1, 1, 1)).to(torch.uint8)
-    write_artifact(path, "heads", {"depth": depth.float(), "mask": mask}, ids=ids,
-                   attrs={"image_size": S, "camera_fov_deg": FOV, "split": "test" if prefix == "te" else "train"})
+    write_artifact(
+        path,
+        "heads",
+        {"depth": depth.float(), "mask": mask},
+        ids=ids,
+        attrs={"image_size": S, "camera_fov_deg": FOV, "split": "test" if prefix == "te" else "train"},
+    )
     return ids
 
 
@@ -281,8 +293,10 @@ def _plane_heads(tilts) -> torch.Tensor:
     """Tilted planes inside a disk of radius 10 px, background at BACKGROUND."""
     u, v = torch.meshgrid(torch.arange(S) - (S - 1) / 2, torch.arange(S) - (S - 1) / 2, indexing="ij")
     disk = (u**2 + v**2) <= 10**2
-    maps = [torch.where(disk, _tilted_plane(t, 20.0 * i), torch.tensor(BACKGROUND, dtype=torch.float64))
-            for i, t in enumerate(tilts)]
+    maps = [
+        torch.where(disk, _tilted_plane(t, 20.0 * i), torch.tensor(BACKGROUND, dtype=torch.float64))
+        for i, t in enumerate(tilts)
+    ]
     return torch.stack(maps).float()
 
 
@@ -323,10 +337,8 @@ def test_baselines_on_analytic_scenes(tmp_path):
     np.testing.assert_allclose(null["mad"], tilts, atol=1e-3)  # a flat plane vs each tilted plane
     avg = rows["average_gt_depth"]
     assert avg["side"][0] == pytest.approx(0.0, abs=1e-7) and avg["mad"][0] == pytest.approx(0.0, abs=1e-6)
-    assert avg["mad"][2] == pytest.approx(math.degrees(math.acos(
-        np.dot(_unit(5.0, 0.0), _unit(25.0, 40.0)))), abs=1e-3)
-    first_two = evaluate_baselines(None, str(tmp_path / "test.h5"), camera, max_images=2,
-                                   names=("ellipsoid_prior",))
+    assert avg["mad"][2] == pytest.approx(math.degrees(math.acos(np.dot(_unit(5.0, 0.0), _unit(25.0, 40.0)))), abs=1e-3)
+    first_two = evaluate_baselines(None, str(tmp_path / "test.h5"), camera, max_images=2, names=("ellipsoid_prior",))
     assert first_two["ellipsoid_prior"]["n"] == 2
     np.testing.assert_allclose(first_two["ellipsoid_prior"]["side"], rows["ellipsoid_prior"]["side"][:2])
     with pytest.raises(ValueError, match="train"):
@@ -344,8 +356,9 @@ def test_run_evaluate_scores_a_prediction_file_and_writes_reports(tmp_path):
     # a prediction for two of the test images, in another order, off by a global scale
     order = [2, 0]
     write_artifact(tmp_path / "pred.h5", "prediction", {"depth": 1.3 * gt[order]}, ids=[test_ids[i] for i in order])
-    out = run_evaluate(tmp_path / "test.h5", tmp_path / "pred.h5", tmp_path / "out", train_path=None,
-                       config=EvaluateConfig())
+    out = run_evaluate(
+        tmp_path / "test.h5", tmp_path / "pred.h5", tmp_path / "out", train_path=None, config=EvaluateConfig()
+    )
     assert set(out["rows"]) == {"null_depth", "ellipsoid_prior", "prediction"}
     assert out["skipped"] == {"average_gt_depth": "no train split given (--train)"}
     pred = out["rows"]["prediction"]
@@ -362,25 +375,38 @@ def test_run_evaluate_scores_a_prediction_file_and_writes_reports(tmp_path):
     write_artifact(tmp_path / "prior.h5", "prediction", {"depth": ellipsoid_prior_prediction(gt)}, ids=test_ids)
     reference = PriorConfig(near=0.91, far=1.02, raise_top_frac=1.0 / 6.0)  # ellipsoid_prior_prediction's defaults
     out = run_evaluate(tmp_path / "test.h5", tmp_path / "prior.h5", tmp_path / "out2", prior=reference)
-    np.testing.assert_allclose(out["rows"]["prediction"]["side_x1e2_mean"],
-                               out["rows"]["ellipsoid_prior"]["side_x1e2_mean"], rtol=1e-9)
-    np.testing.assert_allclose(out["rows"]["prediction"]["mad_mean"], out["rows"]["ellipsoid_prior"]["mad_mean"],
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        out["rows"]["prediction"]["side_x1e2_mean"], out["rows"]["ellipsoid_prior"]["side_x1e2_mean"], rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        out["rows"]["prediction"]["mad_mean"], out["rows"]["ellipsoid_prior"]["mad_mean"], rtol=1e-9
+    )
     assert out["ellipsoid_prior"] == {"near": 0.91, "far": 1.02, "raise_top_frac": pytest.approx(1.0 / 6.0)}
     # the row follows the method's prior (method.prior near / far): a shallower cap scores as a
     # prediction file of that cap, and differently from the reference's
     shallow = PriorConfig(near=0.965, far=1.02, raise_top_frac=1.0 / 6.0)
-    write_artifact(tmp_path / "shallow.h5", "prediction",
-                   {"depth": ellipsoid_prior_prediction(gt, near=0.965, far=1.02)}, ids=test_ids)
+    write_artifact(
+        tmp_path / "shallow.h5",
+        "prediction",
+        {"depth": ellipsoid_prior_prediction(gt, near=0.965, far=1.02)},
+        ids=test_ids,
+    )
     out3 = run_evaluate(tmp_path / "test.h5", tmp_path / "shallow.h5", tmp_path / "out3", prior=shallow)
     assert out3["ellipsoid_prior"]["near"] == 0.965
-    np.testing.assert_allclose(out3["rows"]["prediction"]["side_x1e2_mean"],
-                               out3["rows"]["ellipsoid_prior"]["side_x1e2_mean"], rtol=1e-9)
+    np.testing.assert_allclose(
+        out3["rows"]["prediction"]["side_x1e2_mean"], out3["rows"]["ellipsoid_prior"]["side_x1e2_mean"], rtol=1e-9
+    )
     shallow_side = out3["rows"]["ellipsoid_prior"]["side_x1e2_mean"]
     assert abs(shallow_side - out["rows"]["ellipsoid_prior"]["side_x1e2_mean"]) > 1e-3
     with pytest.raises(ValueError, match="prior_near < prior_far"):
-        evaluate_baselines(None, str(tmp_path / "test.h5"), Camera(S, fov_deg=FOV), names=("ellipsoid_prior",),
-                           prior_near=1.05, prior_far=1.02)
+        evaluate_baselines(
+            None,
+            str(tmp_path / "test.h5"),
+            Camera(S, fov_deg=FOV),
+            names=("ellipsoid_prior",),
+            prior_near=1.05,
+            prior_far=1.02,
+        )
 
 
 def test_run_evaluate_rejects_mismatched_predictions(tmp_path):
@@ -406,8 +432,12 @@ def test_run_evaluate_scores_the_methods_shape_artifact(tmp_path):
     valid[1, :, : S // 2] = 0  # half of the second image invalid: it must leave the evaluation mask
     wrong = gt.clone()
     wrong[1, :, : S // 2] = 0.5  # ...where the prediction is garbage
-    write_artifact(tmp_path / "shape.h5", "shape", {"recon_depth": 1.1 * wrong, "recon_mask": valid,
-                                                    "canon_depth": gt}, ids=test_ids)
+    write_artifact(
+        tmp_path / "shape.h5",
+        "shape",
+        {"recon_depth": 1.1 * wrong, "recon_mask": valid, "canon_depth": gt},
+        ids=test_ids,
+    )
     out = run_evaluate(tmp_path / "test.h5", tmp_path / "shape.h5", tmp_path / "out", baselines=False)
     pred = out["rows"]["prediction"]
     assert pred["n"] == 2 and pred["side_x1e2_mean"] == pytest.approx(0.0, abs=1e-5)
@@ -433,8 +463,12 @@ def test_run_evaluate_reports_relief_and_view_error_of_a_shape_artifact(tmp_path
     # 0 along y) and a plane (roughness 0)
     col = torch.arange(S, dtype=torch.float32)
     canon = torch.stack([1.0 + 0.01 * (-1.0) ** col[None, :].expand(S, S), 1.0 + 0.002 * col[None, :].expand(S, S)])
-    write_artifact(tmp_path / "shape.h5", "shape", {"recon_depth": deeper.float(), "recon_mask": torch.ones_like(gt),
-                                                    "view": view, "canon_depth": canon}, ids=test_ids)
+    write_artifact(
+        tmp_path / "shape.h5",
+        "shape",
+        {"recon_depth": deeper.float(), "recon_mask": torch.ones_like(gt), "view": view, "canon_depth": canon},
+        ids=test_ids,
+    )
     out = run_evaluate(tmp_path / "test.h5", tmp_path / "shape.h5", tmp_path / "out", baselines=True)
     diag = out["diagnostics"]
     assert diag["prediction"]["relief_ratio_median"] == pytest.approx(1.5, rel=1e-3)
@@ -479,7 +513,7 @@ def test_depth_sheet_scale_free_and_worst_first():
 
     def tile(k):
         c = 2 + k * (S + 1)
-        return sheet[2:2 + S, c:c + S]
+        return sheet[2 : 2 + S, c : c + S]
 
     # worst first: head 1 (SIDE 0.9), then head 2, then head 0; the image tile tells which head it is
     assert [int(tile(3 * j)[0, 0, 0]) for j in range(3)] == [80, 120, 40]
@@ -498,8 +532,13 @@ def test_run_evaluate_writes_the_depth_sheet(tmp_path):
     ids = [f"te{i:03d}" for i in range(2)]
     mask = (gt < gt.flatten(1).amax(1).view(-1, 1, 1)).to(torch.uint8)
     image = torch.randint(0, 256, (2, 3, S, S), dtype=torch.uint8)
-    write_artifact(tmp_path / "test.h5", "heads", {"depth": gt, "mask": mask, "image": image}, ids=ids,
-                   attrs={"image_size": S, "camera_fov_deg": FOV, "split": "test"})
+    write_artifact(
+        tmp_path / "test.h5",
+        "heads",
+        {"depth": gt, "mask": mask, "image": image},
+        ids=ids,
+        attrs={"image_size": S, "camera_fov_deg": FOV, "split": "test"},
+    )
     write_artifact(tmp_path / "pred.h5", "prediction", {"depth": gt * 1.1}, ids=ids)
     run_evaluate(tmp_path / "test.h5", tmp_path / "pred.h5", tmp_path / "out", baselines=False)
     from PIL import Image
@@ -521,6 +560,6 @@ def test_angle_gain_measures_the_rotation_scale():
     assert float(noise @ gt) == 0.0
     assert angle_gain(gt + noise, gt) == pytest.approx(1.0)
     assert np.isnan(angle_gain(gt, np.zeros(5)))
-    np.testing.assert_allclose(wrap_degrees([190.0, -190.0, 360.0 + 30.0, 180.0]),
-                               [-170.0, 170.0, 30.0, -180.0], atol=1e-9)
-
+    np.testing.assert_allclose(
+        wrap_degrees([190.0, -190.0, 360.0 + 30.0, 180.0]), [-170.0, 170.0, 30.0, -180.0], atol=1e-9
+    )

@@ -76,7 +76,7 @@ def test_instance_ensemble_equals_separate_copies() -> None:
     ens = InstanceEnsemble(iter(copies).__next__, n)
     x = torch.randn(n * b, 3, size, size)
     y = ens(x)
-    expected = torch.cat([copies[i](x[i * b:(i + 1) * b]) for i in range(n)])
+    expected = torch.cat([copies[i](x[i * b : (i + 1) * b]) for i in range(n)])
     torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-5)
     # Gradients of copy i come only from copy i's rows.
     loss = y[:b].sum()

@@ -37,8 +37,9 @@ def sup_config(**kw) -> SupervisedConfig:
 
 
 def u3d_config(**kw) -> Unsup3dConfig:
-    base = dict(image_size=S, nf=16, zdim=16, conf_zdim=16, batch_size=2, steps=2, checkpoint_every=1, log_every=1,
-                seed=1)
+    base = dict(
+        image_size=S, nf=16, zdim=16, conf_zdim=16, batch_size=2, steps=2, checkpoint_every=1, log_every=1, seed=1
+    )
     return Unsup3dConfig(**{**base, **kw})
 
 
@@ -82,8 +83,9 @@ def test_si_log_error_is_zero_for_a_scaled_copy_and_equals_side() -> None:
     torch.testing.assert_close(si_log_error(pred_log, gt.log(), mask), c.flatten(), rtol=1e-4, atol=1e-6)
     # and equals the evaluation's SIDE (another implementation) of exp(pred_log)
     pred = 0.9 * gt * (1 + 0.1 * torch.rand(3, S, S, generator=gen))
-    torch.testing.assert_close(si_log_error(pred.log(), gt.log(), mask), side(pred, gt, mask.float()).float(),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        si_log_error(pred.log(), gt.log(), mask), side(pred, gt, mask.float()).float(), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_normal_error_analytic() -> None:
@@ -98,8 +100,9 @@ def test_normal_error_analytic() -> None:
     # normals ignore a global scale of the depth (the surface is scaled about the camera)
     camera = Camera(S)
     depth = 1.0 + 0.05 * torch.rand(2, S, S, generator=torch.Generator().manual_seed(1))
-    err = normal_error(depth_to_normals(1.3 * depth, camera), depth_to_normals(depth, camera),
-                       torch.ones(2, S, S, dtype=torch.bool))
+    err = normal_error(
+        depth_to_normals(1.3 * depth, camera), depth_to_normals(depth, camera), torch.ones(2, S, S, dtype=torch.bool)
+    )
     assert err.abs().max() < 1e-6
 
 
@@ -181,8 +184,7 @@ def test_supervised_chain_and_bit_identical_resume(heads: Path, tmp_path: Path) 
     cfg = sup_config()
     straight = train_supervised(cfg, heads / "train.h5", tmp_path / "straight", device="cpu", progress=False)
     assert straight["finished"] and straight["steps"] == 4 and math.isfinite(straight["losses"]["loss"])
-    first = train_supervised(cfg, heads / "train.h5", tmp_path / "chunked", device="cpu", progress=False,
-                             max_steps=3)
+    first = train_supervised(cfg, heads / "train.h5", tmp_path / "chunked", device="cpu", progress=False, max_steps=3)
     assert first["steps"] == 3 and not first["finished"]
     second = train_supervised(cfg, heads / "train.h5", tmp_path / "chunked", device="cpu", progress=False)
     assert second["resumed_from_step"] == 3 and second["steps"] == 4
@@ -221,8 +223,9 @@ def test_unsup3d_chain(heads: Path, tmp_path: Path) -> None:
 def test_unsup3d_resume_is_bit_identical(heads: Path, tmp_path: Path) -> None:
     cfg = u3d_config(steps=3)
     train_unsup3d(cfg, RenderConfig(), heads / "train.h5", tmp_path / "straight", device="cpu", progress=False)
-    train_unsup3d(cfg, RenderConfig(), heads / "train.h5", tmp_path / "chunked", device="cpu", progress=False,
-                  max_steps=2)
+    train_unsup3d(
+        cfg, RenderConfig(), heads / "train.h5", tmp_path / "chunked", device="cpu", progress=False, max_steps=2
+    )
     again = train_unsup3d(cfg, RenderConfig(), heads / "train.h5", tmp_path / "chunked", device="cpu", progress=False)
     assert again["resumed_from_step"] == 2
     _assert_same_state(_raw(tmp_path / "chunked" / "checkpoint.pt"), _raw(tmp_path / "straight" / "checkpoint.pt"))
@@ -260,9 +263,23 @@ def test_bad_checkpoints_are_refused(heads: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"lacks \['networks'\]"):
         run_predict(foreign, heads / "test.h5", tmp_path / "p.h5")
     # the CLI: one line, exit 1, no traceback
-    result = CliRunner().invoke(main, ["-q", "predict", "--params", str(ROOT / "params.yaml"), "--checkpoint",
-                                       str(bad / "checkpoint.pt"), "--images", str(heads / "test.h5"), "--out",
-                                       str(tmp_path / "p.h5"), "--device", "cpu"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "-q",
+            "predict",
+            "--params",
+            str(ROOT / "params.yaml"),
+            "--checkpoint",
+            str(bad / "checkpoint.pt"),
+            "--images",
+            str(heads / "test.h5"),
+            "--out",
+            str(tmp_path / "p.h5"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "cannot be read as a peer checkpoint" in lines[0]
@@ -293,7 +310,10 @@ def test_peers_import_only_the_layers_below() -> None:
     found = set()
     for path in (ROOT / "gan2shape" / "peers").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            )
             found |= {n.split(".")[1] for n in names if n.startswith("gan2shape.")}
     assert found and found <= allowed, found - allowed

@@ -60,8 +60,9 @@ def test_render_pose_set_gives_the_heads_views():
 
 @pytest.mark.slow
 def test_training_learns_yaw_and_round_trips(tmp_path):
-    net, report = train_pose_regressor(HEADS32, n_images=1500, n_held=300, steps=300, batch_size=64, nf=8,
-                                       progress=False)
+    net, report = train_pose_regressor(
+        HEADS32, n_images=1500, n_held=300, steps=300, batch_size=64, nf=8, progress=False
+    )
     yaw = report["held_out"]["yaw"]
     # yaw spans +-60 degrees (std ~35): a regressor that learned nothing has r ~ 0
     assert yaw["r"] > 0.8 and yaw["slope"] > 0.5, yaw

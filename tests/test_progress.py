@@ -71,5 +71,7 @@ def test_terminal_handler_shows_phase_lines_and_warnings_only(caplog):
     finally:
         for name in (LOGGER, logger.name):
             logging.getLogger(name).removeHandler(handler)
-    assert stream.getvalue().splitlines() == ["gan2shape step1: stage 1 step 1: 400 iter",
-                                              "gan2shape step1: x.h5 is not usable; rebuilding it"]
+    assert stream.getvalue().splitlines() == [
+        "gan2shape step1: stage 1 step 1: 400 iter",
+        "gan2shape step1: x.h5 is not usable; rebuilding it",
+    ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -140,10 +139,12 @@ def test_projection_prior_and_tie_pull_the_latent_in(tiny_gan):
     base = dict(steps=40, batch_size=2, feature_blocks=2, mean_latent_samples=1000, seed=0, latent_prior=0.0)
     mean, white = w_whitening(g, 1000, seed=0, device="cpu")
     free = project_images(g, d, target, ProjectConfig(**base, w_plus=True), device="cpu", progress=False)
-    tied = project_images(g, d, target, ProjectConfig(**base, w_plus=True, layer_tie=100.0), device="cpu",
-                          progress=False)
-    held = project_images(g, d, target, ProjectConfig(**{**base, "latent_prior": 100.0}, w_plus=False), device="cpu",
-                          progress=False)
+    tied = project_images(
+        g, d, target, ProjectConfig(**base, w_plus=True, layer_tie=100.0), device="cpu", progress=False
+    )
+    held = project_images(
+        g, d, target, ProjectConfig(**{**base, "latent_prior": 100.0}, w_plus=False), device="cpu", progress=False
+    )
     free_prior, free_tie = latent_penalties(free["latents"], mean, white)
     _, tied_tie = latent_penalties(tied["latents"], mean, white)
     held_prior, _ = latent_penalties(held["latents"][:, 0], mean, white)
@@ -166,7 +167,9 @@ def test_projection_recovers_generated_images(tiny_gan):
     out = project_images(g, d, target, config, device="cpu", progress=False)
 
     assert out["latents"].shape == (4, g.n_latent, TINY.style_dim)
-    assert [n.shape for n in out["noises"]] == [(4, 1, *getattr(g.noises, f"noise_{i}").shape[2:]) for i in range(g.num_layers)]
+    assert [n.shape for n in out["noises"]] == [
+        (4, 1, *getattr(g.noises, f"noise_{i}").shape[2:]) for i in range(g.num_layers)
+    ]
     assert out["images"].shape == target.shape
     assert out["feature_source"].startswith("discriminator")
     # Much closer than the mean-latent start, for every image.
@@ -214,7 +217,9 @@ def test_project_file_round_trip(tiny_gan, tmp_path):
     ids = ["a", "b", "c"]
     write_artifact(tmp_path / "heads.h5", "heads", {"image": to_uint8(target)}, ids=ids)
     config = ProjectConfig(steps=15, batch_size=2, mean_latent_samples=500, feature_blocks=2)
-    out = project_file(ckpt, tmp_path / "heads.h5", tmp_path / "latents.h5", config, device="cpu", limit=2, progress=False)
+    out = project_file(
+        ckpt, tmp_path / "heads.h5", tmp_path / "latents.h5", config, device="cpu", limit=2, progress=False
+    )
 
     with read_artifact(out, kind="latents", require=("latent", "image_recon", "psnr")) as art:
         assert art.ids == ids[:2]

@@ -143,8 +143,14 @@ def test_render_view_moves_texture_with_the_surface():
     n = VIEWS.shape[0]
     coords = pixel_coordinates(64, 64, dtype=torch.float64).permute(2, 0, 1)[None].expand(n, -1, -1, -1)
     background = torch.full((n, 2, 64, 64), -7.0)
-    out = render_view(coords.float(), canon.float().expand(n, -1, -1), VIEWS.float(), CAM,
-                      canon_mask=mask.expand(n, -1, -1), background=background)
+    out = render_view(
+        coords.float(),
+        canon.float().expand(n, -1, -1),
+        VIEWS.float(),
+        CAM,
+        canon_mask=mask.expand(n, -1, -1),
+        background=background,
+    )
     interior, truth = interior_pixels(ELLIPSOID["center"], ELLIPSOID["axes"], VIEWS, CAM)
     hits = truth[..., None] * depth_to_points(torch.ones(1, 64, 64, dtype=torch.float64), CAM)
     canon_points = unwarp_points(torch.nan_to_num(hits, nan=1.0), VIEWS, CAM.rot_center_depth)
@@ -161,8 +167,10 @@ def test_warp_round_trip_returns_identity():
     cam = Camera(s)
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
     depth = (1.04 - 0.04 * torch.exp(-(xs**2 + 1.5 * ys**2) / 0.5)).expand(3, -1, -1).double()
-    view = torch.tensor([[0.1, 0.25, 0.05, 0.002, 0.0, 0.0], [-0.2, -0.15, 0.0, 0.0, 0.003, 0.01],
-                         [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    view = torch.tensor(
+        [[0.1, 0.25, 0.05, 0.002, 0.0, 0.0], [-0.2, -0.15, 0.0, 0.0, 0.003, 0.01], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]],
+        dtype=torch.float64,
+    )
     to_view = canon_to_view_grid(depth, view, cam)  # (N, S, S, 2)
     to_canon = view_to_canon_grid(view_depth(depth, view, cam), view, cam)
     back = F.grid_sample(to_canon.permute(0, 3, 1, 2), to_view, align_corners=True).permute(0, 2, 3, 1)

@@ -200,8 +200,14 @@ def test_wrong_shapes_name_the_argument():
     _expect_error("vertices", rasterize, torch.ones(2, 5), torch.zeros(1, 3, dtype=torch.long), cam)
     _expect_error("faces", rasterize, torch.ones(2, 5, 3), torch.zeros(1, 3), cam)  # float faces
     _expect_error("faces", rasterize, torch.ones(2, 5, 3), torch.tensor([[0, 1, 5]]), cam)  # out of range
-    _expect_error("face_mask", rasterize, torch.ones(2, 5, 3), torch.zeros(1, 3, dtype=torch.long), cam,
-                  face_mask=torch.ones(2, 2, dtype=torch.bool))
+    _expect_error(
+        "face_mask",
+        rasterize,
+        torch.ones(2, 5, 3),
+        torch.zeros(1, 3, dtype=torch.long),
+        cam,
+        face_mask=torch.ones(2, 2, dtype=torch.bool),
+    )
     n = torch.zeros(2, 8, 8, 3)
     _expect_error("light_xy", light_direction, torch.zeros(2, 3))
     _expect_error("normals", lambertian, torch.zeros(2, 8, 8), torch.zeros(2, 3))

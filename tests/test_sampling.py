@@ -61,8 +61,10 @@ def test_light_raw_physical_round_trip():
 def _random_distribution():
     g = torch.Generator().manual_seed(1)
     a = torch.randn(6, 6, generator=g, dtype=torch.float64) * 0.2
-    return ViewDistribution(mean=torch.tensor([0.1, -0.2, 0.05, 0.01, -0.02, 0.0], dtype=torch.float64),
-                            cov=a @ a.T + 0.01 * torch.eye(6, dtype=torch.float64))
+    return ViewDistribution(
+        mean=torch.tensor([0.1, -0.2, 0.05, 0.01, -0.02, 0.0], dtype=torch.float64),
+        cov=a @ a.T + 0.01 * torch.eye(6, dtype=torch.float64),
+    )
 
 
 def test_fit_recovers_mean_and_cov_of_its_own_samples():

@@ -19,13 +19,16 @@ from gan2shape.cli import main
 from gan2shape.shards import collect_exports, shard_bounds, split_instances
 
 
-@pytest.mark.parametrize("n, size, expected", [
-    (5, None, [(0, 5)]),
-    (5, 2, [(0, 2), (2, 4), (4, 5)]),
-    (4, 2, [(0, 2), (2, 4)]),
-    (3, 7, [(0, 3)]),
-    (1, 1, [(0, 1)]),
-])
+@pytest.mark.parametrize(
+    "n, size, expected",
+    [
+        (5, None, [(0, 5)]),
+        (5, 2, [(0, 2), (2, 4), (4, 5)]),
+        (4, 2, [(0, 2), (2, 4)]),
+        (3, 7, [(0, 3)]),
+        (1, 1, [(0, 1)]),
+    ],
+)
 def test_shard_bounds(n, size, expected):
     bounds = shard_bounds(n, size)
     assert bounds == expected
@@ -40,13 +43,21 @@ def test_shard_bounds_rejects_bad_counts():
 
 def _instances(path, n=5):
     rng = np.random.default_rng(0)
-    arrays = {"image": rng.uniform(-1, 1, (n, 3, 4, 4)).astype(np.float32),
-              "latent": rng.normal(size=(n, 3, 8)).astype(np.float32),
-              "noise_0": rng.normal(size=(n, 1, 4, 4)).astype(np.float32),
-              "mask": rng.integers(0, 2, (n, 4, 4), dtype=np.uint8)}
+    arrays = {
+        "image": rng.uniform(-1, 1, (n, 3, 4, 4)).astype(np.float32),
+        "latent": rng.normal(size=(n, 3, 8)).astype(np.float32),
+        "noise_0": rng.normal(size=(n, 1, 4, 4)).astype(np.float32),
+        "mask": rng.integers(0, 2, (n, 4, 4), dtype=np.uint8),
+    }
     ids = [f"s0_{i:05d}" for i in range(n)]
-    write_artifact(path, "instances", arrays, ids=ids, params_text="method: {seed: 3}\n",
-                   attrs={"n_noise": 1, "image_size": 4, "source": "sampled", "seed": 0})
+    write_artifact(
+        path,
+        "instances",
+        arrays,
+        ids=ids,
+        params_text="method: {seed: 3}\n",
+        attrs={"n_noise": 1, "image_size": 4, "source": "sampled", "seed": 0},
+    )
     return arrays, ids
 
 
@@ -74,8 +85,20 @@ def test_split_instances_index_past_the_end_fails(tmp_path):
     _instances(src)
     with pytest.raises(ValueError, match=r"5 instance\(s\): 3 shard\(s\) of 2, so shard 3 does not exist"):
         split_instances(src, tmp_path / "x.h5", 3, 2)
-    res = CliRunner().invoke(main, ["split-instances", "--instances", str(src), "--shard", "0", "--shard-size", "0",
-                                    "--out", str(tmp_path / "x.h5")])
+    res = CliRunner().invoke(
+        main,
+        [
+            "split-instances",
+            "--instances",
+            str(src),
+            "--shard",
+            "0",
+            "--shard-size",
+            "0",
+            "--out",
+            str(tmp_path / "x.h5"),
+        ],
+    )
     assert res.exit_code != 0 and "--shard-size must be >= 1" in res.output
     assert not (tmp_path / "x.h5").exists()
 
@@ -92,8 +115,9 @@ def test_collect_exports_links_every_shard(tmp_path):
     _export(tmp_path / "shard0/export", ["a", "b"])
     _export(tmp_path / "shard1/export", ["c"])
     out = tmp_path / "export"
-    res = CliRunner().invoke(main, ["collect-exports", str(tmp_path / "shard0/export"), str(tmp_path / "shard1/export"),
-                                    "--out", str(out)])
+    res = CliRunner().invoke(
+        main, ["collect-exports", str(tmp_path / "shard0/export"), str(tmp_path / "shard1/export"), "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c"]
     for shard, i in (("shard0", "a"), ("shard0", "b"), ("shard1", "c")):

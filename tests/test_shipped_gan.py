@@ -63,8 +63,14 @@ def test_the_shipped_encoder_fits_the_default_run_and_has_learnt_to_invert(shipp
     found = resolve_encoder_init(cfg, image_size=cfg.image_size, enc_nf=cfg.enc_nf, style_dim=shipped.config.style_dim)
     assert found == SHIPPED.with_name("stylegan2_heads64.encoder_linear.h5")
     assert found.stat().st_size < 16 * 2**20
-    enc = load_encoder(found, image_size=cfg.image_size, enc_nf=cfg.enc_nf, style_dim=shipped.config.style_dim,
-                       offset=cfg.offset, f1_d=cfg.f1_d)
+    enc = load_encoder(
+        found,
+        image_size=cfg.image_size,
+        enc_nf=cfg.enc_nf,
+        style_dim=shipped.config.style_dim,
+        offset=cfg.offset,
+        f1_d=cfg.f1_d,
+    )
     with torch.no_grad():
         out = enc(torch.zeros(2, 3, cfg.image_size, cfg.image_size))
     assert out.shape == (2, 512) and torch.isfinite(out).all()

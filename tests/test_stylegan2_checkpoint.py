@@ -1,4 +1,5 @@
 """Checkpoint save/load in the rosinality layout: round trips, official files, errors."""
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,12 @@ def test_round_trip_is_bit_identical(tmp_path: Path) -> None:
     opt.step()
     avg = g.mean_latent(64)
     path = save_checkpoint(
-        tmp_path / "sub" / "ck.pt", g, d, g=g_train, g_optim=opt, latent_avg=avg,
+        tmp_path / "sub" / "ck.pt",
+        g,
+        d,
+        g=g_train,
+        g_optim=opt,
+        latent_avg=avg,
         extra={"step": 7, "note": "test", "ema": torch.ones(2)},
     )
     assert path.is_file() and [p.name for p in path.parent.iterdir()] == ["ck.pt"]

@@ -1,4 +1,5 @@
 """StyleGAN2 networks: official key layout, mapping split, truncation, fast vs reference ops."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,7 @@ from gan2shape.stylegan2.ops import make_kernel
 
 
 def official_channels(cm: int) -> dict[int, int]:
-    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm,
-            512: 32 * cm, 1024: 16 * cm}
+    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm, 512: 32 * cm, 1024: 16 * cm}
 
 
 def official_generator_keys(size: int, style_dim: int, n_mlp: int, cm: int) -> list[tuple[str, tuple]]:
@@ -190,8 +190,7 @@ def test_truncation_zero_gives_mean_latent_image(nets: tuple[Generator, Discrimi
     mean = g.mean_latent(256, generator=torch.Generator().manual_seed(0))
     assert mean.shape == (1, STYLE)
     z = torch.randn(3, STYLE)
-    img0, lat0 = g([z], truncation=0.0, truncation_latent=mean, randomize_noise=False,
-                   return_latents=True)
+    img0, lat0 = g([z], truncation=0.0, truncation_latent=mean, randomize_noise=False, return_latents=True)
     img_mean, _ = g([mean.expand(3, -1)], input_is_latent=True, randomize_noise=False)
     assert torch.equal(img0, img_mean)
     assert torch.equal(lat0, mean[:, None].expand(3, g.n_latent, -1))
@@ -335,7 +334,12 @@ def test_modulated_conv_formulations_agree(resample: str) -> None:
     torch.manual_seed(3)
     for demodulate in (True, False):
         conv = ModulatedConv2d(
-            6, 5, 3, 8, demodulate=demodulate, upsample=resample == "up",
+            6,
+            5,
+            3,
+            8,
+            demodulate=demodulate,
+            upsample=resample == "up",
             downsample=resample == "down",
         ).double()
         x = torch.randn(3, 6, 8, 8, dtype=torch.float64)

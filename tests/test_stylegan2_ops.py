@@ -1,4 +1,5 @@
 """Fast (convolution) resampling ops against the step-by-step reference upfirdn2d."""
+
 from __future__ import annotations
 
 import itertools
@@ -173,6 +174,4 @@ def test_fast_grad_in_float32_matches_reference(up: int, down: int) -> None:
     y_fast = upfirdn2d_fast(x, k, up, down, (2, 1))
     torch.testing.assert_close(y_fast, y_ref)
     g = torch.randn_like(y_ref)
-    torch.testing.assert_close(
-        torch.autograd.grad(y_fast, x, g)[0], torch.autograd.grad(y_ref, x, g)[0]
-    )
+    torch.testing.assert_close(torch.autograd.grad(y_fast, x, g)[0], torch.autograd.grad(y_ref, x, g)[0])

@@ -74,10 +74,16 @@ def test_run_tables_files(eval_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     written = run_tables(eval_dir, out, priors=["flat", "ellipsoid"], perceptual=["none", "discriminator"])
     t1_rows = ["null_depth", "average_gt_depth", "ellipsoid_prior", "stage1", "stage2", "ours"]
-    assert sorted(written) == sorted(["table1.md", "table2.md", "perceptual.md", "stages.csv"]
-                                     + [f"metrics/table1/{r}.json" for r in t1_rows]
-                                     + ["metrics/table2/flat.json", "metrics/table2/ellipsoid.json",
-                                        "metrics/perceptual/none.json", "metrics/perceptual/discriminator.json"])
+    assert sorted(written) == sorted(
+        ["table1.md", "table2.md", "perceptual.md", "stages.csv"]
+        + [f"metrics/table1/{r}.json" for r in t1_rows]
+        + [
+            "metrics/table2/flat.json",
+            "metrics/table2/ellipsoid.json",
+            "metrics/perceptual/none.json",
+            "metrics/perceptual/discriminator.json",
+        ]
+    )
     assert _metrics(out, "table1") == {r: table1_rows(read_run(eval_dir, "test"))[r] for r in t1_rows}
     assert _metrics(out, "table1")["ours"]["mad_mean"] == 10.005
 
@@ -92,8 +98,10 @@ def test_run_tables_files(eval_dir: Path, tmp_path: Path) -> None:
     t2 = _metrics(out, "table2")
     assert t2["flat"] == _row(2, 3.0, None, 33.0, None) and t2["ellipsoid"]["mad_mean"] == 11.0
     md2 = (out / "table2.md").read_text().splitlines()
-    assert md2[4:] == ["| GAN2Shape, flat prior | 2 | 3.000 | 33.00 |",
-                       "| GAN2Shape, ellipsoid prior | 2 | 1.000 ± 0.100 | 11.00 ± 1.00 |"]
+    assert md2[4:] == [
+        "| GAN2Shape, flat prior | 2 | 3.000 | 33.00 |",
+        "| GAN2Shape, ellipsoid prior | 2 | 1.000 ± 0.100 | 11.00 ± 1.00 |",
+    ]
 
     tp = _metrics(out, "perceptual")
     assert sorted(tp) == ["discriminator", "none"] and tp["none"]["side_x1e2_mean"] == 1.5
@@ -114,16 +122,22 @@ def test_default_perceptual_row_from_the_prior_run(eval_dir: Path, tmp_path: Pat
     """The ablation's default row is the Table 2 run of the default prior (no separate run), first;
     listed in perceptual, the default's own run is used instead; neither present is an error."""
     out = tmp_path / "report"
-    run_tables(eval_dir, out, priors=["flat", "ellipsoid"], perceptual=["none"],
-               default_row=("discriminator", "ellipsoid"))
+    run_tables(
+        eval_dir, out, priors=["flat", "ellipsoid"], perceptual=["none"], default_row=("discriminator", "ellipsoid")
+    )
     tp = _metrics(out, "perceptual")
     assert tp == {"discriminator": _metrics(out, "table2")["ellipsoid"], "none": _row(2, 1.5, 0.2, 15.0, 2.0)}
     md = (out / "perceptual.md").read_text().splitlines()
     assert md[4].startswith("| GAN2Shape, perceptual loss: discriminator (default; the Table 2 ellipsoid run) |")
     assert md[5].startswith("| GAN2Shape, perceptual loss: none |")
     _write(eval_dir, perceptual_run("discriminator"), 1, _row(2, 7.0, 0.1, 77.0, 1.0))
-    run_tables(eval_dir, out, priors=["ellipsoid"], perceptual=["none", "discriminator"],
-               default_row=("discriminator", "ellipsoid"))
+    run_tables(
+        eval_dir,
+        out,
+        priors=["ellipsoid"],
+        perceptual=["none", "discriminator"],
+        default_row=("discriminator", "ellipsoid"),
+    )
     assert _metrics(out, "perceptual")["discriminator"]["mad_mean"] == 77.0
     with pytest.raises(ValueError, match="bench.priors.*'flat'"):
         run_tables(eval_dir, out, priors=["ellipsoid"], perceptual=["none"], default_row=("discriminator", "flat"))
@@ -149,39 +163,85 @@ def test_markdown_labels_override() -> None:
 
 def test_cli_tables_full_and_small(eval_dir: Path, tmp_path: Path) -> None:
     params = ROOT / "params.yaml"
-    result = CliRunner().invoke(main, ["tables", "--params", str(params), "--set", "bench.priors=[ellipsoid, flat]",
-                                       "--set", "bench.perceptual=[discriminator]", "--eval", str(eval_dir),
-                                       "--out", str(tmp_path / "full")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "tables",
+            "--params",
+            str(params),
+            "--set",
+            "bench.priors=[ellipsoid, flat]",
+            "--set",
+            "bench.perceptual=[discriminator]",
+            "--eval",
+            str(eval_dir),
+            "--out",
+            str(tmp_path / "full"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert sorted(_metrics(tmp_path / "full", "table2")) == ["ellipsoid", "flat"]
     assert "Table 1" in result.output and "GAN2Shape, flat prior" in result.output
 
-    result = CliRunner().invoke(main, ["tables", "--params", str(params), "--small", "--set",
-                                       "bench.small.priors=[flat, ellipsoid]", "--set", "bench.small.perceptual=[none]",
-                                       "--set", "method.perceptual=discriminator", "--eval", str(eval_dir),
-                                       "--out", str(tmp_path / "small")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "tables",
+            "--params",
+            str(params),
+            "--small",
+            "--set",
+            "bench.small.priors=[flat, ellipsoid]",
+            "--set",
+            "bench.small.perceptual=[none]",
+            "--set",
+            "method.perceptual=discriminator",
+            "--eval",
+            str(eval_dir),
+            "--out",
+            str(tmp_path / "small"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     small = _metrics(tmp_path / "small", "perceptual")
     assert sorted(small) == ["discriminator", "none"]  # method.perceptual's row: the ellipsoid (default) prior run
     assert small["discriminator"] == _metrics(tmp_path / "small", "table2")["ellipsoid"]
 
     # neither list makes the default perceptual row: one clear message naming both keys, nothing written
-    result = CliRunner().invoke(main, ["tables", "--params", str(params), "--small", "--set",
-                                       "bench.small.priors=[flat]", "--set", "bench.small.perceptual=[none]",
-                                       "--set", "method.perceptual=discriminator", "--eval", str(eval_dir),
-                                       "--out", str(tmp_path / "bad")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "tables",
+            "--params",
+            str(params),
+            "--small",
+            "--set",
+            "bench.small.priors=[flat]",
+            "--set",
+            "bench.small.perceptual=[none]",
+            "--set",
+            "method.perceptual=discriminator",
+            "--eval",
+            str(eval_dir),
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+    )
     assert result.exit_code == 2 and "bench.priors" in result.output and "method.prior.variant" in result.output
     assert not (tmp_path / "bad").exists()
 
     # the full benchmark's priors include ones not evaluated here: one clear line, exit 1
-    result = CliRunner().invoke(main, ["tables", "--params", str(params), "--eval", str(eval_dir),
-                                       "--out", str(tmp_path / "x")])
+    result = CliRunner().invoke(
+        main, ["tables", "--params", str(params), "--eval", str(eval_dir), "--out", str(tmp_path / "x")]
+    )
     assert result.exit_code == 1 and "prior-asymmetric" in result.output
 
 
 def _per_image(rows: dict[str, tuple[list[str], list[float], list[float]]]) -> dict:
-    return {name: {"ids": ids, "side": sides, "mad_deg": mads, "relief_ratio": [1.0] * len(ids)}
-            for name, (ids, sides, mads) in rows.items()}
+    return {
+        name: {"ids": ids, "side": sides, "mad_deg": mads, "relief_ratio": [1.0] * len(ids)}
+        for name, (ids, sides, mads) in rows.items()
+    }
 
 
 def _write_eval(folder: Path, rows: dict, per_image: dict) -> None:
@@ -194,17 +254,33 @@ def peer_eval_dir(tmp_path: Path) -> Path:
     """The Table 1 run on heads a, b; the peers on them (in the other order) and on all heads a, b, c."""
     d = tmp_path / "eval"
     avg = (["a", "b"], [0.012, 0.013], [29.0, 31.0])
-    _write_eval(d / "test" / "stage1", {**BASELINES, "prediction": _row(2, 1.0, 0.1, 20.0, 1.0)},
-                _per_image({"average_gt_depth": avg, "prediction": (["a", "b"], [0.010, 0.010], [20.0, 20.0])}))
-    for peer, row, sides, mads in (("supervised", _row(2, 0.5, 0.05, 10.0, 1.0), [0.005, 0.006], [10.0, 11.0]),
-                                   ("unsup3d", _row(2, 1.0, 0.1, 25.0, 2.0), [0.011, 0.009], [26.0, 24.0])):
-        _write_eval(d / peer / "table1", {**BASELINES, "prediction": row},
-                    _per_image({"average_gt_depth": (["b", "a"], avg[1][::-1], avg[2][::-1]),
-                                "prediction": (["b", "a"], sides, mads)}))
+    _write_eval(
+        d / "test" / "stage1",
+        {**BASELINES, "prediction": _row(2, 1.0, 0.1, 20.0, 1.0)},
+        _per_image({"average_gt_depth": avg, "prediction": (["a", "b"], [0.010, 0.010], [20.0, 20.0])}),
+    )
+    for peer, row, sides, mads in (
+        ("supervised", _row(2, 0.5, 0.05, 10.0, 1.0), [0.005, 0.006], [10.0, 11.0]),
+        ("unsup3d", _row(2, 1.0, 0.1, 25.0, 2.0), [0.011, 0.009], [26.0, 24.0]),
+    ):
+        _write_eval(
+            d / peer / "table1",
+            {**BASELINES, "prediction": row},
+            _per_image(
+                {"average_gt_depth": (["b", "a"], avg[1][::-1], avg[2][::-1]), "prediction": (["b", "a"], sides, mads)}
+            ),
+        )
         all_rows = {k: {**v, "n": 3} for k, v in {**BASELINES, "prediction": row}.items()}
-        _write_eval(d / peer / "all", all_rows,
-                    _per_image({"average_gt_depth": (["a", "b", "c"], [0.012, 0.013, 0.010], [29.0, 31.0, 30.0]),
-                                "prediction": (["a", "b", "c"], [0.012, 0.011, 0.010], [20.0, 31.0, 30.0])}))
+        _write_eval(
+            d / peer / "all",
+            all_rows,
+            _per_image(
+                {
+                    "average_gt_depth": (["a", "b", "c"], [0.012, 0.013, 0.010], [29.0, 31.0, 30.0]),
+                    "prediction": (["a", "b", "c"], [0.012, 0.011, 0.010], [20.0, 31.0, 30.0]),
+                }
+            ),
+        )
     return d
 
 
@@ -213,7 +289,8 @@ def test_table1_with_peers_gap_closed_and_paired(peer_eval_dir: Path, tmp_path: 
     run_tables(peer_eval_dir, out, priors=[], perceptual=[], peers=["supervised", "unsup3d"])
     t1 = _metrics(out, "table1")
     assert list(json.loads((out / "metrics" / "table1" / "supervised.json").read_text())) == sorted(
-        ["n", "side_x1e2_mean", "side_x1e2_std", "mad_mean", "mad_std", "gap_closed_side", "gap_closed_mad"])
+        ["n", "side_x1e2_mean", "side_x1e2_std", "mad_mean", "mad_std", "gap_closed_side", "gap_closed_mad"]
+    )
     # gap closed = (average - row) / (average - supervised): average 1.25 / 30, supervised 0.5 / 10
     assert t1["supervised"]["gap_closed_side"] == 1.0 and t1["average_gt_depth"]["gap_closed_mad"] == 0.0
     assert t1["ours"]["gap_closed_side"] == pytest.approx(0.25 / 0.75)
@@ -222,8 +299,9 @@ def test_table1_with_peers_gap_closed_and_paired(peer_eval_dir: Path, tmp_path: 
     assert t1["null_depth"]["gap_closed_side"] == pytest.approx(-0.25 / 0.75)
     assert sorted(_metrics(out, "table1_all")) == sorted([*BASELINES, "supervised", "unsup3d"])
     paired = _metrics(out, "table1_paired")
-    assert sorted(paired) == sorted(f"{p}-vs-{r}" for p in ("supervised", "unsup3d")
-                                    for r in ("average_gt_depth", "ours", "average_gt_depth-all"))
+    assert sorted(paired) == sorted(
+        f"{p}-vs-{r}" for p in ("supervised", "unsup3d") for r in ("average_gt_depth", "ours", "average_gt_depth-all")
+    )
     # supervised - average GT, matched by id: b 0.005 - 0.013, a 0.006 - 0.012 -> x100: -0.8, -0.6
     p = paired["supervised-vs-average_gt_depth"]
     assert p["n"] == 2 and p["side_x1e2_diff_mean"] == pytest.approx(-0.7)
@@ -236,8 +314,15 @@ def test_table1_with_peers_gap_closed_and_paired(peer_eval_dir: Path, tmp_path: 
     assert "| Unsup3d | Average GT depth | Table 1 run | 2 |" in text
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert [line.split(" | ")[0] for line in lines[1:9]] == [
-        "| Supervised (GT depth)", "| Constant null depth", "| Average GT depth", "| Ellipsoid prior", "| Unsup3d",
-        "| GAN2Shape, after stage 1", "| GAN2Shape (ours), final (stage 1)", "| Method"]
+        "| Supervised (GT depth)",
+        "| Constant null depth",
+        "| Average GT depth",
+        "| Ellipsoid prior",
+        "| Unsup3d",
+        "| GAN2Shape, after stage 1",
+        "| GAN2Shape (ours), final (stage 1)",
+        "| Method",
+    ]
     # without peers again: the peer-only metrics go
     run_tables(peer_eval_dir, out, priors=[], perceptual=[])
     assert not list((out / "metrics" / "table1_all").glob("*.json"))

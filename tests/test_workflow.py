@@ -56,10 +56,23 @@ S = 32
 N = 2
 RUN = Path("results/default")
 SHARD = RUN / "shard0"  # one shard (workflow.shard_size null): the method's artifacts of every instance
-TINY_PROFILE = {"stages": 1, "prior_iters": 1, "step1_iters": [1, 1], "step2_iters": [1, 1],
-                "step3_iters": [1, 1], "collect_batches": 1, "batch_size": 2}
-ARTIFACTS = ["instances.h5", "stage0/shape.h5", "stage1/albedo.h5", "stage1/pseudo.h5", "stage1/projected.h5",
-             "stage1/shape.h5"]
+TINY_PROFILE = {
+    "stages": 1,
+    "prior_iters": 1,
+    "step1_iters": [1, 1],
+    "step2_iters": [1, 1],
+    "step3_iters": [1, 1],
+    "collect_batches": 1,
+    "batch_size": 2,
+}
+ARTIFACTS = [
+    "instances.h5",
+    "stage0/shape.h5",
+    "stage1/albedo.h5",
+    "stage1/pseudo.h5",
+    "stage1/projected.h5",
+    "stage1/shape.h5",
+]
 FIGURES = ["depth.png", "normal.png", "mesh_preview.png", "rotate.gif", "relight.gif", "summary.png"]
 
 
@@ -82,8 +95,10 @@ def _tiny_params(gan: str) -> dict:
     params["project"].update(steps=2, batch_size=2, mean_latent_samples=100, feature_blocks=2)
     params["workflow"].update(instances=N, seed=0, device="cpu", profile="tiny", images=None, shard_size=None)
     # what a cluster job asks for: small enough for any test machine (the SLURM test checks them)
-    params["workflow"]["resources"] = {"default": {"runtime": 10, "mem_mb": 1000},
-                                       "make_heads": {"runtime": 5, "mem_mb": 900}}
+    params["workflow"]["resources"] = {
+        "default": {"runtime": 10, "mem_mb": 1000},
+        "make_heads": {"runtime": 5, "mem_mb": 900},
+    }
     return params
 
 
@@ -115,14 +130,16 @@ def _copy(src: Path, dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 240,
-              cores: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: float = 240, cores: bool = True
+) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", *(["--cores", "2"] if cores else []), *args]
     res = subprocess.run(cmd, cwd=workdir, env=_env(), capture_output=True, text=True, timeout=timeout)
     if check and res.returncode != 0:
         logs = "".join(f"\n--- {p}\n{p.read_text()[-2000:]}" for p in sorted(workdir.glob("results/**/logs/*.log")))
-        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}"
-                             f"{logs}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}{logs}"
+        )
     return res
 
 
@@ -161,9 +178,14 @@ def test_the_terminal_shows_one_line_per_phase_of_each_rule(finished):
     """Each rule's log holds everything; the terminal gets its phases, named by subcommand."""
     terminal = (finished.parent / "terminal.txt").read_text()
     assert "Using workflow specific profile profiles/default" in terminal
-    for line in ("gan2shape make-heads: heads train: 8 img", "gan2shape prior: prior: 1 iter",
-                 "gan2shape step1: stage 1 step 1: done, 1 iter in ", "gan2shape invert: stage 1 step 2: 1 iter",
-                 "gan2shape step3: stage 1 step 3: done, 1 iter in ", f"gan2shape export: export: {N} instance"):
+    for line in (
+        "gan2shape make-heads: heads train: 8 img",
+        "gan2shape prior: prior: 1 iter",
+        "gan2shape step1: stage 1 step 1: done, 1 iter in ",
+        "gan2shape invert: stage 1 step 2: 1 iter",
+        "gan2shape step3: stage 1 step 3: done, 1 iter in ",
+        f"gan2shape export: export: {N} instance",
+    ):
         assert line in terminal, line
     log = (finished / SHARD / "logs/step1_stage1.log").read_text()
     assert "gan2shape.progress INFO: stage 1 step 1: 1 iter" in log and '"out": ' in log  # phases and the result
@@ -175,7 +197,10 @@ def test_workflow_profile_is_checked_against_method_profiles():
 
     params, _ = load_params(ROOT / "params.yaml", ["workflow.profile=bench"])
     assert params.workflow.profile == "bench" and params.workflow.images is None
-    with pytest.raises(ConfigError, match=r"workflow\.profile: unknown profile 'fast'; use auto or one of method\.profiles: \[.*'quick'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"workflow\.profile: unknown profile 'fast'; use auto or one of method\.profiles: \[.*'quick'",
+    ):
         load_params(ROOT / "params.yaml", ["workflow.profile=fast"])
     with pytest.raises(ConfigError, match=r"workflow\.images"):
         load_params(ROOT / "params.yaml", ["workflow.images=''"])
@@ -223,8 +248,16 @@ def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
     _write_params(work, edited)
     res = snakemake(work, "-n", "-p", "--forcerun", "prior")
     jobs = _jobs(res)
-    assert jobs == {"prior": 1, "step1": 2, "pseudo": 2, "invert": 2, "step3": 2, "export": 1, "collect_exports": 1,
-                    "all": 1}
+    assert jobs == {
+        "prior": 1,
+        "step1": 2,
+        "pseudo": 2,
+        "invert": 2,
+        "step3": 2,
+        "export": 1,
+        "collect_exports": 1,
+        "all": 1,
+    }
     jobs = _jobs(snakemake(work, "-n"))
     assert jobs == {"step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1, "collect_exports": 1, "all": 1}
     calls = re.findall(r"Shell command: gan2shape .* (prior|step1|pseudo|invert|step3) (.*)", res.stdout + res.stderr)
@@ -237,8 +270,12 @@ def test_params_edits_rerun_exactly_the_steps_that_use_them(finished, tmp_path):
     res = snakemake(work, "-n", "-p", "--configfile", "over.yaml")
     assert {"prior", "step1", "pseudo", "invert", "step3"} <= set(_jobs(res))
     calls = re.findall(r"Shell command: gan2shape .* (?:prior|step1|pseudo|invert|step3) (.*)", res.stdout + res.stderr)
-    assert calls and all("--set=method.view_origin=canonical" in line and "--set=method.view_scale=0.5" in line
-                         and "view_scale=1.2" not in line for line in calls)
+    assert calls and all(
+        "--set=method.view_origin=canonical" in line
+        and "--set=method.view_scale=0.5" in line
+        and "view_scale=1.2" not in line
+        for line in calls
+    )
 
 
 def test_lam_view_reruns_only_step3_and_what_depends_on_it(finished, tmp_path):
@@ -288,8 +325,17 @@ def test_user_images_are_imported_projected_and_reconstructed(finished, tmp_path
         assert art.ids == ["a_face", "b"]  # the first workflow.instances files by name
         assert art.attrs["source"] == str(images_run / "latents.h5")
     jobs = _jobs(snakemake(work, "-n"))
-    assert jobs == {"split_instances": 1, "prior": 1, "step1": 1, "pseudo": 1, "invert": 1, "step3": 1, "export": 1,
-                    "collect_exports": 1, "all": 1}
+    assert jobs == {
+        "split_instances": 1,
+        "prior": 1,
+        "step1": 1,
+        "pseudo": 1,
+        "invert": 1,
+        "step3": 1,
+        "export": 1,
+        "collect_exports": 1,
+        "all": 1,
+    }
     # an HDF5 image artifact is projected as it is (no import step)
     params["workflow"]["images"] = f"results/heads{S}/test.h5"
     _write_params(work, params)
@@ -302,7 +348,10 @@ def _snapshot(workdir: Path) -> dict[str, tuple[int, str]]:
     out = {}
     for path in sorted((workdir / "results").rglob("*")):
         if path.is_file() and "logs" not in path.parts and "benchmarks" not in path.parts:
-            out[str(path.relative_to(workdir))] = (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+            out[str(path.relative_to(workdir))] = (
+                path.stat().st_mtime_ns,
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+            )
     return out
 
 
@@ -336,8 +385,9 @@ def test_kill_mid_step_then_resume_gives_the_uninterrupted_result(finished, tmp_
         shutil.rmtree(work / folder)
     target = str(RUN / "export")
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", target]
-    proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     albedo, invert_log = work / SHARD / "stage1/albedo.h5", work / SHARD / "logs/invert_stage1.log"
     deadline = time.monotonic() + 180
     try:
@@ -488,8 +538,9 @@ def test_device_auto_stops_a_cluster_run(template, tmp_path):
         pytest.skip("snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]'")
     work = _copy(template, tmp_path / "work")
     (work / "auto.yaml").write_text("workflow: {device: auto}\n")
-    res = snakemake(work, "-n", "--executor", "slurm", "--jobs", "4", "--configfile", "auto.yaml", check=False,
-                    cores=False)
+    res = snakemake(
+        work, "-n", "--executor", "slurm", "--jobs", "4", "--configfile", "auto.yaml", check=False, cores=False
+    )
     text = res.stdout + res.stderr
     assert res.returncode != 0 and "workflow.device is auto" in text and "set workflow.device to cuda" in text
     res = snakemake(work, "-n", "--executor", "slurm", "--jobs", "4", cores=False)  # device cpu: fine
@@ -529,11 +580,30 @@ def test_gpu_resource_runs_jobs_side_by_side_on_different_gpu_locks(tmp_path):
         work = tmp_path / f"gpu{gpus}"
         work.mkdir()
         (work / "claim.py").write_text(_CLAIM)
-        (work / "Snakefile").write_text(_GPU_SNAKEFILE.replace("PYTHON", shlex.quote(sys.executable))
-                                        .replace("LOCKS", shlex.quote(str(tmp_path / f"locks{gpus}"))))
-        res = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "4", "--resources", f"gpu={gpus}",
-                              "--config", f"wait={wait}"], check=False, cwd=work, env=_env(), capture_output=True,
-                             text=True, timeout=120)
+        (work / "Snakefile").write_text(
+            _GPU_SNAKEFILE.replace("PYTHON", shlex.quote(sys.executable)).replace(
+                "LOCKS", shlex.quote(str(tmp_path / f"locks{gpus}"))
+            )
+        )
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--cores",
+                "4",
+                "--resources",
+                f"gpu={gpus}",
+                "--config",
+                f"wait={wait}",
+            ],
+            check=False,
+            cwd=work,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         rows = [(work / f"job{i}.txt").read_text().split() for i in range(2)]
         return [(int(r[0]), float(r[1]), float(r[2])) for r in rows]
@@ -576,8 +646,14 @@ def slurm():
 
 # The shipped profile, plus what this test cluster needs: no accounting database (job states from
 # squeue) and status checks every second instead of after 40 s.
-SLURM_ARGS = ["--workflow-profile", "profiles/slurm", "--slurm-status-command", "squeue",
-              "--slurm-init-seconds-before-status-checks", "1"]
+SLURM_ARGS = [
+    "--workflow-profile",
+    "profiles/slurm",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+]
 
 
 @pytest.mark.slow
@@ -587,14 +663,14 @@ def test_slurm_run_killed_and_resumed_equals_the_local_run(template, finished, s
     work = _copy(template, tmp_path / "work")
     cmd = [sys.executable, "-m", "snakemake", *SLURM_ARGS]
     with open(tmp_path / "killed_run.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     albedo, invert_log = work / SHARD / "stage1/albedo.h5", work / SHARD / "logs/invert_stage1.log"
     deadline = time.monotonic() + 420
     try:
         while not (albedo.exists() and invert_log.exists() and "perceptual loss" in invert_log.read_text()):
-            assert proc.poll() is None, ("the workflow ended before it could be killed:\n"
-                                         + (tmp_path / "killed_run.log").read_text()[-3000:])
+            assert proc.poll() is None, (
+                "the workflow ended before it could be killed:\n" + (tmp_path / "killed_run.log").read_text()[-3000:]
+            )
             assert time.monotonic() < deadline, "the workflow did not reach step 2b in time"
             time.sleep(0.1)
         running = [j[1] for j in slurm.jobs() if j[2] == "RUNNING"]
@@ -619,7 +695,15 @@ def test_slurm_run_killed_and_resumed_equals_the_local_run(template, finished, s
         ran.setdefault(rule, []).append(state)
         assert (limit, memory) == (("5:00", "900M") if rule == "make_heads" else ("10:00", "1000M")), comment
     assert sorted(ran.pop("invert")) == ["CANCELLED", "COMPLETED"] and set(ran) == {
-        "make_heads", "evaluate_baselines", "sample_instances", "prior", "step1", "pseudo", "step3", "export"}
+        "make_heads",
+        "evaluate_baselines",
+        "sample_instances",
+        "prior",
+        "step1",
+        "pseudo",
+        "step3",
+        "export",
+    }
     assert all(states == ["COMPLETED"] for states in ran.values()), ran
     assert len(list((work / "results/logs/slurm").rglob("*.log"))) == len(slurm.jobs())
 
@@ -631,8 +715,11 @@ def test_slurm_run_killed_and_resumed_equals_the_local_run(template, finished, s
     for split in ("train", "test"):
         _same_artifact(work / f"results/heads{S}/{split}.h5", finished / f"results/heads{S}/{split}.h5")
     assert (work / "results/baselines/table.md").read_text() == (finished / "results/baselines/table.md").read_text()
-    exported = sorted(p.relative_to(finished / RUN) for p in (finished / RUN / "export").rglob("*") if p.is_file()
-                      and not p.name.startswith("."))
+    exported = sorted(
+        p.relative_to(finished / RUN)
+        for p in (finished / RUN / "export").rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
     assert len(exported) > len(FIGURES) * N
     for rel in exported:
         assert (work / RUN / rel).read_bytes() == (finished / RUN / rel).read_bytes(), rel

@@ -32,8 +32,23 @@ except ImportError:  # pip vendors packaging; the GPU machine has pip
     from pip._vendor.packaging.version import Version
 
 #: on the GPU machine already: named by the task, or installed with torch (its Requires-Dist)
-MACHINE = {"torch", "numpy", "h5py", "pyyaml", "tqdm", "imageio", "pillow", "filelock", "networkx", "setuptools",
-           "sympy", "mpmath", "jinja2", "markupsafe", "triton"}
+MACHINE = {
+    "torch",
+    "numpy",
+    "h5py",
+    "pyyaml",
+    "tqdm",
+    "imageio",
+    "pillow",
+    "filelock",
+    "networkx",
+    "setuptools",
+    "sympy",
+    "mpmath",
+    "jinja2",
+    "markupsafe",
+    "triton",
+}
 
 TARGET = {
     "python_version": "3.12",

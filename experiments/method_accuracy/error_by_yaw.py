@@ -42,7 +42,10 @@ def by_yaw(abs_yaw: np.ndarray, rows: dict) -> dict:
         if m.any():
             for name, row in rows.items():
                 side = np.asarray(row["side"], float)[m] * 100
-                cell[name] = [round(float(side.mean()), 3), round(float(np.asarray(row["mad_deg"], float)[m].mean()), 2)]
+                cell[name] = [
+                    round(float(side.mean()), 3),
+                    round(float(np.asarray(row["mad_deg"], float)[m].mean()), 2),
+                ]
             cell["relief_median"] = round(float(np.median(relief[m])), 2)
             if "view_err_deg" in pred:
                 cell["yaw_err"] = round(float(np.asarray(pred["view_err_deg"], float)[m, 1].mean()), 1)
@@ -70,12 +73,17 @@ def main() -> None:
             sys.exit(f"{path}: ids {missing[:3]} are not in {heads}; give the heads file the run was evaluated on")
         yaw = gt_yaw[[gt_ids.index(i) for i in ids]]
         pred = rows["prediction"]
-        print(json.dumps({
-            "file": path, "n": len(ids),
-            "r_absyaw_side": round(float(np.corrcoef(yaw, pred["side"])[0, 1]), 2),
-            "r_absyaw_relief": round(float(np.corrcoef(yaw, pred["relief_ratio"])[0, 1]), 2),
-            "bins": by_yaw(yaw, {k: v for k, v in rows.items() if isinstance(v, dict) and "side" in v}),
-        }))
+        print(
+            json.dumps(
+                {
+                    "file": path,
+                    "n": len(ids),
+                    "r_absyaw_side": round(float(np.corrcoef(yaw, pred["side"])[0, 1]), 2),
+                    "r_absyaw_relief": round(float(np.corrcoef(yaw, pred["relief_ratio"])[0, 1]), 2),
+                    "bins": by_yaw(yaw, {k: v for k, v in rows.items() if isinstance(v, dict) and "side" in v}),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

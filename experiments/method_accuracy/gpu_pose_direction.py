@@ -7,6 +7,7 @@ pose_direction.png (the regression's minimal-norm readout direction) and pose_di
 Usage: python3 experiments/method_accuracy/gpu_pose_direction.py LATENTS.h5 HEADS_TEST.h5 OUT_DIR
 (LATENTS.h5: `gan2shape project --images HEADS_TEST.h5`.)
 """
+
 import sys
 
 import h5py
@@ -52,11 +53,13 @@ for name, direction in (("pose_direction", readout), ("pose_direction_bins", bin
         for i in range(min(6, n)):
             frames = []
             for dyaw in (-60, -30, 0, 30, 60):
-                wi = lat[i:i + 1].to(dev) + dyaw * direction.to(dev)[None, None]
-                img = g.synthesis(wi, noise=[z[i:i + 1].to(dev) for z in noise], randomize_noise=False).clamp(-1, 1)
+                wi = lat[i : i + 1].to(dev) + dyaw * direction.to(dev)[None, None]
+                img = g.synthesis(wi, noise=[z[i : i + 1].to(dev) for z in noise], randomize_noise=False).clamp(-1, 1)
                 frames.append(((img[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).astype(np.uint8))
             rows.append(np.concatenate(frames, 1))
     Image.fromarray(np.concatenate(rows, 0)).save(f"{out}/{name}.png")
     print(f"{name}: |step per degree| = {float(direction.norm()):.4f}")
-print(f"rows: 6 test heads; columns: w + d * yaw_direction for d = -60, -30, 0, 30, 60 deg of predicted yaw "
-      f"(true yaw of the rows: {np.round(yaw[:6], 1).tolist()})")
+print(
+    f"rows: 6 test heads; columns: w + d * yaw_direction for d = -60, -30, 0, 30, 60 deg of predicted yaw "
+    f"(true yaw of the rows: {np.round(yaw[:6], 1).tolist()})"
+)

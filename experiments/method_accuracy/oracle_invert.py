@@ -24,14 +24,14 @@ import math
 from pathlib import Path
 
 import torch
+from oracle_step3 import random_lights, random_views, render_grouped, repeated_heads  # same folder
 
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import load_params
-from gan2shape.method.instances import read_instances
 from gan2shape.method.chain import PROJECTED_KIND, PSEUDO_KIND
 from gan2shape.method.context import make_context
+from gan2shape.method.instances import read_instances
 from gan2shape.method.steps import run_invert
-from oracle_step3 import random_lights, random_views, render_grouped, repeated_heads  # same folder
 
 
 def paired_renders(heads_cfg, n: int, p: int, seed: int, device: str) -> dict[str, torch.Tensor]:
@@ -59,8 +59,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     params, text = load_params(Path(args.params), ("method.profile=bench", *args.overrides))
-    ctx = make_context(params, text, device=args.device, progress=False, nf=params.method.nf,
-                       enc_nf=params.method.enc_nf)
+    ctx = make_context(
+        params, text, device=args.device, progress=False, nf=params.method.nf, enc_nf=params.method.enc_nf
+    )
     inst = read_instances(args.instances, ctx.size, "cpu")
     n = inst.n
     if any(i != f"test-{k:06d}" for k, i in enumerate(inst.ids)):
@@ -71,9 +72,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     r = paired_renders(params.heads, n, p, seed=params.method.seed + 7, device=args.device)
     # The pseudo-sample mask: the head in the new view (the real pipeline masks with the rendered valid mask).
-    pseudo = write_artifact(out / "pseudo.h5", PSEUDO_KIND,
-                            {"image": r["image_a"].cpu(), "mask": r["mask_a"].cpu()}, ids=inst.ids,
-                            params_text=text, attrs={"stage": 1, "source": "oracle"})
+    pseudo = write_artifact(
+        out / "pseudo.h5",
+        PSEUDO_KIND,
+        {"image": r["image_a"].cpu(), "mask": r["mask_a"].cpu()},
+        ids=inst.ids,
+        params_text=text,
+        attrs={"stage": 1, "source": "oracle"},
+    )
     proj_path = run_invert(ctx, args.instances, pseudo, out / "projected.h5")
     with read_artifact(proj_path, PROJECTED_KIND) as art:
         proj = art.tensor("image", device=args.device)
@@ -90,17 +96,36 @@ def main() -> None:
     for lo, hi in ((0, 15), (15, 30), (30, 60), (60, 120)):
         sel = (yaw >= lo) & (yaw < hi)
         if bool(sel.any()):
-            bins[f"{lo}-{hi}"] = {"l1_to_new_view": round(float(da[sel].mean()), 4),
-                                  "l1_to_target_view": round(float(db[sel].mean()), 4),
-                                  "l1_new_vs_target_view": round(float(dab[sel].mean()), 4),
-                                  "closer_to_new_view": round(float((da[sel] < db[sel]).float().mean()), 3),
-                                  "count": int(sel.sum())}
-    print(json.dumps({"n": n, "p": p, "overrides": args.overrides,
-                      "l1_to_new_view": round(float(da.mean()), 4), "l1_to_target_view": round(float(db.mean()), 4),
-                      "closer_to_new_view": round(float((da < db).float().mean()), 3), "by_abs_yaw_change_deg": bins}),
-          flush=True)
-    torch.save({"proj": proj[:4, :8].cpu(), "a": r["image_a"][:4, :8].cpu(), "b": r["image_b"][:4, :8].cpu(),
-                "yaw_change": r["yaw_change"][:4, :8].cpu()}, out / "examples.pt")
+            bins[f"{lo}-{hi}"] = {
+                "l1_to_new_view": round(float(da[sel].mean()), 4),
+                "l1_to_target_view": round(float(db[sel].mean()), 4),
+                "l1_new_vs_target_view": round(float(dab[sel].mean()), 4),
+                "closer_to_new_view": round(float((da[sel] < db[sel]).float().mean()), 3),
+                "count": int(sel.sum()),
+            }
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "p": p,
+                "overrides": args.overrides,
+                "l1_to_new_view": round(float(da.mean()), 4),
+                "l1_to_target_view": round(float(db.mean()), 4),
+                "closer_to_new_view": round(float((da < db).float().mean()), 3),
+                "by_abs_yaw_change_deg": bins,
+            }
+        ),
+        flush=True,
+    )
+    torch.save(
+        {
+            "proj": proj[:4, :8].cpu(),
+            "a": r["image_a"][:4, :8].cpu(),
+            "b": r["image_b"][:4, :8].cpu(),
+            "yaw_change": r["yaw_change"][:4, :8].cpu(),
+        },
+        out / "examples.pt",
+    )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,9 @@ from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import load_params
 from gan2shape.data.heads import HeadSample, load_heads, render_heads, sample_heads
 from gan2shape.evaluate.run import run_evaluate
-from gan2shape.method.instances import Instances, write_instances
 from gan2shape.method.chain import PROJECTED_KIND, SHAPE_KIND
 from gan2shape.method.context import make_context
+from gan2shape.method.instances import Instances, write_instances
 from gan2shape.method.steps import run_prior, run_step1, run_step3
 
 
@@ -60,27 +60,36 @@ def repeated_heads(heads_cfg, split: str, n: int, p: int) -> dict[str, torch.Ten
 def random_views(view: torch.Tensor, heads_cfg, gen: torch.Generator) -> torch.Tensor:
     """(M, 6) views with angles drawn uniformly over the benchmark's ranges, translations of ``view`` kept."""
     m, vs = view.shape[0], heads_cfg.view
-    ang = torch.stack([_uniform(m, vs.pitch_deg, gen), _uniform(m, vs.yaw_deg, gen),
-                       _uniform(m, vs.roll_deg, gen)], 1) * (math.pi / 180.0)
+    ang = torch.stack(
+        [_uniform(m, vs.pitch_deg, gen), _uniform(m, vs.yaw_deg, gen), _uniform(m, vs.roll_deg, gen)], 1
+    ) * (math.pi / 180.0)
     return torch.cat([ang, view[:, 3:]], 1)
 
 
 def random_lights(m: int, heads_cfg, gen: torch.Generator) -> torch.Tensor:
     """(M, 4) lights drawn uniformly over the benchmark's ranges."""
     ls = heads_cfg.light
-    return torch.stack([_uniform(m, ls.ambient, gen), _uniform(m, ls.diffuse, gen),
-                        _uniform(m, ls.dir_x, gen), _uniform(m, ls.dir_y, gen)], 1)
+    return torch.stack(
+        [
+            _uniform(m, ls.ambient, gen),
+            _uniform(m, ls.diffuse, gen),
+            _uniform(m, ls.dir_x, gen),
+            _uniform(m, ls.dir_y, gen),
+        ],
+        1,
+    )
 
 
-def render_grouped(fields: dict[str, torch.Tensor], heads_cfg, n: int, p: int,
-                   device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def render_grouped(
+    fields: dict[str, torch.Tensor], heads_cfg, n: int, p: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Render n*p heads (HeadSample fields, grouped by head) in chunks of 500: images (n, p, 3, S, S) in
     [-1, 1], masks (n, p, 1, S, S) float {0, 1}."""
     sample = HeadSample(**fields).to(device)
     images, masks = [], []
     with torch.no_grad():
         for a in range(0, n * p, 500):
-            part = HeadSample(**{k: v[a:a + 500] for k, v in dataclasses.asdict(sample).items()})
+            part = HeadSample(**{k: v[a : a + 500] for k, v in dataclasses.asdict(sample).items()})
             r = render_heads(part, heads_cfg)
             images.append(r["image"])
             masks.append(r["mask"].float()[:, None])
@@ -88,8 +97,9 @@ def render_grouped(fields: dict[str, torch.Tensor], heads_cfg, n: int, p: int,
     return torch.cat(images).reshape(n, p, 3, s, s), torch.cat(masks).reshape(n, p, 1, s, s)
 
 
-def oracle_samples(heads_cfg, n: int, p: int, source: str, seed: int, device: str,
-                   split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+def oracle_samples(
+    heads_cfg, n: int, p: int, source: str, seed: int, device: str, split: str = "test"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Heads 0..n-1 of ``split``, each rendered p times: images (n, p, 3, S, S) in [-1, 1], masks (n, p, 1, S, S)."""
     rep = repeated_heads(heads_cfg, split, n, p)
     gen = torch.Generator().manual_seed(seed)
@@ -113,13 +123,17 @@ def main() -> None:
     ap.add_argument("--joint", type=int, default=0, help="joint pre-training over this many train heads (0: none)")
     ap.add_argument("--joint-p", type=int, default=128, help="oracle samples per train head")
     ap.add_argument("--joint-profile", default="joint")
-    ap.add_argument("--joint-only", action="store_true",
-                    help="stop after the joint pre-training (its networks can --init real instance runs)")
+    ap.add_argument(
+        "--joint-only",
+        action="store_true",
+        help="stop after the joint pre-training (its networks can --init real instance runs)",
+    )
     args = ap.parse_args()
     overrides = ["method.profile=bench", *args.overrides]
     params, text = load_params(Path(args.params), tuple(overrides))
-    ctx = make_context(params, text, device=args.device, progress=False, nf=params.method.nf,
-                       enc_nf=params.method.enc_nf)
+    ctx = make_context(
+        params, text, device=args.device, progress=False, nf=params.method.nf, enc_nf=params.method.enc_nf
+    )
     if params.heads.image_size != ctx.size:
         raise SystemExit(f"heads.image_size {params.heads.image_size} != method.image_size {ctx.size}")
     sched = params.method.schedule
@@ -131,16 +145,30 @@ def main() -> None:
     g = ctx.generator
     ids = [f"test-{i:06d}" for i in range(args.n)]
     # The latents are not read by the prior, step 1 or step 3 (only by step 2, replaced here).
-    inst = Instances(ids, test["image"], torch.zeros(args.n, g.n_latent, g.style_dim),
-                     [torch.zeros(1, 1, *getattr(g.noises, f"noise_{i}").shape[-2:]) for i in range(g.num_layers)])
+    inst = Instances(
+        ids,
+        test["image"],
+        torch.zeros(args.n, g.n_latent, g.style_dim),
+        [torch.zeros(1, 1, *getattr(g.noises, f"noise_{i}").shape[-2:]) for i in range(g.num_layers)],
+    )
     inst_path = write_instances(out / "instances.h5", inst, params_text=text)
     t0 = time.perf_counter()
     init = None
     if args.joint:
         init = joint_pretrain(args, out, g)
         t0j = time.perf_counter() - t0
-        print(json.dumps({"joint": args.joint, "joint_p": args.joint_p, "profile": args.joint_profile,
-                          "seconds": round(t0j, 1), "shape": str(init)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "joint": args.joint,
+                    "joint_p": args.joint_p,
+                    "profile": args.joint_profile,
+                    "seconds": round(t0j, 1),
+                    "shape": str(init),
+                }
+            ),
+            flush=True,
+        )
         if args.joint_only:
             return
     run_prior(ctx, inst_path, out / "prior.h5", init_path=init)
@@ -152,8 +180,14 @@ def main() -> None:
         if source == "copies":
             img = test["image"].to(args.device)[:, None].expand(-1, p, -1, -1, -1).contiguous()
             msk = torch.ones_like(img[:, :, :1])
-        proj = write_artifact(out / f"projected_{source}.h5", PROJECTED_KIND, {"image": img.cpu(), "mask": msk.cpu()},
-                              ids=ids, params_text=text, attrs={"stage": 1, "source": source})
+        proj = write_artifact(
+            out / f"projected_{source}.h5",
+            PROJECTED_KIND,
+            {"image": img.cpu(), "mask": msk.cpu()},
+            ids=ids,
+            params_text=text,
+            attrs={"stage": 1, "source": source},
+        )
         shape = run_step3(ctx, inst_path, out / "albedo.h5", proj, out / f"shape_{source}.h5")
         t_step3 = time.perf_counter() - t1
         with read_artifact(shape, SHAPE_KIND) as art:
@@ -163,20 +197,34 @@ def main() -> None:
         pred = shape
         if empty:  # score the depth where the render is empty too, so that one bad view does not stop the probe
             pred = write_artifact(out / f"pred_{source}.h5", "prediction", {"depth": recon_depth}, ids=ids)
-        m = run_evaluate(heads / "test.h5", pred, out / f"eval_{source}", train_path=heads / "train.h5",
-                         config=params.evaluate)
+        m = run_evaluate(
+            heads / "test.h5", pred, out / f"eval_{source}", train_path=heads / "train.h5", config=params.evaluate
+        )
         with read_artifact(shape, SHAPE_KIND) as art:
             canon = art.tensor("canon_depth")
         gt_view = gt_view_scores(test, canon, ctx.camera)
-        rows = {k: {"side": round(v["side_x1e2_mean"], 3), "mad": round(v["mad_mean"], 2)} for k, v in m["rows"].items()}
+        rows = {
+            k: {"side": round(v["side_x1e2_mean"], 3), "mad": round(v["mad_mean"], 2)} for k, v in m["rows"].items()
+        }
         deg = 180.0 / math.pi
         view_err = ((view[:, :3] - test["view"][:, :3]) * deg).abs().mean(0)
-        print(json.dumps({"source": source, "n": args.n, "p": p, "overrides": args.overrides,
-                          "seconds": {"prior+step1": round(t_shared, 1), "step3": round(t_step3, 1)},
-                          "rows": rows, "gt_view": gt_view, "empty_render": empty,
-                          "target_view_abs_err_deg": [round(float(x), 1) for x in view_err],
-                          "target_view_mean_abs_deg": [round(float(x), 1) for x in (view[:, :3] * deg).abs().mean(0)]}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "source": source,
+                    "n": args.n,
+                    "p": p,
+                    "overrides": args.overrides,
+                    "seconds": {"prior+step1": round(t_shared, 1), "step3": round(t_step3, 1)},
+                    "rows": rows,
+                    "gt_view": gt_view,
+                    "empty_render": empty,
+                    "target_view_abs_err_deg": [round(float(x), 1) for x in view_err],
+                    "target_view_mean_abs_deg": [round(float(x), 1) for x in (view[:, :3] * deg).abs().mean(0)],
+                }
+            ),
+            flush=True,
+        )
 
 
 def direct_scores(heads: dict, depth: torch.Tensor, valid: torch.Tensor, camera) -> dict:
@@ -186,8 +234,11 @@ def direct_scores(heads: dict, depth: torch.Tensor, valid: torch.Tensor, camera)
     gt = heads["depth"]
     m = evaluation_mask(gt, valid)
     keep = m.flatten(1).sum(1) > 0
-    return {"side": round(float(side(depth[keep], gt[keep], m[keep]).mean()) * 100, 3),
-            "mad": round(float(mad(depth[keep], gt[keep], m[keep], camera).mean()), 2), "n": int(keep.sum())}
+    return {
+        "side": round(float(side(depth[keep], gt[keep], m[keep]).mean()) * 100, 3),
+        "mad": round(float(mad(depth[keep], gt[keep], m[keep], camera).mean()), 2),
+        "n": int(keep.sum()),
+    }
 
 
 def gt_view_scores(heads: dict, canon: torch.Tensor, camera) -> dict:
@@ -200,25 +251,38 @@ def gt_view_scores(heads: dict, canon: torch.Tensor, camera) -> dict:
 
 def joint_pretrain(args, out: Path, g) -> Path:
     """The method's joint mode over train heads 0..J-1 with oracle samples; returns its last shape artifact."""
-    params, text = load_params(Path(args.params), ("method.mode=joint", f"method.profile={args.joint_profile}",
-                                                   *args.overrides))
-    ctx = make_context(params, text, device=args.device, progress=False, nf=params.method.nf,
-                       enc_nf=params.method.enc_nf)
+    params, text = load_params(
+        Path(args.params), ("method.mode=joint", f"method.profile={args.joint_profile}", *args.overrides)
+    )
+    ctx = make_context(
+        params, text, device=args.device, progress=False, nf=params.method.nf, enc_nf=params.method.enc_nf
+    )
     heads = Path(args.heads)
     train = load_heads(heads, "train", limit=args.joint)
     j = train["image"].shape[0]
     if j < args.joint:
         raise SystemExit(f"{heads}/train.h5 has {j} heads, --joint asks for {args.joint}")
     ids = [f"train-{i:06d}" for i in range(j)]
-    inst = Instances(ids, train["image"], torch.zeros(j, g.n_latent, g.style_dim),
-                     [torch.zeros(1, 1, *getattr(g.noises, f"noise_{i}").shape[-2:]) for i in range(g.num_layers)])
+    inst = Instances(
+        ids,
+        train["image"],
+        torch.zeros(j, g.n_latent, g.style_dim),
+        [torch.zeros(1, 1, *getattr(g.noises, f"noise_{i}").shape[-2:]) for i in range(g.num_layers)],
+    )
     root = out / "joint"
     root.mkdir(parents=True, exist_ok=True)
     inst_path = write_instances(root / "instances.h5", inst, params_text=text)
-    img, msk = oracle_samples(params.heads, j, args.joint_p, "oracle", seed=params.method.seed + 1,
-                              device="cpu", split="train")
-    proj = write_artifact(root / "projected.h5", PROJECTED_KIND, {"image": img, "mask": msk}, ids=ids,
-                          params_text=text, attrs={"stage": 1, "source": "oracle"})
+    img, msk = oracle_samples(
+        params.heads, j, args.joint_p, "oracle", seed=params.method.seed + 1, device="cpu", split="train"
+    )
+    proj = write_artifact(
+        root / "projected.h5",
+        PROJECTED_KIND,
+        {"image": img, "mask": msk},
+        ids=ids,
+        params_text=text,
+        attrs={"stage": 1, "source": "oracle"},
+    )
     del img, msk
     shape = run_prior(ctx, inst_path, root / "prior.h5")
     for stage in range(1, params.method.schedule.stages + 1):
@@ -226,8 +290,16 @@ def joint_pretrain(args, out: Path, g) -> Path:
         shape = run_step3(ctx, inst_path, albedo, proj, root / f"shape{stage}.h5")
         with read_artifact(shape, SHAPE_KIND) as art:
             canon, recon, valid = art.tensor("canon_depth"), art.tensor("recon_depth"), art.tensor("recon_mask")
-        print(json.dumps({"joint_stage": stage, "train_recon": direct_scores(train, recon, valid, ctx.camera),
-                          "train_gt_view": gt_view_scores(train, canon, ctx.camera)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "joint_stage": stage,
+                    "train_recon": direct_scores(train, recon, valid, ctx.camera),
+                    "train_gt_view": gt_view_scores(train, canon, ctx.camera),
+                }
+            ),
+            flush=True,
+        )
     return shape
 
 

@@ -36,10 +36,10 @@ from torch import nn
 from gan2shape.artifacts import read_artifact
 from gan2shape.config import load_params
 from gan2shape.data.heads import render_heads, sample_heads
-from gan2shape.method.instances import read_instances
-from gan2shape.method.reconstruct import stage_paths
 from gan2shape.method.context import load_nets, make_context
 from gan2shape.method.forward import predict_view_light
+from gan2shape.method.instances import read_instances
+from gan2shape.method.reconstruct import stage_paths
 
 DEG = 180.0 / math.pi
 
@@ -51,8 +51,14 @@ class PoseNet(nn.Module):
         super().__init__()
         layers, c = [], 3
         for k in (nf, nf * 2, nf * 4, nf * 4):  # 64 -> 32 -> 16 -> 8 -> 4
-            layers += [nn.Conv2d(c, k, 3, 1, 1), nn.GroupNorm(8, k), nn.ReLU(),
-                       nn.Conv2d(k, k, 4, 2, 1), nn.GroupNorm(8, k), nn.ReLU()]
+            layers += [
+                nn.Conv2d(c, k, 3, 1, 1),
+                nn.GroupNorm(8, k),
+                nn.ReLU(),
+                nn.Conv2d(k, k, 4, 2, 1),
+                nn.GroupNorm(8, k),
+                nn.ReLU(),
+            ]
             c = k
         self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * 16, 256), nn.ReLU(), nn.Linear(256, 2))
 
@@ -91,7 +97,7 @@ def train_pose(images: torch.Tensor, angles: torch.Tensor, steps: int, device: s
 
 @torch.no_grad()
 def apply(net: nn.Module, images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    return torch.cat([net(images[a:a + chunk]) for a in range(0, images.shape[0], chunk)])
+    return torch.cat([net(images[a : a + chunk]) for a in range(0, images.shape[0], chunk)])
 
 
 def fit(x: np.ndarray, y: np.ndarray) -> dict:
@@ -100,8 +106,14 @@ def fit(x: np.ndarray, y: np.ndarray) -> dict:
     xc, yc = x - x.mean(), y - y.mean()
     slope = float((xc * yc).sum() / max((xc * xc).sum(), 1e-12))
     r = float((xc * yc).sum() / max(math.sqrt((xc * xc).sum() * (yc * yc).sum()), 1e-12))
-    return {"slope": round(slope, 3), "r": round(r, 3), "mean_abs_diff_deg": round(float(np.abs(y - x).mean()), 2),
-            "x_std_deg": round(float(x.std()), 2), "y_std_deg": round(float(y.std()), 2), "n": int(x.size)}
+    return {
+        "slope": round(slope, 3),
+        "r": round(r, 3),
+        "mean_abs_diff_deg": round(float(np.abs(y - x).mean()), 2),
+        "x_std_deg": round(float(x.std()), 2),
+        "y_std_deg": round(float(y.std()), 2),
+        "n": int(x.size),
+    }
 
 
 def main() -> None:
@@ -134,10 +146,11 @@ def main() -> None:
         gan_img = torch.from_numpy(f["image_recon"][:]).float().div(127.5).sub(1).to(dev)
     with read_artifact(Path(args.heads) / "test.h5", "heads") as art:  # the GT views, read once
         test_view, test_ids = art.array("view"), art.ids
-    gt_view = test_view[:gan_img.shape[0]]
+    gt_view = test_view[: gan_img.shape[0]]
     pred_gan = apply(pose, gan_img).cpu().numpy() * DEG
     result["regressor"] = {
-        "train_images": args.train_images, "train_steps": args.train_steps,
+        "train_images": args.train_images,
+        "train_steps": args.train_steps,
         "renders_yaw": fit(held[1][:, 1].cpu().numpy() * DEG, pred_held[:, 1]),
         "renders_pitch": fit(held[1][:, 0].cpu().numpy() * DEG, pred_held[:, 0]),
         "gan_projections_yaw": fit(gt_view[:, 1] * DEG, pred_gan[:, 1]),
@@ -160,13 +173,13 @@ def main() -> None:
         nets = load_nets(ctx, art, n)
     m = proj.shape[1]
     flat = proj.reshape(n * m, *proj.shape[2:])
-    reg_t = apply(pose, inst.image).cpu().numpy() * DEG                      # (N, 2)
-    reg_p = apply(pose, flat).cpu().numpy().reshape(n, m, 2) * DEG           # (N, M, 2)
+    reg_t = apply(pose, inst.image).cpu().numpy() * DEG  # (N, 2)
+    reg_p = apply(pose, flat).cpu().numpy().reshape(n, m, 2) * DEG  # (N, M, 2)
     measured = reg_p - reg_t[:, None]
     with torch.no_grad():
-        vt = predict_view_light(ctx, nets, inst.image)["view"]                # (N, 6)
-        vp = _grouped_views(ctx, nets, proj)                                   # (N, M, 6)
-    belief = (vp[..., :2] - vt[:, None, :2]).cpu().numpy() * DEG             # (N, M, 2) [pitch, yaw]
+        vt = predict_view_light(ctx, nets, inst.image)["view"]  # (N, 6)
+        vp = _grouped_views(ctx, nets, proj)  # (N, M, 6)
+    belief = (vp[..., :2] - vt[:, None, :2]).cpu().numpy() * DEG  # (N, M, 2) [pitch, yaw]
     req_deg = req[..., :2] * DEG
     gt = test_view[[test_ids.index(i) for i in inst.ids]]
     result["follow"] = {"yaw": fit(req_deg[..., 1], measured[..., 1]), "pitch": fit(req_deg[..., 0], measured[..., 0])}
@@ -180,9 +193,15 @@ def main() -> None:
     }
     result["regressor_target_yaw_vs_gt"] = fit(gt[:, 1] * DEG, reg_t[:, 1])
     if args.dump:
-        np.savez_compressed(args.dump, regressor_target=reg_t, regressor_projected=reg_p, requested=req_deg,
-                            view_net_target=vt[:, :3].cpu().numpy() * DEG,
-                            view_net_projected=vp[..., :3].cpu().numpy() * DEG, gt_target=gt[:, :3] * DEG)
+        np.savez_compressed(
+            args.dump,
+            regressor_target=reg_t,
+            regressor_projected=reg_p,
+            requested=req_deg,
+            view_net_target=vt[:, :3].cpu().numpy() * DEG,
+            view_net_projected=vp[..., :3].cpu().numpy() * DEG,
+            gt_target=gt[:, :3] * DEG,
+        )
     if args.eval:
         metrics = json.loads((Path(args.eval) / "metrics.json").read_text())
         pred = metrics.get("diagnostics", {}).get("prediction", {})
@@ -200,7 +219,7 @@ def _grouped_views(ctx, nets, proj: torch.Tensor) -> torch.Tensor:
     n, m = proj.shape[:2]
     out = []
     for a in range(0, m, 64):
-        part = proj[:, a:a + 64]
+        part = proj[:, a : a + 64]
         b = part.shape[1]
         out.append(predict_view_light(ctx, nets, part.reshape(n * b, *proj.shape[2:]))["view"].reshape(n, b, 6))
     return torch.cat(out, 1)

@@ -24,8 +24,12 @@ for name in names:
     except (OSError, KeyError, ValueError) as exc:
         rows[name] = {"error": str(exc)}
         continue
-    rows[name] = {"psnr": round(psnr, 2), "edit_gain": bench["edit"]["gain"], "edit_gain_std": bench["edit"]["gain_std"],
-                  **bench["typicality"]}
+    rows[name] = {
+        "psnr": round(psnr, 2),
+        "edit_gain": bench["edit"]["gain"],
+        "edit_gain_std": bench["edit"]["gain_std"],
+        **bench["typicality"],
+    }
 cands = {k: v for k, v in rows.items() if k != "wplus" and "error" not in v}
 good = {k: v for k, v in cands.items() if v["psnr"] >= MIN_PSNR}
 if good:

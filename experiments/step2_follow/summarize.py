@@ -45,12 +45,16 @@ for v in names:
     gt = b.get("gt_turned", {})
     gt_free = f" (free {gt['ratio_free']:.3f})" if gt.get("ratio_free") is not None else ""
     gts = f"{gt['ratio_encoder']:.3f}{gt_free}" if gt else "-"
-    rows.append(f"| {v} | {b['method']['offset']} | {b['method']['view_scale']} | {b['edit']['gain']:.3f} | "
-                f"{run['ceiling']['slope']:.3f} | {run['encoder']['slope']:.3f} (r {run['encoder']['r']:.2f}) | "
-                f"{run['ratio_encoder']:.3f} | {free} | {gts} | "
-                f"{pred.get('side_x1e2_mean', float('nan')):.3f} / {pred.get('mad_mean', float('nan')):.2f} |")
-print("| variant | offset | view_scale | edit gain | ceiling slope | E slope | E ratio | free ratio | GT-turned E ratio |"
-      " SIDE / MAD |")
+    rows.append(
+        f"| {v} | {b['method']['offset']} | {b['method']['view_scale']} | {b['edit']['gain']:.3f} | "
+        f"{run['ceiling']['slope']:.3f} | {run['encoder']['slope']:.3f} (r {run['encoder']['r']:.2f}) | "
+        f"{run['ratio_encoder']:.3f} | {free} | {gts} | "
+        f"{pred.get('side_x1e2_mean', float('nan')):.3f} / {pred.get('mad_mean', float('nan')):.2f} |"
+    )
+print(
+    "| variant | offset | view_scale | edit gain | ceiling slope | E slope | E ratio | free ratio | GT-turned E ratio |"
+    " SIDE / MAD |"
+)
 print("|---|---|---|---|---|---|---|---|---|---|")
 print("\n".join(rows))
 print("\nPaired against the reference variant of the same instances (mean +- s.e. over instances):\n")

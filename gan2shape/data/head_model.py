@@ -72,7 +72,12 @@ class ParamSpec:
 # half-width in camera units (W * tan(fov/2)): depth relief scales with the head's true size, so
 # proportions stay human (a real face plane is about one half-width in front of the ears).
 SHAPE_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("head_height", 0.58, 0.70, "head half-height in image half-heights (the head spans this fraction of the image height)"),
+    ParamSpec(
+        "head_height",
+        0.58,
+        0.70,
+        "head half-height in image half-heights (the head spans this fraction of the image height)",
+    ),
     ParamSpec("head_width", 0.72, 0.86, "head half-width / half-height"),
     ParamSpec("head_depth", 0.9, 1.25, "face plane in front of the silhouette edge (L)"),
     ParamSpec("jaw_width", 0.0, 1.0, "0 = narrow, pointed jaw; 1 = wide, square jaw"),
@@ -172,7 +177,9 @@ def params_from_unit(unit: torch.Tensor, specs: tuple[ParamSpec, ...], asymmetry
     return (low + (high - low) * unit) * scale
 
 
-def image_grid(size: int, supersample: int = 1, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def image_grid(
+    size: int, supersample: int = 1, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised coordinates of the (sub)pixel centres of an S x S image.
 
     size: S; supersample: k sub-pixels per pixel and axis (k*S samples per axis).
@@ -535,7 +542,7 @@ def canonical_albedo(
         return white, lash, ring, pupil
 
     left, right = eye_layers(lay.eye_x[0], lay.eye_y[0]), eye_layers(lay.eye_x[1], lay.eye_y[1])
-    white, lash, ring, pupil = (torch.maximum(l, r) for l, r in zip(left, right))
+    white, lash, ring, pupil = (torch.maximum(a, b) for a, b in zip(left, right))
     k = sharp * 0.6
     in_eye = _soft(white, k).unsqueeze(1)
     colour = torch.lerp(colour, lash_colour, _soft(lash, k).unsqueeze(1))

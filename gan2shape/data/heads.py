@@ -202,8 +202,9 @@ def render_heads(sample: HeadSample, config: HeadsConfig) -> dict[str, torch.Ten
     mask = rendered.mask[:, 0] > 0.5
     if mask.any() and float(rendered.depth[mask].max()) >= far:
         raise ConfigError(
-            "heads.background_depth", f"{far} is not larger than the farthest head depth "
-            f"{float(rendered.depth[mask].max()):.4f}: set it above {camera.max_depth} (or null)"
+            "heads.background_depth",
+            f"{far} is not larger than the farthest head depth "
+            f"{float(rendered.depth[mask].max()):.4f}: set it above {camera.max_depth} (or null)",
         )
     depth = torch.where(mask, rendered.depth, torch.full_like(rendered.depth, far))
     normal = depth_to_normals(depth, camera).permute(0, 3, 1, 2)
@@ -291,9 +292,10 @@ def make_heads(
         }
         path = out_dir / f"{split}.h5"
         # lzf (shipped with h5py): a third of the size (masks, constant backgrounds) for ~5% time.
-        with ArtifactWriter(path, KIND, params_text=text, attrs=attrs, compression="lzf") as writer, Progress(
-            n, f"heads {split}", unit="img", bar=progress
-        ) as bar:
+        with (
+            ArtifactWriter(path, KIND, params_text=text, attrs=attrs, compression="lzf") as writer,
+            Progress(n, f"heads {split}", unit="img", bar=progress) as bar,
+        ):
             for start in range(0, n, config.batch_size):
                 count = min(config.batch_size, n - start)
                 t0 = time.perf_counter()
@@ -359,8 +361,9 @@ def load_heads(
     rows = None if limit is None else slice(0, int(limit))
     with read_artifact(file, KIND, require=("image", "depth", "normal", "mask")) as art:
         if art.attrs.get("split") != split:
-            raise ArtifactError(f"{file} holds the {art.attrs.get('split')!r} split, not {split!r}: give the "
-                                f"{split} split's file")
+            raise ArtifactError(
+                f"{file} holds the {art.attrs.get('split')!r} split, not {split!r}: give the {split} split's file"
+            )
         out: dict[str, torch.Tensor] = {}
         for name in art.names:
             data = torch.from_numpy(np.ascontiguousarray(art.array(name, rows)))

@@ -16,8 +16,15 @@ import numpy as np
 
 from gan2shape.errors import ImageFolderError
 
-__all__ = ["IMAGE_SUFFIXES", "KIND", "ImageFolderError", "list_images", "image_id", "load_image_folder",
-           "import_images"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "KIND",
+    "ImageFolderError",
+    "list_images",
+    "image_id",
+    "load_image_folder",
+    "import_images",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 KIND = "images"
@@ -29,11 +36,13 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageFolderError(f"{folder} is not a folder: give a folder of PNG/JPG images (workflow.images)")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not files:
-        raise ImageFolderError(f"{folder} holds no {'/'.join(IMAGE_SUFFIXES)} files: put the images to "
-                               "reconstruct there")
+        raise ImageFolderError(
+            f"{folder} holds no {'/'.join(IMAGE_SUFFIXES)} files: put the images to reconstruct there"
+        )
     return files
 
 
@@ -84,12 +93,19 @@ def load_image_folder(folder: str | Path, size: int, limit: int | None = None) -
     return [image_id(p) for p in chosen], images
 
 
-def import_images(folder: str | Path, out_path: str | Path, size: int, limit: int | None = None,
-                  params_text: str | None = None) -> Path:
+def import_images(
+    folder: str | Path, out_path: str | Path, size: int, limit: int | None = None, params_text: str | None = None
+) -> Path:
     """Write the images of ``folder`` (``load_image_folder``) as an artifact of kind 'images' with
     dataset ``image`` (N, 3, size, size) uint8, atomically. Returns ``out_path``."""
     from gan2shape.artifacts import write_artifact
 
     ids, images = load_image_folder(folder, size, limit)
-    return write_artifact(out_path, KIND, {"image": images}, ids=ids, params_text=params_text,
-                          attrs={"source_folder": str(folder), "image_size": size})
+    return write_artifact(
+        out_path,
+        KIND,
+        {"image": images},
+        ids=ids,
+        params_text=params_text,
+        attrs={"source_folder": str(folder), "image_size": size},
+    )

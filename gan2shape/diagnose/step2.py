@@ -37,15 +37,15 @@ import torch
 
 from gan2shape.artifacts import read_artifact, write_artifact
 from gan2shape.config import Params
-from gan2shape.errors import ArtifactError
 from gan2shape.data.heads import render_heads, sample_heads
+from gan2shape.errors import ArtifactError
 from gan2shape.evaluate.pose import DEG, PoseRegressor, line_fit, load_pose_regressor, predict_pose
-from gan2shape.method.encoder import resolve_encoder_init
 from gan2shape.imaging import tile_images
-from gan2shape.method.instances import Instances, read_instances, resize_images
-from gan2shape.method.reconstruct import stage_paths
 from gan2shape.method.chain import PROJECTED_KIND, PSEUDO_KIND
 from gan2shape.method.context import make_context
+from gan2shape.method.encoder import resolve_encoder_init
+from gan2shape.method.instances import Instances, read_instances, resize_images
+from gan2shape.method.reconstruct import stage_paths
 from gan2shape.method.steps import pseudo_count, run_invert, view_distribution
 from gan2shape.model.losses import feature_matching, masked_l1, offset_regulariser
 from gan2shape.stylegan2.model import Discriminator, Generator
@@ -70,8 +70,7 @@ def _pose_yaw_deg(pose: PoseRegressor, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def yaw_direction(generator: Generator, pose: PoseRegressor, n: int = 4000, seed: int = 0,
-                  batch: int = 500) -> dict:
+def yaw_direction(generator: Generator, pose: PoseRegressor, n: int = 4000, seed: int = 0, batch: int = 500) -> dict:
     """The GAN's yaw direction in W, fitted on n sampled w (z drawn on the CPU from ``seed``; random
     noise per image).
 
@@ -95,14 +94,25 @@ def yaw_direction(generator: Generator, pose: PoseRegressor, n: int = 4000, seed
     coef = torch.linalg.solve(a.T @ a + torch.eye(a.shape[1], dtype=a.dtype), a.T @ (yaw[:k] - yaw[:k].mean()))
     pred = (w[k:] - w[:k].mean(0)) @ coef + yaw[:k].mean()
     r2 = 1.0 - float(((pred - yaw[k:]) ** 2).sum() / ((yaw[k:] - yaw[k:].mean()) ** 2).sum().clamp_min(1e-12))
-    return {"direction": direction.float().to(device), "r2_held_out": round(r2, 4),
-            "yaw_std_deg": round(float(yaw.std()), 3), "n": n,
-            "step_rms_per_deg": round(float(direction.pow(2).mean().sqrt()), 6)}
+    return {
+        "direction": direction.float().to(device),
+        "r2_held_out": round(r2, 4),
+        "yaw_std_deg": round(float(yaw.std()), 3),
+        "n": n,
+        "step_rms_per_deg": round(float(direction.pow(2).mean().sqrt()), 6),
+    }
 
 
 @torch.no_grad()
-def edit_gain(generator: Generator, pose: PoseRegressor, latent: torch.Tensor, noise: list[torch.Tensor],
-              direction: torch.Tensor, step_deg: float = 20.0, batch: int = 256) -> dict:
+def edit_gain(
+    generator: Generator,
+    pose: PoseRegressor,
+    latent: torch.Tensor,
+    noise: list[torch.Tensor],
+    direction: torch.Tensor,
+    step_deg: float = 20.0,
+    batch: int = 256,
+) -> dict:
     """How far the instances' own latents turn along the GAN's yaw direction.
 
     latent: (N, n_latent, D) w+; noise: num_layers maps (N, 1, r, r); direction: (D,) per degree
@@ -113,15 +123,21 @@ def edit_gain(generator: Generator, pose: PoseRegressor, latent: torch.Tensor, n
     n = latent.shape[0]
     gains = []
     for a in range(0, n, batch):
-        lat = latent[a:a + batch]
-        nz = [x[a:a + batch] for x in noise]
+        lat = latent[a : a + batch]
+        nz = [x[a : a + batch] for x in noise]
         step = step_deg * direction.to(lat)
-        yaw = [_pose_yaw_deg(pose, generator.synthesis(lat + s * step, noise=nz, randomize_noise=False).clamp(-1, 1))
-               for s in (1.0, -1.0)]
+        yaw = [
+            _pose_yaw_deg(pose, generator.synthesis(lat + s * step, noise=nz, randomize_noise=False).clamp(-1, 1))
+            for s in (1.0, -1.0)
+        ]
         gains.append((yaw[0] - yaw[1]) / (2.0 * step_deg))
     g = torch.cat(gains).cpu().numpy()
-    return {"gain": round(float(g.mean()), 4), "gain_std": round(float(g.std()), 4),
-            "per_instance": [round(float(x), 4) for x in g], "step_deg": step_deg}
+    return {
+        "gain": round(float(g.mean()), 4),
+        "gain_std": round(float(g.std()), 4),
+        "per_instance": [round(float(x), 4) for x in g],
+        "step_deg": step_deg,
+    }
 
 
 @torch.no_grad()
@@ -157,10 +173,20 @@ def follow(pose: PoseRegressor, target: torch.Tensor, images: torch.Tensor, requ
     return fit
 
 
-def free_offset_projection(generator: Generator, discriminator: Discriminator, inst: Instances,
-                           pseudo: torch.Tensor, mask: torch.Tensor, *, steps: int = 200, lr: float = 0.02,
-                           lam_regular: float = 0.01, feature_blocks: int = 3, chunk: int = 512,
-                           progress: bool = False) -> torch.Tensor:
+def free_offset_projection(
+    generator: Generator,
+    discriminator: Discriminator,
+    inst: Instances,
+    pseudo: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    steps: int = 200,
+    lr: float = 0.02,
+    lam_regular: float = 0.01,
+    feature_blocks: int = 3,
+    chunk: int = 512,
+    progress: bool = False,
+) -> torch.Tensor:
     """Project pseudo-samples with a free W offset per sample under step 2's loss (no encoder).
 
     inst: N instances (latent, noise, image at size S); pseudo: (N, K, 3, S, S) in [-1, 1]; mask:
@@ -198,8 +224,11 @@ def free_offset_projection(generator: Generator, discriminator: Discriminator, i
 
         for _ in range(steps):
             proj = render()
-            loss = (masked_l1(proj, img, msk) + feature_matching(feats(proj * msk), target_feats, msk)
-                    + lam_regular * offset_regulariser(offset))
+            loss = (
+                masked_l1(proj, img, msk)
+                + feature_matching(feats(proj * msk), target_feats, msk)
+                + lam_regular * offset_regulariser(offset)
+            )
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
@@ -209,8 +238,15 @@ def free_offset_projection(generator: Generator, discriminator: Discriminator, i
     return out.reshape(n, k, 3, s, s)
 
 
-def gt_turned_pseudo(params: Params, heads_path: str | Path, ids: list[str], m: int, seed: int,
-                     image_size: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def gt_turned_pseudo(
+    params: Params,
+    heads_path: str | Path,
+    ids: list[str],
+    m: int,
+    seed: int,
+    image_size: int,
+    device: str | torch.device = "cpu",
+) -> dict[str, torch.Tensor]:
     """Pseudo-samples that turn exactly as asked: each instance's true head (``heads_path``, a 'heads'
     artifact whose ids include ``ids``) rendered m times around its true view.
 
@@ -224,8 +260,10 @@ def gt_turned_pseudo(params: Params, heads_path: str | Path, ids: list[str], m: 
         known, split = list(art.ids), art.attrs.get("split", "test")
     missing = [i for i in ids if i not in known]
     if missing:
-        raise ArtifactError(f"{heads_path} has no head(s) {missing[:3]}: give the heads file the instances were "
-                         "projected from (e.g. results/bench/heads/test.h5)")
+        raise ArtifactError(
+            f"{heads_path} has no head(s) {missing[:3]}: give the heads file the instances were "
+            "projected from (e.g. results/bench/heads/test.h5)"
+        )
     heads_cfg = params.heads
     rng = torch.Generator().manual_seed(seed)
     dist = view_distribution(params.method)
@@ -237,8 +275,14 @@ def gt_turned_pseudo(params: Params, heads_path: str | Path, ids: list[str], m: 
         u = torch.rand(m, 4, generator=rng)
         bounds = (ls.ambient, ls.diffuse, ls.dir_x, ls.dir_y)
         light = torch.stack([lo + (hi - lo) * u[:, j] for j, (lo, hi) in enumerate(bounds)], 1)
-        rep = type(base)(**{f: getattr(base, f).expand(m, *getattr(base, f).shape[1:]).clone()
-                            for f in ("shape", "albedo", "noise", "background")}, view=view, light=light)
+        rep = type(base)(
+            **{
+                f: getattr(base, f).expand(m, *getattr(base, f).shape[1:]).clone()
+                for f in ("shape", "albedo", "noise", "background")
+            },
+            view=view,
+            light=light,
+        )
         with torch.no_grad():
             r = render_heads(rep.to(device), heads_cfg)
         out["image"].append(resize_images(r["image"], image_size))
@@ -267,35 +311,73 @@ def _sheet(path: Path, rows: list[torch.Tensor], order: torch.Tensor) -> Path:
     return path
 
 
-def _bench_source(pose, gen, disc, inst: Instances, pseudo, mask, requested, projected, free_k, free_steps,
-                  lam_regular, blocks, progress) -> tuple[dict, torch.Tensor]:
+def _bench_source(
+    pose,
+    gen,
+    disc,
+    inst: Instances,
+    pseudo,
+    mask,
+    requested,
+    projected,
+    free_k,
+    free_steps,
+    lam_regular,
+    blocks,
+    progress,
+) -> tuple[dict, torch.Tensor]:
     """ceiling / encoder / free follow fits for one source of pseudo-samples; returns (fits, free images)."""
-    result = {"ceiling": follow(pose, inst.image, pseudo, requested),
-              "encoder": follow(pose, inst.image, projected, requested)}
+    result = {
+        "ceiling": follow(pose, inst.image, pseudo, requested),
+        "encoder": follow(pose, inst.image, projected, requested),
+    }
     free = None
     if free_k > 0:
         k = min(free_k, pseudo.shape[1])
-        free = free_offset_projection(gen, disc, inst, pseudo[:, :k], mask[:, :k], steps=free_steps,
-                                      lam_regular=lam_regular, feature_blocks=blocks, progress=progress)
+        free = free_offset_projection(
+            gen,
+            disc,
+            inst,
+            pseudo[:, :k],
+            mask[:, :k],
+            steps=free_steps,
+            lam_regular=lam_regular,
+            feature_blocks=blocks,
+            progress=progress,
+        )
         result["free"] = follow(pose, inst.image, free, requested[:, :k])
         result["free_ceiling"] = follow(pose, inst.image, pseudo[:, :k], requested[:, :k])
     ceiling = result["ceiling"]["slope"]
     result["ratio_encoder"] = round(result["encoder"]["slope"] / ceiling, 4) if ceiling else float("nan")
     ceiling_within = result["ceiling"]["within"]["slope"]
-    result["ratio_encoder_within"] = (round(result["encoder"]["within"]["slope"] / ceiling_within, 4)
-                                      if ceiling_within else float("nan"))
+    result["ratio_encoder_within"] = (
+        round(result["encoder"]["within"]["slope"] / ceiling_within, 4) if ceiling_within else float("nan")
+    )
     if free is not None:
         fc = result["free_ceiling"]["slope"]
         result["ratio_free"] = round(result["free"]["slope"] / fc, 4) if fc else float("nan")
     return result, free
 
 
-def run_diagnose_step2(params: Params, params_text: str | None, *, pose_path: str | Path,
-                       instances_path: str | Path, out_dir: str | Path, run_dir: str | Path | None = None,
-                       stage: int = 1, heads_path: str | Path | None = None, gt_samples: int | None = None,
-                       free_samples: int = 64, free_steps: int = 200, edit_step_deg: float = 20.0,
-                       direction_samples: int = 4000, sheet_instances: int = 4,
-                       device: str | torch.device = "cpu", progress: bool = True) -> dict:
+def run_diagnose_step2(
+    params: Params,
+    params_text: str | None,
+    *,
+    pose_path: str | Path,
+    instances_path: str | Path,
+    out_dir: str | Path,
+    run_dir: str | Path | None = None,
+    stage: int = 1,
+    heads_path: str | Path | None = None,
+    gt_samples: int | None = None,
+    free_samples: int = 64,
+    free_steps: int = 200,
+    edit_step_deg: float = 20.0,
+    direction_samples: int = 4000,
+    sheet_instances: int = 4,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict:
     """The step-2 bench (module docstring) for one shard; writes out_dir/step2_bench.json (+ sheets).
 
     instances_path: the shard's instances.h5 (latents, noise, images); run_dir + stage: a
@@ -309,22 +391,37 @@ def run_diagnose_step2(params: Params, params_text: str | None, *, pose_path: st
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = make_context(params, params_text, device=device, progress=progress, nf=params.method.nf,
-                       enc_nf=params.method.enc_nf)
+    ctx = make_context(
+        params, params_text, device=device, progress=progress, nf=params.method.nf, enc_nf=params.method.enc_nf
+    )
     pose, pose_report = load_pose_regressor(pose_path, ctx.device)
     gen, disc, cfg = ctx.generator, ctx.discriminator, ctx.config
     inst = read_instances(instances_path, ctx.size, ctx.device)
     encoder = resolve_encoder_init(cfg, image_size=ctx.size, enc_nf=ctx.enc_nf, style_dim=gen.style_dim)
-    result: dict = {"instances": str(instances_path), "n": inst.n, "ids": inst.ids,
-                    "pose_regressor": {"path": str(pose_path), "held_out": pose_report.get("held_out")},
-                    "method": {"offset": cfg.offset, "f1_d": cfg.f1_d, "encoder_init": encoder and str(encoder),
-                               "view_scale": cfg.view_scale, "view_origin": cfg.view_origin}}
+    result: dict = {
+        "instances": str(instances_path),
+        "n": inst.n,
+        "ids": inst.ids,
+        "pose_regressor": {"path": str(pose_path), "held_out": pose_report.get("held_out")},
+        "method": {
+            "offset": cfg.offset,
+            "f1_d": cfg.f1_d,
+            "encoder_init": encoder and str(encoder),
+            "view_scale": cfg.view_scale,
+            "view_origin": cfg.view_origin,
+        },
+    }
     direction = yaw_direction(gen, pose, n=direction_samples, seed=cfg.seed)
     result["direction"] = {k: v for k, v in direction.items() if k != "direction"}
     result["edit"] = edit_gain(gen, pose, inst.latent, inst.noise, direction["direction"], edit_step_deg)
     result["typicality"] = typicality(gen, inst.latent)
-    log.info("step-2 bench: edit gain %.3f on %d instances (latent prior %.2f, tie %.2f)", result["edit"]["gain"],
-             inst.n, result["typicality"]["prior_mean"], result["typicality"]["tie_mean"])
+    log.info(
+        "step-2 bench: edit gain %.3f on %d instances (latent prior %.2f, tie %.2f)",
+        result["edit"]["gain"],
+        inst.n,
+        result["typicality"]["prior_mean"],
+        result["typicality"]["tie_mean"],
+    )
     blocks = ctx.feature_blocks
     pick = slice(0, min(sheet_instances, inst.n))
     sources = []
@@ -339,30 +436,57 @@ def run_diagnose_step2(params: Params, params_text: str | None, *, pose_path: st
             projected = art.tensor("image", device=ctx.device).float()
             projected_ids = list(art.ids)
         if pseudo_ids != inst.ids or projected_ids != inst.ids:
-            raise ArtifactError(f"{run_dir} stage {stage} holds other instances than {instances_path}: give the run's "
-                             "own instances.h5")
+            raise ArtifactError(
+                f"{run_dir} stage {stage} holds other instances than {instances_path}: give the run's own instances.h5"
+            )
         sources.append(("run", pseudo, mask, requested, projected))
     if heads_path is not None:
         m = gt_samples or pseudo_count(cfg)
         gt = gt_turned_pseudo(params, heads_path, inst.ids, m, cfg.seed + 7, ctx.size, ctx.device)
         gt_dir = out_dir / "gt"
-        pseudo_path = write_artifact(gt_dir / "pseudo.h5", PSEUDO_KIND,
-                                     {"image": gt["image"].half().cpu(), "mask": gt["mask"].half().cpu(),
-                                      "view": gt["view"].cpu(), "view_delta": gt["view_delta"].cpu()},
-                                     ids=inst.ids, params_text=params_text,
-                                     attrs={"stage": 1, "mode": cfg.mode, "object_mask": True, "source": "gt"})
+        pseudo_path = write_artifact(
+            gt_dir / "pseudo.h5",
+            PSEUDO_KIND,
+            {
+                "image": gt["image"].half().cpu(),
+                "mask": gt["mask"].half().cpu(),
+                "view": gt["view"].cpu(),
+                "view_delta": gt["view_delta"].cpu(),
+            },
+            ids=inst.ids,
+            params_text=params_text,
+            attrs={"stage": 1, "mode": cfg.mode, "object_mask": True, "source": "gt"},
+        )
         run_invert(ctx, instances_path, pseudo_path, gt_dir / "projected.h5")
         with read_artifact(gt_dir / "projected.h5", PROJECTED_KIND) as art:
             projected = art.tensor("image", device=ctx.device).float()
-        sources.append(("gt_turned", gt["image"].float(), gt["mask"], gt["view_delta"][..., 1].cpu() * DEG,
-                        projected))
+        sources.append(("gt_turned", gt["image"].float(), gt["mask"], gt["view_delta"][..., 1].cpu() * DEG, projected))
     for name, pseudo, mask, requested, projected in sources:
-        fits, free = _bench_source(pose, gen, disc, inst, pseudo, mask, requested, projected, free_samples,
-                                   free_steps, cfg.lam_regular, blocks, progress)
+        fits, free = _bench_source(
+            pose,
+            gen,
+            disc,
+            inst,
+            pseudo,
+            mask,
+            requested,
+            projected,
+            free_samples,
+            free_steps,
+            cfg.lam_regular,
+            blocks,
+            progress,
+        )
         result[name] = fits
-        log.info("step-2 bench (%s): follow ratio E %.3f (slope %.3f / ceiling %.3f, r %.2f)%s", name,
-                 fits["ratio_encoder"], fits["encoder"]["slope"], fits["ceiling"]["slope"], fits["encoder"]["r"],
-                 f", free {fits['ratio_free']:.3f}" if "ratio_free" in fits else "")
+        log.info(
+            "step-2 bench (%s): follow ratio E %.3f (slope %.3f / ceiling %.3f, r %.2f)%s",
+            name,
+            fits["ratio_encoder"],
+            fits["encoder"]["slope"],
+            fits["ceiling"]["slope"],
+            fits["encoder"]["r"],
+            f", free {fits['ratio_free']:.3f}" if "ratio_free" in fits else "",
+        )
         k = pseudo.shape[1] if free is None else free.shape[1]  # the free rows cover the first K samples
         rows = [pseudo[pick, :k], projected[pick, :k]] + ([] if free is None else [free[pick]])
         order = torch.argsort(requested[pick, :k].cpu(), dim=1)

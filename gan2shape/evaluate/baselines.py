@@ -39,9 +39,9 @@ import torch
 from gan2shape.artifacts import Artifact, read_artifact
 from gan2shape.errors import ArtifactError
 from gan2shape.evaluate.metrics import ScoreAccumulator
-from gan2shape.render.prior import box_from_mask, ellipsoid_prior
 from gan2shape.progress import track
 from gan2shape.render import Camera
+from gan2shape.render.prior import box_from_mask, ellipsoid_prior
 
 __all__ = [
     "BASELINES",
@@ -86,12 +86,15 @@ def average_gt_depth(
     with read_artifact(train_path, kind="heads", require=("depth",)) as art:
         shape = art.shape("depth")
         if len(shape) != 3 or shape[1] != shape[2]:
-            raise ArtifactError(f"{train_path}: dataset 'depth' must be (N, S, S), got {shape}: give a split of "
-                                "`gan2shape make-heads`")
+            raise ArtifactError(
+                f"{train_path}: dataset 'depth' must be (N, S, S), got {shape}: give a split of `gan2shape make-heads`"
+            )
         n = art.n if max_images is None else min(art.n, int(max_images))
         if n < 1:
-            raise ArtifactError(f"{train_path} holds no images to average (n={art.n}, max_images={max_images}): "
-                                "give a train split with images")
+            raise ArtifactError(
+                f"{train_path} holds no images to average (n={art.n}, max_images={max_images}): "
+                "give a train split with images"
+            )
         total = np.zeros(shape[1:], dtype=np.float64)
         count = np.zeros(shape[1:], dtype=np.int64)
         for start in track(range(0, n, chunk), "average GT depth", unit="chunk", bar=progress):
@@ -104,8 +107,10 @@ def average_gt_depth(
                 total += block.sum(axis=0, dtype=np.float64)
                 count += block.shape[0]
     if count.sum() == 0:
-        raise ArtifactError(f"{train_path}: no foreground pixel in the first {n} depth maps (all at their max): "
-                            "give a split of `gan2shape make-heads`")
+        raise ArtifactError(
+            f"{train_path}: no foreground pixel in the first {n} depth maps (all at their max): "
+            "give a split of `gan2shape make-heads`"
+        )
     fill = total.sum() / count.sum()
     mean = np.where(count > 0, total / np.maximum(count, 1), fill)
     return torch.from_numpy(mean).to(torch.float32)
@@ -148,8 +153,10 @@ def select_rows(art: Artifact, ids: Sequence[str] | None = None, max_images: int
     if max_images is not None:
         rows = rows[: int(max_images)]
     if rows.size == 0:
-        raise ArtifactError(f"no test images selected from {art.path} (n={art.n}, max_images={max_images}): give a "
-                            "test split with images")
+        raise ArtifactError(
+            f"no test images selected from {art.path} (n={art.n}, max_images={max_images}): give a "
+            "test split with images"
+        )
     return rows
 
 
@@ -200,8 +207,10 @@ def evaluate_baselines(
             predictors[name] = null_depth_prediction
         elif name == "ellipsoid_prior":
             if not 0.0 < prior_near < prior_far:
-                raise ValueError("the ellipsoid_prior baseline needs 0 < prior_near < prior_far, "
-                                 f"got {prior_near}, {prior_far}: fix method.prior.near / far")
+                raise ValueError(
+                    "the ellipsoid_prior baseline needs 0 < prior_near < prior_far, "
+                    f"got {prior_near}, {prior_far}: fix method.prior.near / far"
+                )
             predictors[name] = lambda gt: ellipsoid_prior_prediction(
                 gt, raise_top_frac=prior_raise_top_frac, near=prior_near, far=prior_far
             )

@@ -337,5 +337,10 @@ class ScoreAccumulator:
             raise ValueError("ScoreAccumulator.result: no images were added")
         side_values = np.concatenate(self._side)
         mad_values = np.concatenate(self._mad)
-        return {"ids": list(self._ids), "side": side_values, "mad": mad_values, "relief": np.concatenate(self._relief),
-                **summarize(side_values, mad_values)}
+        return {
+            "ids": list(self._ids),
+            "side": side_values,
+            "mad": mad_values,
+            "relief": np.concatenate(self._relief),
+            **summarize(side_values, mad_values),
+        }

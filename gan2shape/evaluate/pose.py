@@ -63,15 +63,23 @@ class PoseRegressor(nn.Module):
         c = 3
         for k in range(int(math.log2(image_size)) - 2):
             out = nf * 2 ** min(k, 2)
-            layers += [nn.Conv2d(c, out, 3, 1, 1), nn.GroupNorm(8, out), nn.ReLU(),
-                       nn.Conv2d(out, out, 4, 2, 1), nn.GroupNorm(8, out), nn.ReLU()]
+            layers += [
+                nn.Conv2d(c, out, 3, 1, 1),
+                nn.GroupNorm(8, out),
+                nn.ReLU(),
+                nn.Conv2d(out, out, 4, 2, 1),
+                nn.GroupNorm(8, out),
+                nn.ReLU(),
+            ]
             c = out
         self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * 16, 256), nn.ReLU(), nn.Linear(256, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1:] != (3, self.image_size, self.image_size):
-            raise ValueError(f"PoseRegressor expects (N, 3, {self.image_size}, {self.image_size}) images, "
-                             f"got {tuple(x.shape)}; resize them to the regressor's size")
+            raise ValueError(
+                f"PoseRegressor expects (N, 3, {self.image_size}, {self.image_size}) images, "
+                f"got {tuple(x.shape)}; resize them to the regressor's size"
+            )
         return self.body(x)
 
 
@@ -90,12 +98,19 @@ def line_fit(x, y) -> dict:
     sxx, syy, sxy = float((xc * xc).sum()), float((yc * yc).sum()), float((xc * yc).sum())
     slope = sxy / sxx if sxx > 0 else float("nan")
     r = sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else float("nan")
-    return {"slope": round(slope, 4), "r": round(r, 4), "mean_abs_diff": round(float(np.abs(y - x).mean()), 4),
-            "x_std": round(float(x.std()), 4), "y_std": round(float(y.std()), 4), "n": int(x.size)}
+    return {
+        "slope": round(slope, 4),
+        "r": round(r, 4),
+        "mean_abs_diff": round(float(np.abs(y - x).mean()), 4),
+        "x_std": round(float(x.std()), 4),
+        "y_std": round(float(y.std()), 4),
+        "n": int(x.size),
+    }
 
 
-def render_pose_set(config: HeadsConfig, start: int, count: int, device: str | torch.device = "cpu",
-                    chunk: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+def render_pose_set(
+    config: HeadsConfig, start: int, count: int, device: str | torch.device = "cpu", chunk: int = 500
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Render heads start .. start+count-1 of the 'train' stream.
 
     Returns images (count, 3, S, S) float16 in [-1, 1] and angles (count, 2) float32 [pitch, yaw]
@@ -115,7 +130,7 @@ def predict_pose(net: PoseRegressor, images: torch.Tensor, chunk: int = 1024) ->
     """Pitch and yaw of images (N, 3, S, S) in [-1, 1] (any float dtype, any device): (N, 2) float32
     radians on the images' device."""
     device = next(net.parameters()).device
-    out = [net(images[a:a + chunk].to(device).float()).to(images.device) for a in range(0, images.shape[0], chunk)]
+    out = [net(images[a : a + chunk].to(device).float()).to(images.device) for a in range(0, images.shape[0], chunk)]
     return torch.cat(out) if out else torch.zeros(0, 2, device=images.device)
 
 
@@ -172,17 +187,34 @@ def train_pose_regressor(
     net.eval()
     del images
     held_images, held_angles = render_pose_set(config, _HELD_START, n_held, device)
-    report = {"held_out": _fits(net, held_images, held_angles), "n_images": n_images, "n_held": n_held,
-              "steps": steps, "batch_size": batch_size, "lr": lr, "nf": nf, "seed": seed,
-              "image_size": config.image_size, "final_loss": float(loss.detach()), "seconds": round(time.perf_counter() - t0, 1)}
+    report = {
+        "held_out": _fits(net, held_images, held_angles),
+        "n_images": n_images,
+        "n_held": n_held,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "nf": nf,
+        "seed": seed,
+        "image_size": config.image_size,
+        "final_loss": float(loss.detach()),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     return net, report
 
 
 def save_pose_regressor(path: str | Path, net: PoseRegressor, report: dict, params_text: str | None = None) -> Path:
     """Write a 'pose' artifact: network 'pose' (float32), attrs image_size, nf, report."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    return write_artifact(path, POSE_KIND, {}, ids=[], params_text=params_text, networks={"pose": state},
-                          attrs={"image_size": net.image_size, "nf": net.nf, "report": report})
+    return write_artifact(
+        path,
+        POSE_KIND,
+        {},
+        ids=[],
+        params_text=params_text,
+        networks={"pose": state},
+        attrs={"image_size": net.image_size, "nf": net.nf, "report": report},
+    )
 
 
 def load_pose_regressor(path: str | Path, device: str | torch.device = "cpu") -> tuple[PoseRegressor, dict]:

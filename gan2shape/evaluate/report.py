@@ -68,8 +68,15 @@ TABLE1_RUN = "test"
 #: the evaluation folders of a peer: all test heads, and the Table 1 run's heads
 PEER_SUBSETS = ("all", "table1")
 #: keys of a paired-difference metrics file (row - reference, per head; x1e2 for SIDE, degrees for MAD)
-PAIRED_KEYS = ("n", "side_x1e2_diff_mean", "side_x1e2_diff_se", "mad_diff_mean", "mad_diff_se",
-               "side_lower", "mad_lower")
+PAIRED_KEYS = (
+    "n",
+    "side_x1e2_diff_mean",
+    "side_x1e2_diff_se",
+    "mad_diff_mean",
+    "mad_diff_se",
+    "side_lower",
+    "mad_lower",
+)
 _STAGE_DIR = re.compile(r"stage(\d+)")
 
 
@@ -128,8 +135,10 @@ def table1_rows(stages: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str, 
         raise ValueError("table1_rows: no stages given")
     final = stages[max(stages)]["rows"]
     order = list(ROW_LABELS)
-    baselines = sorted((name for name in final if name != "prediction"),
-                       key=lambda name: (order.index(name) if name in order else len(order), name))
+    baselines = sorted(
+        (name for name in final if name != "prediction"),
+        key=lambda name: (order.index(name) if name in order else len(order), name),
+    )
     rows = {name: _summary(final[name]) for name in baselines}
     for k in sorted(stages):
         rows[f"stage{k}"] = _summary(stages[k]["rows"]["prediction"])
@@ -168,8 +177,10 @@ def read_peer(eval_dir: str | Path, peer: str, subset: str) -> tuple[dict[str, A
     for name in ("metrics.json", "per_image.json"):
         path = folder / name
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: evaluate the '{peer}' row first (its eval stage in "
-                                    f"dvc.yaml, or gan2shape evaluate --pred <{peer} prediction> --out {folder})")
+            raise FileNotFoundError(
+                f"{path} does not exist: evaluate the '{peer}' row first (its eval stage in "
+                f"dvc.yaml, or gan2shape evaluate --pred <{peer} prediction> --out {folder})"
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
@@ -196,9 +207,11 @@ def paired_difference(row: Mapping[str, Any], reference: Mapping[str, Any]) -> d
     Raises InputError when the two rows were not scored on the same heads.
     """
     if sorted(row["ids"]) != sorted(reference["ids"]):
-        raise InputError(f"paired difference of rows scored on different heads ({len(row['ids'])} vs "
-                         f"{len(reference['ids'])} ids, e.g. {sorted(set(row['ids']) ^ set(reference['ids']))[:3]}): "
-                         "evaluate both on the same heads (gan2shape evaluate --limit bench.n_test)")
+        raise InputError(
+            f"paired difference of rows scored on different heads ({len(row['ids'])} vs "
+            f"{len(reference['ids'])} ids, e.g. {sorted(set(row['ids']) ^ set(reference['ids']))[:3]}): "
+            "evaluate both on the same heads (gan2shape evaluate --limit bench.n_test)"
+        )
     at = {name: i for i, name in enumerate(reference["ids"])}
     order = [at[name] for name in row["ids"]]
     out: dict[str, Any] = {"n": len(order)}
@@ -225,9 +238,9 @@ def _with_gap(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 _GAP_COLUMNS = (("gap_closed_side", "gap closed, SIDE"), ("gap_closed_mad", "gap closed, MAD"))
 
 
-def peer_tables(eval_dir: str | Path, peers: Sequence[str], test: Mapping[int, Mapping[str, Any]],
-                t1: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]],
-                                                        dict[str, dict[str, Any]]]:
+def peer_tables(
+    eval_dir: str | Path, peers: Sequence[str], test: Mapping[int, Mapping[str, Any]], t1: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Table 1 with the peer rows: (rows on the Table 1 run's heads, rows on all test heads, paired rows).
 
     test: :func:`read_run` of the Table 1 run; t1: its :func:`table1_rows`. The first table puts the
@@ -237,8 +250,9 @@ def peer_tables(eval_dir: str | Path, peers: Sequence[str], test: Mapping[int, M
     on all heads. Raises InputError when a peer's table1 evaluation is not on the run's heads.
     """
     final_k = max(test)
-    run_per_image = json.loads((Path(eval_dir) / TABLE1_RUN / f"stage{final_k}" / "per_image.json")
-                               .read_text(encoding="utf-8"))
+    run_per_image = json.loads(
+        (Path(eval_dir) / TABLE1_RUN / f"stage{final_k}" / "per_image.json").read_text(encoding="utf-8")
+    )
     on_run: dict[str, dict[str, Any]] = {}
     on_all: dict[str, dict[str, Any]] = {}
     paired: dict[str, dict[str, Any]] = {}
@@ -246,12 +260,16 @@ def peer_tables(eval_dir: str | Path, peers: Sequence[str], test: Mapping[int, M
     for peer in peers:
         metrics, per_image = read_peer(eval_dir, peer, "table1")
         if sorted(per_image["prediction"]["ids"]) != sorted(run_per_image["prediction"]["ids"]):
-            raise InputError(f"{Path(eval_dir) / peer / 'table1'} was scored on other heads than the Table 1 run "
-                             f"({len(per_image['prediction']['ids'])} vs {len(run_per_image['prediction']['ids'])}): "
-                             "evaluate the peer with --limit bench.n_test")
+            raise InputError(
+                f"{Path(eval_dir) / peer / 'table1'} was scored on other heads than the Table 1 run "
+                f"({len(per_image['prediction']['ids'])} vs {len(run_per_image['prediction']['ids'])}): "
+                "evaluate the peer with --limit bench.n_test"
+            )
         on_run[peer] = _summary(metrics["rows"]["prediction"])
-        for ref, ref_row in (("average_gt_depth", run_per_image.get("average_gt_depth")),
-                             ("ours", run_per_image["prediction"])):
+        for ref, ref_row in (
+            ("average_gt_depth", run_per_image.get("average_gt_depth")),
+            ("ours", run_per_image["prediction"]),
+        ):
             if ref_row is not None:
                 paired[f"{peer}-vs-{ref}"] = paired_difference(per_image["prediction"], ref_row)
         metrics_all, per_image_all = read_peer(eval_dir, peer, "all")
@@ -259,8 +277,9 @@ def peer_tables(eval_dir: str | Path, peers: Sequence[str], test: Mapping[int, M
         if not all_baselines:
             all_baselines = {k: _summary(v) for k, v in metrics_all["rows"].items() if k != "prediction"}
         if "average_gt_depth" in per_image_all:
-            paired[f"{peer}-vs-average_gt_depth-all"] = paired_difference(per_image_all["prediction"],
-                                                                          per_image_all["average_gt_depth"])
+            paired[f"{peer}-vs-average_gt_depth-all"] = paired_difference(
+                per_image_all["prediction"], per_image_all["average_gt_depth"]
+            )
     order = list(ROW_LABELS)
     first = {k: on_run[k] for k in peers if k == "supervised"}
     later = {k: on_run[k] for k in peers if k != "supervised"}
@@ -268,23 +287,32 @@ def peer_tables(eval_dir: str | Path, peers: Sequence[str], test: Mapping[int, M
     run_rows = {k: v for k, v in t1.items() if k not in baselines}
     table_run = _with_gap({**first, **baselines, **later, **run_rows})
     baselines_all = dict(sorted(all_baselines.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
-    table_all = _with_gap({**{k: on_all[k] for k in peers if k == "supervised"}, **baselines_all,
-                           **{k: on_all[k] for k in peers if k != "supervised"}})
+    table_all = _with_gap(
+        {
+            **{k: on_all[k] for k in peers if k == "supervised"},
+            **baselines_all,
+            **{k: on_all[k] for k in peers if k != "supervised"},
+        }
+    )
     return table_run, table_all, paired
 
 
 def paired_markdown(paired: Mapping[str, Mapping[str, Any]]) -> str:
     """The paired differences as a markdown table (row - reference per head: mean ± standard error)."""
-    lines = ["| Row | Reference | Heads | N | SIDE diff (x10^-2) | MAD diff (deg) | row lower, SIDE | row lower, MAD |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| Row | Reference | Heads | N | SIDE diff (x10^-2) | MAD diff (deg) | row lower, SIDE | row lower, MAD |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for name, p in paired.items():
         row, _, ref = name.partition("-vs-")
         heads = "all test heads" if ref.endswith("-all") else "Table 1 run"
         ref = ref.removesuffix("-all")
-        lines.append(f"| {ROW_LABELS.get(row, row)} | {ROW_LABELS.get('prediction' if ref == 'ours' else ref, ref)} | "
-                     f"{heads} | {p['n']} | {_signed(p['side_x1e2_diff_mean'], p['side_x1e2_diff_se'], 3)} | "
-                     f"{_signed(p['mad_diff_mean'], p['mad_diff_se'], 2)} | {p['side_lower']} of {p['n']} | "
-                     f"{p['mad_lower']} of {p['n']} |")
+        lines.append(
+            f"| {ROW_LABELS.get(row, row)} | {ROW_LABELS.get('prediction' if ref == 'ours' else ref, ref)} | "
+            f"{heads} | {p['n']} | {_signed(p['side_x1e2_diff_mean'], p['side_x1e2_diff_se'], 3)} | "
+            f"{_signed(p['mad_diff_mean'], p['mad_diff_se'], 2)} | {p['side_lower']} of {p['n']} | "
+            f"{p['mad_lower']} of {p['n']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -323,7 +351,7 @@ def run_tables(
                 "bench.priors",
                 f"the perceptual ablation takes its '{name}' row (method.perceptual) from the Table 2 run of the "
                 f"'{variant}' prior (method.prior.variant), but bench.priors {list(priors)} does not have it: "
-                f"add '{variant}' to bench.priors or '{name}' to bench.perceptual"
+                f"add '{variant}' to bench.priors or '{name}' to bench.perceptual",
             )
         perceptual_runs = {name: prior_runs[variant], **perceptual_runs}
         tp_labels = {name: f"GAN2Shape, perceptual loss: {name} (default; the Table 2 {variant} run)", **tp_labels}
@@ -336,8 +364,10 @@ def run_tables(
     t2_labels = {variant: f"GAN2Shape, {variant} prior" for variant in priors}
     tp = final_rows(perceptual_runs)
 
-    t1_text = ("Table 1: depth of the synthetic test heads, baselines and ours (joint pre-training, then "
-               f"instance runs). {_CAPTION}\n\n" + markdown_table(t1, t1_labels))
+    t1_text = (
+        "Table 1: depth of the synthetic test heads, baselines and ours (joint pre-training, then "
+        f"instance runs). {_CAPTION}\n\n" + markdown_table(t1, t1_labels)
+    )
     tables = {"table1": t1}
     if peers:
         t1, t1_all, paired = peer_tables(eval_dir, peers, test, t1)
@@ -350,13 +380,14 @@ def run_tables(
             + f"\nOn all {next(iter(t1_all.values()))['n']} test heads (GAN2Shape is run on the heads above only):\n\n"
             + markdown_table(t1_all, None, _GAP_COLUMNS)
             + "\nPaired differences, row - reference per head (mean ± standard error), and the heads where the row "
-              "is lower:\n\n" + paired_markdown(paired))
+            "is lower:\n\n" + paired_markdown(paired)
+        )
     texts = {
         "table1.md": t1_text,
         "table2.md": "Table 2: shape priors (instance runs from scratch, final stage). "
-                     f"{_CAPTION}\n\n" + markdown_table(t2, t2_labels),
+        f"{_CAPTION}\n\n" + markdown_table(t2, t2_labels),
         "perceptual.md": "Perceptual-loss ablation (instance runs from scratch, method.prior's shape prior, final "
-                         f"stage). {_CAPTION}\n\n" + markdown_table(tp, tp_labels),
+        f"stage). {_CAPTION}\n\n" + markdown_table(tp, tp_labels),
         "stages.csv": stages_csv(test),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -426,8 +457,12 @@ def results_markdown(metrics_dir: str | Path, baselines_metrics: str | Path | No
         if not rows:
             raise InputError(f"{baselines_metrics} has no rows: write it with `gan2shape evaluate`")
         rows = {name: _summary(rows[name]) for name in _ordered(rows, list(ROW_LABELS))}
-        parts += ["", f"## Baselines on every test head (`{baselines_metrics.as_posix()}`)", "",
-                  markdown_table(rows).rstrip("\n")]
+        parts += [
+            "",
+            f"## Baselines on every test head (`{baselines_metrics.as_posix()}`)",
+            "",
+            markdown_table(rows).rstrip("\n"),
+        ]
     table1 = _read_rows(metrics_dir / "table1")
     stages = sorted(int(name[5:]) for name in table1 if name.startswith("stage") and name[5:].isdigit())
     order = [name for name in ROW_LABELS if name != "prediction"] + [f"stage{k}" for k in stages] + ["ours"]
@@ -436,12 +471,24 @@ def results_markdown(metrics_dir: str | Path, baselines_metrics: str | Path | No
     table2 = _read_rows(metrics_dir / "table2")
     perceptual = _read_rows(metrics_dir / "perceptual")
     for title, rows, row_order, row_labels in (
-        ("Table 1: projected test heads, baselines and ours (joint pre-training, then instance runs)",
-         table1, order, labels),
-        ("Table 2: shape priors (instance runs from scratch, final stage)",
-         table2, _PRIOR_ORDER, {name: f"GAN2Shape, {name} prior" for name in table2}),
-        ("Perceptual-loss ablation (instance runs from scratch, final stage)",
-         perceptual, _PERCEPTUAL_ORDER, {name: f"GAN2Shape, perceptual loss: {name}" for name in perceptual}),
+        (
+            "Table 1: projected test heads, baselines and ours (joint pre-training, then instance runs)",
+            table1,
+            order,
+            labels,
+        ),
+        (
+            "Table 2: shape priors (instance runs from scratch, final stage)",
+            table2,
+            _PRIOR_ORDER,
+            {name: f"GAN2Shape, {name} prior" for name in table2},
+        ),
+        (
+            "Perceptual-loss ablation (instance runs from scratch, final stage)",
+            perceptual,
+            _PERCEPTUAL_ORDER,
+            {name: f"GAN2Shape, perceptual loss: {name}" for name in perceptual},
+        ),
     ):
         ordered = {name: rows[name] for name in _ordered(rows, list(row_order))}
         parts += ["", f"## {title}", "", markdown_table(ordered, row_labels).rstrip("\n")]

@@ -190,8 +190,9 @@ def _diagnostics(row: dict[str, Any]) -> dict[str, Any]:
         err = np.asarray(row["view_err"])
         out["view_abs_err_deg_mean"] = {k: float(v) for k, v in zip(("pitch", "yaw", "roll"), err.mean(0))}
         out["view_abs_err_deg_median"] = {k: float(v) for k, v in zip(("pitch", "yaw", "roll"), np.median(err, 0))}
-        out["view_gain"] = {k: angle_gain(row["view_deg"][:, i], row["gt_view_deg"][:, i])
-                            for i, k in enumerate(("pitch", "yaw"))}
+        out["view_gain"] = {
+            k: angle_gain(row["view_deg"][:, i], row["gt_view_deg"][:, i]) for i, k in enumerate(("pitch", "yaw"))
+        }
     if "canon_roughness" in row:
         rough = np.asarray(row["canon_roughness"])
         out["canon_roughness_median"] = float(np.median(rough))
@@ -300,17 +301,26 @@ def run_evaluate(
         "units": {"side_x1e2": "SIDE x 100 (table unit 10^-2)", "mad": "degrees"},
         "diagnostics": {name: _diagnostics(row) for name, row in rows.items()},
     }
-    per_image = {name: {"ids": row["ids"], "side": row["side"], "mad_deg": row["mad"], "relief_ratio": row["relief"],
-                        **{k: row[k] for k in ("view_deg", "gt_view_deg") if k in row},
-                        **({"view_err_deg": row["view_err"]} if "view_err" in row else {}),
-                        **({"canon_roughness": row["canon_roughness"]} if "canon_roughness" in row else {})}
-                 for name, row in rows.items()}
+    per_image = {
+        name: {
+            "ids": row["ids"],
+            "side": row["side"],
+            "mad_deg": row["mad"],
+            "relief_ratio": row["relief"],
+            **{k: row[k] for k in ("view_deg", "gt_view_deg") if k in row},
+            **({"view_err_deg": row["view_err"]} if "view_err" in row else {}),
+            **({"canon_roughness": row["canon_roughness"]} if "canon_roughness" in row else {}),
+        }
+        for name, row in rows.items()
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics_json(out_dir / "metrics.json", metrics)
     write_metrics_json(out_dir / "per_image.json", per_image)
     write_text_atomic(out_dir / "table.md", markdown_table(summary, labels))
     if prediction is not None and "sheet" in prediction:
         d = prediction["sheet"]
-        write_png(out_dir / "depth_sheet.png",
-                  depth_sheet(d["images"], d["gt"], d["pred"], d["mask"], np.asarray(prediction["side"])))
+        write_png(
+            out_dir / "depth_sheet.png",
+            depth_sheet(d["images"], d["gt"], d["pred"], d["mask"], np.asarray(prediction["side"])),
+        )
     return metrics

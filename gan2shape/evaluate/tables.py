@@ -39,8 +39,11 @@ def _pm(mean: Any, std: Any, digits: int) -> str:
     return text
 
 
-def markdown_table(rows: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str] | None = None,
-                   extra_columns: Sequence[tuple[str, str]] = ()) -> str:
+def markdown_table(
+    rows: Mapping[str, Mapping[str, Any]],
+    labels: Mapping[str, str] | None = None,
+    extra_columns: Sequence[tuple[str, str]] = (),
+) -> str:
     """A GitHub-markdown table with one row per entry, in the given order.
 
     Columns: method, N (images), "SIDE (x10^-2)" and "MAD (deg)" as ``mean ± std`` (std omitted

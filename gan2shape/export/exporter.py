@@ -179,8 +179,12 @@ def export_instance(
     if "depth" in what:
         put("depth.png", imaging.write_png(out_dir / "depth.png", depth_png))
         if recon_depth is not None:
-            put("recon_depth.png", imaging.write_png(
-                out_dir / "recon_depth.png", imaging.depth_image(recon_depth, camera, colormap=opts.depth_colormap)))
+            put(
+                "recon_depth.png",
+                imaging.write_png(
+                    out_dir / "recon_depth.png", imaging.depth_image(recon_depth, camera, colormap=opts.depth_colormap)
+                ),
+            )
     if "normal" in what:
         put("normal.png", imaging.write_png(out_dir / "normal.png", normal_png))
     if "albedo" in what:
@@ -197,21 +201,43 @@ def export_instance(
         put("mesh.mtl", mtl)
         put("mesh_texture.png", tex_path)
     if "rotate" in what:
-        frames = media.rotation_frames(texture, canon_depth, camera, opts.n_frames, opts.max_yaw_deg,
-                                       background=opts.background)
+        frames = media.rotation_frames(
+            texture, canon_depth, camera, opts.n_frames, opts.max_yaw_deg, background=opts.background
+        )
         put("rotate.gif", media.write_gif(out_dir / "rotate.gif", frames, opts.fps))
-        grid = media.rotation_grid(texture, canon_depth, camera, opts.n_pitch, opts.max_pitch_deg, opts.n_yaw,
-                                   opts.max_yaw_deg, background=opts.background)
+        grid = media.rotation_grid(
+            texture,
+            canon_depth,
+            camera,
+            opts.n_pitch,
+            opts.max_pitch_deg,
+            opts.n_yaw,
+            opts.max_yaw_deg,
+            background=opts.background,
+        )
         put("rotate_grid.png", imaging.write_png(out_dir / "rotate_grid.png", grid))
     if "relight" in what:
-        frames = media.relight_frames(canon_albedo, canon_depth, view, float(ambient), float(diffuse), camera,
-                                      opts.n_frames, opts.relight_radius, opts.background)
+        frames = media.relight_frames(
+            canon_albedo,
+            canon_depth,
+            view,
+            float(ambient),
+            float(diffuse),
+            camera,
+            opts.n_frames,
+            opts.relight_radius,
+            opts.background,
+        )
         put("relight.gif", media.write_gif(out_dir / "relight.gif", frames, opts.fps))
-        put("relight_strip.png", imaging.write_png(
-            out_dir / "relight_strip.png", media.frames_strip(frames, opts.strip_frames)))
+        put(
+            "relight_strip.png",
+            imaging.write_png(out_dir / "relight_strip.png", media.frames_strip(frames, opts.strip_frames)),
+        )
     if "preview" in what:
-        put(preview.PREVIEW_FILE, imaging.write_png(out_dir / preview.PREVIEW_FILE,
-                                                   preview.mesh_preview(canon_depth, camera)))
+        put(
+            preview.PREVIEW_FILE,
+            imaging.write_png(out_dir / preview.PREVIEW_FILE, preview.mesh_preview(canon_depth, camera)),
+        )
     if opts.summary:
         if image is None:  # no input stored: show the model's reconstruction of it instead
             with torch.no_grad():
@@ -269,8 +295,10 @@ def export_instances(
             else:
                 missing = [i for i in ids if str(i) not in art.ids]
                 if missing:
-                    raise InputError(f"{source} has no instance(s) {missing}; it holds {art.n} ids, e.g. "
-                                     f"{art.ids[:5]}: give ids of this file (--id)")
+                    raise InputError(
+                        f"{source} has no instance(s) {missing}; it holds {art.n} ids, e.g. "
+                        f"{art.ids[:5]}: give ids of this file (--id)"
+                    )
                 rows = [art.ids.index(str(i)) for i in ids]
             names = [_check_id(art.ids[r]) for r in rows]
             result: dict[str, dict[str, Path]] = {}
@@ -289,8 +317,14 @@ def export_instances(
         ids = list(source["ids"])
     arrays = {k: _tensor(k, source[k]) for k in (*REQUIRED, *OPTIONAL) if source.get(k) is not None}
     dims = {"N": len(ids)}
-    layouts = {"canon_depth": ("N", s, s), "canon_albedo": ("N", 3, s, s), "view": ("N", 6), "light": ("N", 4),
-               "image": ("N", 3, s, s), "recon_depth": ("N", s, s)}
+    layouts = {
+        "canon_depth": ("N", s, s),
+        "canon_albedo": ("N", 3, s, s),
+        "view": ("N", 6),
+        "light": ("N", 4),
+        "image": ("N", 3, s, s),
+        "recon_depth": ("N", s, s),
+    }
     for k, v in arrays.items():
         check_tensor(k, v, layouts[k], dims)
     names = [_check_id(i) for i in ids]

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from gan2shape.atomic import write_atomic
+from gan2shape.imaging import tile_images, to_uint8
 from gan2shape.render import (
     Camera,
     depth_to_normals,
@@ -32,9 +34,6 @@ from gan2shape.render import (
     view_to_canon_grid,
 )
 from gan2shape.render._checks import check_image_size, check_tensor
-
-from gan2shape.atomic import write_atomic
-from gan2shape.imaging import tile_images, to_uint8
 
 __all__ = [
     "rotation_yaws",
@@ -92,7 +91,7 @@ def render_views(
     out = []
     with torch.no_grad():
         for start in range(0, views.shape[0], batch_size):
-            v = views[start:start + batch_size].to(texture)
+            v = views[start : start + batch_size].to(texture)
             b = v.shape[0]
             tex = texture.expand(b, *texture.shape)
             bg = torch.full_like(tex, float(background))

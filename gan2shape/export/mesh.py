@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gan2shape.atomic import write_png, write_text_atomic
 from gan2shape.render import Camera, depth_to_points, grid_faces
 from gan2shape.render._checks import check_image_size, check_tensor
-
-from gan2shape.atomic import write_png, write_text_atomic
 
 __all__ = ["TexturedMesh", "ObjMesh", "mesh_from_depth", "write_textured_mesh", "read_obj"]
 

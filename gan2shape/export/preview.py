@@ -20,10 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gan2shape.imaging import to_uint8
 from gan2shape.render import Camera, depth_to_normals, lambertian, light_direction, render_view, rotation_matrix
 from gan2shape.render._checks import check_tensor
-
-from gan2shape.imaging import to_uint8
 
 __all__ = ["PREVIEW_FILE", "mesh_preview"]
 

@@ -31,7 +31,14 @@ from typing import Any
 from gan2shape.config import MethodConfig, RenderConfig, params_digest
 
 __all__ = [
-    "SHAPE_KIND", "ALBEDO_KIND", "PSEUDO_KIND", "PROJECTED_KIND", "Step", "STEPS", "NOT_READ", "step_fields",
+    "SHAPE_KIND",
+    "ALBEDO_KIND",
+    "PSEUDO_KIND",
+    "PROJECTED_KIND",
+    "Step",
+    "STEPS",
+    "NOT_READ",
+    "step_fields",
     "step_key",
 ]
 
@@ -70,30 +77,96 @@ _COMMON = ("method.checkpoint", "method.image_size", "method.mode", "method.seed
 _ADAM = ("method.lr", "method.weight_decay", "schedule.instances_per_iter")  # steps.py _train, _instance_rows
 _NETS = ("method.nf",)  # the four networks' widths (context.build_nets / load_nets)
 _VIEW = ("method.xyz_rotation_range_deg", "method.xy_translation_range", "method.z_translation_range")  # predict
-_PHOTO = ("method.lam_perc", "method.perceptual", "method.perceptual_blocks", "method.lam_smooth",
-          "method.lam_smooth_joint")  # forward.photo_loss and the perceptual loss it uses
+_PHOTO = (
+    "method.lam_perc",
+    "method.perceptual",
+    "method.perceptual_blocks",
+    "method.lam_smooth",
+    "method.lam_smooth_joint",
+)  # forward.photo_loss and the perceptual loss it uses
 
 STEPS: dict[str, Step] = {
     step.name: step
     for step in (
-        Step("prior", ("instances.h5",), "stage0/shape.h5", SHAPE_KIND,
-             _COMMON + _ADAM + _NETS + ("render", "method.prior", "schedule.prior_iters")),
-        Step("step1", ("instances.h5", "stage{j}/shape.h5"), "stage{k}/albedo.h5", ALBEDO_KIND,
-             _COMMON + _ADAM + _NETS + _VIEW + _PHOTO
-             + ("render", "method.flip1_stage1", "method.step1_view_light", "schedule.step1_iters")),
-        Step("pseudo", ("instances.h5", "stage{k}/albedo.h5"), "stage{k}/pseudo.h5", PSEUDO_KIND,
-             _COMMON + ("render", "method.rand_light", "method.view_source", "method.view_scale", "method.view_origin",
-                        "method.view_yaw_deg", "method.view_pitch_deg", "method.view_roll_deg",
-                        "schedule.collect_batches", "schedule.batch_size")),
-        Step("invert", ("instances.h5", "stage{k}/pseudo.h5", "[stage{j}/projected.h5]"), "stage{k}/projected.h5",
-             PROJECTED_KIND,
-             _COMMON + _ADAM + ("method.enc_nf", "method.encoder_init", "method.joint_encoder", "method.offset",
-                                "method.f1_d", "method.relative_enc", "method.lam_regular", "method.perceptual_blocks",
-                                "schedule.step2_iters", "schedule.batch_size", "schedule.collect_batches")),
-        Step("step3", ("instances.h5", "stage{k}/albedo.h5", "stage{k}/projected.h5"), "stage{k}/shape.h5", SHAPE_KIND,
-             _COMMON + _ADAM + _NETS + _VIEW + _PHOTO
-             + ("render", "method.lam_view", "method.lam_view_joint", "method.flip1_stage1", "method.flip3_stage1",
-                "schedule.step3_iters", "schedule.batch_size")),
+        Step(
+            "prior",
+            ("instances.h5",),
+            "stage0/shape.h5",
+            SHAPE_KIND,
+            _COMMON + _ADAM + _NETS + ("render", "method.prior", "schedule.prior_iters"),
+        ),
+        Step(
+            "step1",
+            ("instances.h5", "stage{j}/shape.h5"),
+            "stage{k}/albedo.h5",
+            ALBEDO_KIND,
+            _COMMON
+            + _ADAM
+            + _NETS
+            + _VIEW
+            + _PHOTO
+            + ("render", "method.flip1_stage1", "method.step1_view_light", "schedule.step1_iters"),
+        ),
+        Step(
+            "pseudo",
+            ("instances.h5", "stage{k}/albedo.h5"),
+            "stage{k}/pseudo.h5",
+            PSEUDO_KIND,
+            _COMMON
+            + (
+                "render",
+                "method.rand_light",
+                "method.view_source",
+                "method.view_scale",
+                "method.view_origin",
+                "method.view_yaw_deg",
+                "method.view_pitch_deg",
+                "method.view_roll_deg",
+                "schedule.collect_batches",
+                "schedule.batch_size",
+            ),
+        ),
+        Step(
+            "invert",
+            ("instances.h5", "stage{k}/pseudo.h5", "[stage{j}/projected.h5]"),
+            "stage{k}/projected.h5",
+            PROJECTED_KIND,
+            _COMMON
+            + _ADAM
+            + (
+                "method.enc_nf",
+                "method.encoder_init",
+                "method.joint_encoder",
+                "method.offset",
+                "method.f1_d",
+                "method.relative_enc",
+                "method.lam_regular",
+                "method.perceptual_blocks",
+                "schedule.step2_iters",
+                "schedule.batch_size",
+                "schedule.collect_batches",
+            ),
+        ),
+        Step(
+            "step3",
+            ("instances.h5", "stage{k}/albedo.h5", "stage{k}/projected.h5"),
+            "stage{k}/shape.h5",
+            SHAPE_KIND,
+            _COMMON
+            + _ADAM
+            + _NETS
+            + _VIEW
+            + _PHOTO
+            + (
+                "render",
+                "method.lam_view",
+                "method.lam_view_joint",
+                "method.flip1_stage1",
+                "method.flip3_stage1",
+                "schedule.step3_iters",
+                "schedule.batch_size",
+            ),
+        ),
     )
 }
 

@@ -37,8 +37,17 @@ from gan2shape.stylegan2.checkpoint import load_checkpoint
 from gan2shape.stylegan2.model import Discriminator, Generator
 
 __all__ = [
-    "NET_NAMES", "STEP_SALT", "STORE_DTYPE",
-    "Context", "make_context", "build_nets", "load_nets", "nets_from_joint", "init_seeds", "pretrained_path", "pretrained_encoder",
+    "NET_NAMES",
+    "STEP_SALT",
+    "STORE_DTYPE",
+    "Context",
+    "make_context",
+    "build_nets",
+    "load_nets",
+    "nets_from_joint",
+    "init_seeds",
+    "pretrained_path",
+    "pretrained_encoder",
     "net_states",
     "method_key",
 ]
@@ -83,8 +92,14 @@ class Context:
         return max(1, min(self.config.perceptual_blocks, self.discriminator.n_blocks - 1))
 
 
-def make_context(params: Params, params_text: str | None, device: torch.device | str = "cpu",
-                 progress: bool = True, nf: int | None = None, enc_nf: int = 32) -> Context:
+def make_context(
+    params: Params,
+    params_text: str | None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    nf: int | None = None,
+    enc_nf: int = 32,
+) -> Context:
     """Load the GAN of ``params.method.checkpoint`` on ``device`` and build the shared context."""
     cfg = params.method
     device = torch.device(device)
@@ -93,11 +108,21 @@ def make_context(params: Params, params_text: str | None, device: torch.device |
         raise CheckpointError(f"{cfg.checkpoint} has no discriminator ('d'); GAN2Shape needs it for step 2")
     g, d = ckpt.g_ema.eval().requires_grad_(False), ckpt.d.eval().requires_grad_(False)
     r = params.render
-    camera = Camera(cfg.image_size, fov_deg=r.fov_deg, min_depth=r.min_depth, max_depth=r.max_depth,
-                    rot_center_depth=r.rot_center_depth)
+    camera = Camera(
+        cfg.image_size,
+        fov_deg=r.fov_deg,
+        min_depth=r.min_depth,
+        max_depth=r.max_depth,
+        rot_center_depth=r.rot_center_depth,
+    )
     perceptual = make_perceptual(cfg.perceptual, discriminator=d, n_blocks=cfg.perceptual_blocks)
-    log.info("method: perceptual loss source %r (%d blocks), mode %s, profile %s",
-             cfg.perceptual, cfg.perceptual_blocks, cfg.mode, cfg.profile)
+    log.info(
+        "method: perceptual loss source %r (%d blocks), mode %s, profile %s",
+        cfg.perceptual,
+        cfg.perceptual_blocks,
+        cfg.mode,
+        cfg.profile,
+    )
     return Context(cfg, params_text, camera, g, d, perceptual, device, nf=nf, enc_nf=enc_nf, progress=progress)
 
 
@@ -131,16 +156,20 @@ def nets_from_joint(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] 
     ``reset_weight``: every instance starts from the joint pre-trained networks): in instance mode
     each of the n copies is a copy of the shared network; in joint mode the shared network itself."""
     if art.attrs.get("mode") != "joint":
-        raise ArtifactError(f"{art.path} was made in mode {art.attrs.get('mode')!r}; initial weights must come from a "
-                         "joint-mode run (method.mode=joint)")
+        raise ArtifactError(
+            f"{art.path} was made in mode {art.attrs.get('mode')!r}; initial weights must come from a "
+            "joint-mode run (method.mode=joint)"
+        )
     nets = {}
     for name in names:
         shared = _build(ctx, name, 1, 0, mode="joint")
         try:
             shared.load_state_dict({k: v.to(ctx.device) for k, v in _stored(ctx, art, name, 1, "joint").items()})
         except RuntimeError as exc:
-            raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); give "
-                                "--init a joint run of the same image size and network widths") from None
+            raise ArtifactError(
+                f"{art.path}: network {name!r} does not fit this configuration ({exc}); give "
+                "--init a joint run of the same image size and network widths"
+            ) from None
         if ctx.config.mode == "instance":
             shared = InstanceEnsemble.replicate(shared, n).to(ctx.device)
         nets[name] = shared
@@ -171,16 +200,20 @@ def _stored(ctx: Context, art: Artifact, name: str, n: int, mode: str | None = N
 def load_nets(ctx: Context, art: Artifact, n: int, names: tuple[str, ...] = NET_NAMES) -> dict[str, nn.Module]:
     """The networks stored in an artifact (built with the same mode and sizes, then loaded)."""
     if art.attrs.get("mode") != ctx.config.mode:
-        raise ArtifactError(f"{art.path} was made in mode {art.attrs.get('mode')!r}, the params say "
-                         f"{ctx.config.mode!r}: rerun from the prior or fix method.mode")
+        raise ArtifactError(
+            f"{art.path} was made in mode {art.attrs.get('mode')!r}, the params say "
+            f"{ctx.config.mode!r}: rerun from the prior or fix method.mode"
+        )
     nets = {}
     for name in names:
         net = _build(ctx, name, n, 0)
         try:
             net.load_state_dict({k: v.to(ctx.device) for k, v in _stored(ctx, art, name, n).items()})
         except RuntimeError as exc:
-            raise ArtifactError(f"{art.path}: network {name!r} does not fit this configuration ({exc}); "
-                             "were the image size or network widths changed?") from None
+            raise ArtifactError(
+                f"{art.path}: network {name!r} does not fit this configuration ({exc}); "
+                "were the image size or network widths changed?"
+            ) from None
         nets[name] = net
     return nets
 
@@ -195,9 +228,16 @@ def pretrained_encoder(ctx: Context, n: int) -> nn.Module:
     (one per instance) in instance mode; a file made for other settings is refused by name."""
     cfg = ctx.config
     try:
-        return load_encoder(pretrained_path(ctx), image_size=ctx.size, enc_nf=ctx.enc_nf,
-                            style_dim=ctx.generator.style_dim, offset=cfg.offset, f1_d=cfg.f1_d,
-                            n=n if cfg.mode == "instance" else None, device=ctx.device)
+        return load_encoder(
+            pretrained_path(ctx),
+            image_size=ctx.size,
+            enc_nf=ctx.enc_nf,
+            style_dim=ctx.generator.style_dim,
+            offset=cfg.offset,
+            f1_d=cfg.f1_d,
+            n=n if cfg.mode == "instance" else None,
+            device=ctx.device,
+        )
     except ArtifactError as exc:
         raise ConfigError("method.encoder_init", str(exc)) from None
 
@@ -212,8 +252,13 @@ STORE_DTYPE = torch.float16
 
 def net_states(nets: dict[str, nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
     """State dicts on the CPU for an artifact, floating tensors in STORE_DTYPE."""
-    return {name: {k: (v.detach().to("cpu", STORE_DTYPE) if v.is_floating_point() else v.detach().cpu())
-                   for k, v in net.state_dict().items()} for name, net in nets.items()}
+    return {
+        name: {
+            k: (v.detach().to("cpu", STORE_DTYPE) if v.is_floating_point() else v.detach().cpu())
+            for k, v in net.state_dict().items()
+        }
+        for name, net in nets.items()
+    }
 
 
 # ----- the key of a step's result -------------------------------------------------------------

@@ -69,8 +69,13 @@ class GanPairs:
         shapes = [tuple(x.shape[1:]) for x in self.g.make_noise()]
         noise = [torch.randn(n, *s, generator=rng).to(self.device) for s in shapes]
         images = self.synth(torch.cat([w1, w2]), [torch.cat([x, x]) for x in noise])
-        return {"w1": w1, "w2": w2, "noise": noise, "image1": resize_images(images[:n], self.size),
-                "image2": resize_images(images[n:], self.size)}
+        return {
+            "w1": w1,
+            "w2": w2,
+            "noise": noise,
+            "image1": resize_images(images[:n], self.size),
+            "image2": resize_images(images[n:], self.size),
+        }
 
     def synth(self, w: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
         """w (n, D) -> G's images (n, 3, R, R) in [-1, 1] with the given noise (differentiable in w)."""
@@ -149,29 +154,58 @@ def pretrain_encoder(
         "held_out_image_l1": round(float((image if config.lam_image > 0 else latent * float("nan")).mean()), 4),
         "held_out_l1_no_offset": round(float(zero_image), 4),
         "loss_history": history,
-        "steps": config.steps, "batch_size": config.batch_size, "offset": offset, "f1_d": f1_d,
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "offset": offset,
+        "f1_d": f1_d,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    log.info("pretrain E: held-out offset error %.3f of the true offsets, %.1f s", report["rel_latent_error"],
-             report["seconds"])
+    log.info(
+        "pretrain E: held-out offset error %.3f of the true offsets, %.1f s",
+        report["rel_latent_error"],
+        report["seconds"],
+    )
     return encoder, report
 
 
-def save_encoder(path: str | Path, encoder: InversionEncoder, *, offset: str, f1_d: int, checkpoint: str,
-                 report: dict, params_text: str | None = None) -> Path:
+def save_encoder(
+    path: str | Path,
+    encoder: InversionEncoder,
+    *,
+    offset: str,
+    f1_d: int,
+    checkpoint: str,
+    report: dict,
+    params_text: str | None = None,
+) -> Path:
     """Write an 'encoder' artifact: network 'encoder' (float16 weights), attrs image_size, enc_nf,
     style_dim, offset, f1_d, checkpoint (the GAN it inverts into), report."""
-    state = {k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()
-             for k, v in encoder.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()
+        for k, v in encoder.state_dict().items()
+    }
     nf = encoder.network[0].out_channels
-    attrs = {"image_size": encoder.image_size, "enc_nf": nf, "style_dim": encoder.out_dim, "offset": offset,
-             "f1_d": f1_d, "checkpoint": str(checkpoint), "report": report}
-    return write_artifact(path, ENCODER_KIND, {}, ids=[], params_text=params_text, networks={"encoder": state},
-                          attrs=attrs)
+    attrs = {
+        "image_size": encoder.image_size,
+        "enc_nf": nf,
+        "style_dim": encoder.out_dim,
+        "offset": offset,
+        "f1_d": f1_d,
+        "checkpoint": str(checkpoint),
+        "report": report,
+    }
+    return write_artifact(
+        path, ENCODER_KIND, {}, ids=[], params_text=params_text, networks={"encoder": state}, attrs=attrs
+    )
 
 
-_HINTS = {"image_size": "method.image_size", "enc_nf": "method.enc_nf", "offset": "method.offset",
-          "f1_d": "method.f1_d", "style_dim": "method.checkpoint (another GAN)"}
+_HINTS = {
+    "image_size": "method.image_size",
+    "enc_nf": "method.enc_nf",
+    "offset": "method.offset",
+    "f1_d": "method.f1_d",
+    "style_dim": "method.checkpoint (another GAN)",
+}
 
 
 def _mismatch(attrs: dict, *, image_size: int, enc_nf: int, style_dim: int, offset: str, f1_d: int) -> str | None:
@@ -206,20 +240,39 @@ def resolve_encoder_init(config: MethodConfig, *, image_size: int, enc_nf: int, 
         why = f"there is none at {path}"
     else:
         with read_artifact(path, ENCODER_KIND) as art:
-            problem = _mismatch(dict(art.attrs), image_size=image_size, enc_nf=enc_nf, style_dim=style_dim,
-                                offset=config.offset, f1_d=config.f1_d)
+            problem = _mismatch(
+                dict(art.attrs),
+                image_size=image_size,
+                enc_nf=enc_nf,
+                style_dim=style_dim,
+                offset=config.offset,
+                f1_d=config.f1_d,
+            )
         if problem is None:
             return Path(path)
         why = f"{path} was made for {problem}"
     if why not in _said:
         _said.add(why)
-        log.info("method.encoder_init=auto: E starts fresh, as %s (make one with gan2shape pretrain-encoder "
-                 "--out %s, or set method.encoder_init=null to silence this)", why, path)
+        log.info(
+            "method.encoder_init=auto: E starts fresh, as %s (make one with gan2shape pretrain-encoder "
+            "--out %s, or set method.encoder_init=null to silence this)",
+            why,
+            path,
+        )
     return None
 
 
-def load_encoder(path: str | Path, *, image_size: int, enc_nf: int, style_dim: int, offset: str, f1_d: int,
-                 n: int | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def load_encoder(
+    path: str | Path,
+    *,
+    image_size: int,
+    enc_nf: int,
+    style_dim: int,
+    offset: str,
+    f1_d: int,
+    n: int | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """A pre-trained E from an 'encoder' artifact, checked against the run's settings.
 
     image_size, enc_nf, style_dim, offset, f1_d: what the run uses (method.image_size, enc_nf, the
@@ -232,8 +285,10 @@ def load_encoder(path: str | Path, *, image_size: int, enc_nf: int, style_dim: i
         state = {k: v.float() if v.is_floating_point() else v for k, v in art.network("encoder").items()}
     problem = _mismatch(attrs, image_size=image_size, enc_nf=enc_nf, style_dim=style_dim, offset=offset, f1_d=f1_d)
     if problem is not None:
-        raise ArtifactError(f"{path} holds an encoder made for {problem}: pre-train one for these settings "
-                            "(gan2shape pretrain-encoder) or fix it")
+        raise ArtifactError(
+            f"{path} holds an encoder made for {problem}: pre-train one for these settings "
+            "(gan2shape pretrain-encoder) or fix it"
+        )
     with torch.random.fork_rng(devices=[]):
         net = InversionEncoder(image_size, out_dim=style_dim, nf=enc_nf)
     net.load_state_dict(state)

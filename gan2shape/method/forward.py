@@ -22,8 +22,14 @@ def predict_view_light(ctx: Context, nets: dict[str, nn.Module], image: torch.Te
     view = decode_view(view_raw, cfg.xyz_rotation_range_deg, cfg.xy_translation_range, cfg.z_translation_range)
     light = nets["light"](image)
     ambient, diffuse, light_dir = decode_light(light)
-    return {"view_raw": view_raw, "view": view, "light": light, "ambient": ambient, "diffuse": diffuse,
-            "light_dir": light_dir}
+    return {
+        "view_raw": view_raw,
+        "view": view,
+        "light": light,
+        "ambient": ambient,
+        "diffuse": diffuse,
+        "light_dir": light_dir,
+    }
 
 
 def predict(ctx: Context, nets: dict[str, nn.Module], image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -36,13 +42,21 @@ def predict(ctx: Context, nets: dict[str, nn.Module], image: torch.Tensor) -> di
 def with_shape(f_target: dict[str, torch.Tensor], f_views: dict[str, torch.Tensor], b: int) -> dict[str, torch.Tensor]:
     """Factors of B images per instance sharing their instance's canonical shape: depth/albedo of
     f_target (N, ...) repeated B times per instance, view/light of f_views (N*B, ...)."""
-    return {**f_views, "depth": f_target["depth"].repeat_interleave(b, 0),
-            "albedo": f_target["albedo"].repeat_interleave(b, 0)}
+    return {
+        **f_views,
+        "depth": f_target["depth"].repeat_interleave(b, 0),
+        "albedo": f_target["albedo"].repeat_interleave(b, 0),
+    }
 
 
-def photo_loss(ctx: Context, f: dict[str, torch.Tensor], target: torch.Tensor,
-               mask: torch.Tensor | None = None, smooth: bool = True,
-               flip: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def photo_loss(
+    ctx: Context,
+    f: dict[str, torch.Tensor],
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    smooth: bool = True,
+    flip: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The step-1 loss per image: masked L1 + lam_perc * perceptual (+ lam_smooth, or lam_smooth_joint
     in joint mode (``MethodConfig.smooth_weight``), * (smoothness of depth + of diffuse shading) when
     ``smooth``).
@@ -59,8 +73,9 @@ def photo_loss(ctx: Context, f: dict[str, torch.Tensor], target: torch.Tensor,
     m = rec["mask"] if mask is None else rec["mask"] * mask
     renders = [rec["image"]]
     if flip:
-        rec_f = reconstruct(f["albedo"].flip(3), f["depth"].flip(2), f["view"], f["ambient"], f["diffuse"],
-                            f["light_dir"], ctx.camera)
+        rec_f = reconstruct(
+            f["albedo"].flip(3), f["depth"].flip(2), f["view"], f["ambient"], f["diffuse"], f["light_dir"], ctx.camera
+        )
         m = m * rec_f["mask"]
         renders.append(rec_f["image"])
     loss = target.new_zeros(target.shape[0])

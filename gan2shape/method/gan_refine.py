@@ -108,11 +108,14 @@ class GanRefiner:
         check_tensor("target", self.target, ("N", 3, "S", "S"))
         check_w_target(self.latent, self.generator)
         if self.latent.dim() != 3 or self.latent.shape[0] != n:
-            raise ValueError(f"latent must be w+ ({n}, n_latent, D) for the {n} targets, "
-                             f"got {tuple(self.latent.shape)}")
+            raise ValueError(
+                f"latent must be w+ ({n}, n_latent, D) for the {n} targets, got {tuple(self.latent.shape)}"
+            )
         if len(self.noise) != self.generator.num_layers or any(x.shape[0] != n for x in self.noise):
-            raise ValueError(f"noise must be {self.generator.num_layers} maps with {n} rows each, got "
-                             f"{[tuple(x.shape) for x in self.noise]}; was it made with another generator?")
+            raise ValueError(
+                f"noise must be {self.generator.num_layers} maps with {n} rows each, got "
+                f"{[tuple(x.shape) for x in self.noise]}; was it made with another generator?"
+            )
         if isinstance(self.encoder, InstanceEnsemble) and self.encoder.n != n:
             raise ValueError(f"the encoder ensemble has {self.encoder.n} copies for {n} instances")
         if self.batch_size < 1:
@@ -148,10 +151,11 @@ class GanRefiner:
         out = torch.empty(n, t, 3, g.size, g.size, device=self.device)
         for start in range(0, t, b):
             bb = min(b, t - start)
-            chunk = renders[:, start:start + bb].to(self.device, torch.float32).reshape(n * bb, 3, s, s)
-            img, _ = invert_grouped(self.encoder, chunk, e_target, self.latent, self.noise, offset_map,
-                                    self.relative_enc)
-            out[:, start:start + bb] = img.reshape(n, bb, 3, g.size, g.size)
+            chunk = renders[:, start : start + bb].to(self.device, torch.float32).reshape(n * bb, 3, s, s)
+            img, _ = invert_grouped(
+                self.encoder, chunk, e_target, self.latent, self.noise, offset_map, self.relative_enc
+            )
+            out[:, start : start + bb] = img.reshape(n, bb, 3, g.size, g.size)
         return out
 
 
@@ -175,19 +179,31 @@ class _Sources:
         with read_artifact(projected, PROJECTED_KIND) as art:
             mode, size = art.attrs.get("mode"), int(art.attrs["image_size"])
             if mode not in ("instance", "joint"):
-                raise ArtifactError(f"{projected}: unknown mode {mode!r} (expected 'instance' or 'joint'): give a "
-                                    "projected.h5 of `gan2shape invert`")
+                raise ArtifactError(
+                    f"{projected}: unknown mode {mode!r} (expected 'instance' or 'joint'): give a "
+                    "projected.h5 of `gan2shape invert`"
+                )
             inst = read_instances(instances, size, device)
             if list(art.ids) != inst.ids:
-                raise ArtifactError(f"{projected} and {instances} hold different instance ids ({art.ids[:3]}... vs "
-                                    f"{inst.ids[:3]}...): give the projected.h5 and instances.h5 of the same shard")
+                raise ArtifactError(
+                    f"{projected} and {instances} hold different instance ids ({art.ids[:3]}... vs "
+                    f"{inst.ids[:3]}...): give the projected.h5 and instances.h5 of the same shard"
+                )
             try:
                 tree = yaml.safe_load(art.attrs.get("params_text") or "") or {}
                 recorded = tree.get("method") or {} if isinstance(tree, dict) else {}
             except yaml.YAMLError:
                 recorded = {}
-            return cls(projected, instances, mode, size, int(art.attrs.get("enc_nf", 32)), art.network("encoder"),
-                       inst, recorded if isinstance(recorded, dict) else {})
+            return cls(
+                projected,
+                instances,
+                mode,
+                size,
+                int(art.attrs.get("enc_nf", 32)),
+                art.network("encoder"),
+                inst,
+                recorded if isinstance(recorded, dict) else {},
+            )
 
     def check_params(self, f1_d: int, relative_enc: bool, offset: str = "linear") -> None:
         """The inversion must use the f1_d, relative_enc and offset E was trained with (when recorded;
@@ -195,17 +211,21 @@ class _Sources:
         recorded = {"offset": "mapping", **self.recorded}
         for key, value in (("f1_d", f1_d), ("relative_enc", relative_enc), ("offset", offset)):
             if key in recorded and recorded[key] != value:
-                raise ConfigError(f"method.{key}",
-                                  f"{self.projected} was made with method.{key}={recorded[key]!r}, the params "
-                                  f"say {value!r}: export with the run's params (e.g. --set method.{key}="
-                                  f"{str(recorded[key]).lower()})")
+                raise ConfigError(
+                    f"method.{key}",
+                    f"{self.projected} was made with method.{key}={recorded[key]!r}, the params "
+                    f"say {value!r}: export with the run's params (e.g. --set method.{key}="
+                    f"{str(recorded[key]).lower()})",
+                )
 
     def rows(self, ids: Sequence[str] | None) -> list[int]:
         wanted = self.inst.ids if ids is None else [str(i) for i in ids]
         missing = [i for i in wanted if i not in self.inst.ids]
         if missing:
-            raise InputError(f"{self.instances} has no instance(s) {missing[:5]}; it holds {self.inst.n} ids, "
-                             f"e.g. {self.inst.ids[:3]}: give ids of this shard (--id)")
+            raise InputError(
+                f"{self.instances} has no instance(s) {missing[:5]}; it holds {self.inst.n} ids, "
+                f"e.g. {self.inst.ids[:3]}: give ids of this shard (--id)"
+            )
         return [self.inst.ids.index(i) for i in wanted]
 
     def encoder(self, rows: list[int], out_dim: int) -> nn.Module:
@@ -227,23 +247,42 @@ class _Sources:
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
-            raise ArtifactError(f"{self.projected}: its encoder does not fit (image size {size}, enc_nf {enc_nf}, GAN "
-                                f"style_dim {out_dim}): was it made with another GAN? ({exc})") from None
+            raise ArtifactError(
+                f"{self.projected}: its encoder does not fit (image size {size}, enc_nf {enc_nf}, GAN "
+                f"style_dim {out_dim}): was it made with another GAN? ({exc})"
+            ) from None
         return net.to(self.inst.image.device).eval().requires_grad_(False)
 
-    def refiner(self, generator: Generator, ids: Sequence[str] | None, f1_d: int, relative_enc: bool,
-                batch_size: int, offset: str = "linear") -> GanRefiner:
+    def refiner(
+        self,
+        generator: Generator,
+        ids: Sequence[str] | None,
+        f1_d: int,
+        relative_enc: bool,
+        batch_size: int,
+        offset: str = "linear",
+    ) -> GanRefiner:
         self.check_params(f1_d, relative_enc, offset)
         rows = self.rows(ids)
         index = torch.tensor(rows, device=self.inst.image.device)
         inst = self.inst
         try:
-            return GanRefiner(generator, self.encoder(rows, generator.style_dim), inst.latent[index],
-                              [x[index] for x in inst.noise], inst.image[index], f1_d=f1_d,
-                              relative_enc=relative_enc, batch_size=batch_size, offset=offset)
+            return GanRefiner(
+                generator,
+                self.encoder(rows, generator.style_dim),
+                inst.latent[index],
+                [x[index] for x in inst.noise],
+                inst.image[index],
+                f1_d=f1_d,
+                relative_enc=relative_enc,
+                batch_size=batch_size,
+                offset=offset,
+            )
         except ValueError as exc:
-            raise ArtifactError(f"{self.instances}: {exc}: give the instances.h5 the projected.h5 was made from "
-                                "(the same shard and GAN)") from None
+            raise ArtifactError(
+                f"{self.instances}: {exc}: give the instances.h5 the projected.h5 was made from "
+                "(the same shard and GAN)"
+            ) from None
 
 
 def load_gan_refiner(
@@ -285,15 +324,17 @@ def rotation_views(options: ExportOptions) -> tuple[torch.Tensor, torch.Tensor]:
     def spread(count: int, max_deg: float) -> torch.Tensor:
         return torch.linspace(-1.0, 1.0, count) * math.radians(float(max_deg)) if count > 1 else torch.zeros(1)
 
-    pitch, yaw = torch.meshgrid(spread(options.n_pitch, options.max_pitch_deg),
-                                spread(options.n_yaw, options.max_yaw_deg), indexing="ij")
+    pitch, yaw = torch.meshgrid(
+        spread(options.n_pitch, options.max_pitch_deg), spread(options.n_yaw, options.max_yaw_deg), indexing="ij"
+    )
     grid = torch.zeros(options.n_pitch * options.n_yaw, 6)
     grid[:, 0], grid[:, 1] = pitch.reshape(-1), yaw.reshape(-1)
     return sweep, grid
 
 
-def _render_chunked(texture: torch.Tensor, depth: torch.Tensor, views: torch.Tensor, camera: Camera,
-                    rows_per_call: int) -> torch.Tensor:
+def _render_chunked(
+    texture: torch.Tensor, depth: torch.Tensor, views: torch.Tensor, camera: Camera, rows_per_call: int
+) -> torch.Tensor:
     """texture (n, V, C, S, S) or (n, 1, C, S, S), depth (n, S, S), views (n, V, 6) -> (n, V, C, S, S)
     render_view images clamped to [-1, 1], no background, V chunked to bound memory."""
     n, v = views.shape[:2]
@@ -302,16 +343,21 @@ def _render_chunked(texture: torch.Tensor, depth: torch.Tensor, views: torch.Ten
     step = max(1, rows_per_call // n)
     for a in range(0, v, step):
         b = min(v, a + step) - a
-        tex = texture[:, a:a + b] if texture.shape[1] == v else texture.expand(n, b, *texture.shape[2:])
-        r = render_view(tex.reshape(n * b, *tex.shape[2:]), depth.repeat_interleave(b, 0),
-                        views[:, a:a + b].reshape(n * b, 6), camera)
+        tex = texture[:, a : a + b] if texture.shape[1] == v else texture.expand(n, b, *texture.shape[2:])
+        r = render_view(
+            tex.reshape(n * b, *tex.shape[2:]),
+            depth.repeat_interleave(b, 0),
+            views[:, a : a + b].reshape(n * b, 6),
+            camera,
+        )
         out.append(r.image.clamp(-1.0, 1.0).reshape(n, b, -1, s, s))
     return torch.cat(out, dim=1)
 
 
 @torch.no_grad()
-def render_rotations(texture: torch.Tensor, depth: torch.Tensor, views: torch.Tensor, camera: Camera,
-                     rows_per_call: int = 64) -> torch.Tensor:
+def render_rotations(
+    texture: torch.Tensor, depth: torch.Tensor, views: torch.Tensor, camera: Camera, rows_per_call: int = 64
+) -> torch.Tensor:
     """Each instance's shaded canonical texture + depth rendered from V views, as step 2 renders its
     pseudo-samples (no background colour, clamped).
 
@@ -327,8 +373,15 @@ def render_rotations(texture: torch.Tensor, depth: torch.Tensor, views: torch.Te
 
 
 @torch.no_grad()
-def render_relights(albedo: torch.Tensor, depth: torch.Tensor, view: torch.Tensor, light: torch.Tensor,
-                    light_xy: torch.Tensor, camera: Camera, rows_per_call: int = 64) -> torch.Tensor:
+def render_relights(
+    albedo: torch.Tensor,
+    depth: torch.Tensor,
+    view: torch.Tensor,
+    light: torch.Tensor,
+    light_xy: torch.Tensor,
+    camera: Camera,
+    rows_per_call: int = 64,
+) -> torch.Tensor:
     """Each instance's albedo re-shaded with its own k_a, k_d under T light directions
     normalize([lx, ly, 1]) and rendered in its own view, as step 2 renders pseudo-samples.
 
@@ -344,8 +397,13 @@ def render_relights(albedo: torch.Tensor, depth: torch.Tensor, view: torch.Tenso
     ambient, diffuse, _ = decode_light(light)
     direction = light_direction(light_xy.to(albedo)).repeat(n, 1)  # (n*T, 3), instance-major
     normals = depth_to_normals(depth, camera).repeat_interleave(t, 0)
-    texture, _ = shade(albedo.repeat_interleave(t, 0), normals, ambient.repeat_interleave(t, 0),
-                       diffuse.repeat_interleave(t, 0), direction)
+    texture, _ = shade(
+        albedo.repeat_interleave(t, 0),
+        normals,
+        ambient.repeat_interleave(t, 0),
+        diffuse.repeat_interleave(t, 0),
+        direction,
+    )
     views = view.to(albedo)[:, None].expand(n, t, 6)
     return _render_chunked(texture.reshape(n, t, 3, s, s), depth, views, camera, rows_per_call)
 
@@ -390,28 +448,42 @@ def export_gan_refined(
         raise ValueError(f"instance_batch must be >= 1, got {instance_batch}")
     s = camera.image_size
     shapes = {"canon_depth": (s, s), "canon_albedo": (3, s, s), "view": (6,), "light": (4,)}
-    with read_artifact(shape, "shape", require=REQUIRED, shapes=shapes) as art, \
-            read_artifact(projected, PROJECTED_KIND) as proj:
+    with (
+        read_artifact(shape, "shape", require=REQUIRED, shapes=shapes) as art,
+        read_artifact(projected, PROJECTED_KIND) as proj,
+    ):
         if list(art.ids) != list(proj.ids):
-            raise ArtifactError(f"{shape} and {projected} hold different instance ids: give the projected.h5 of the "
-                                "same shard and stage")
+            raise ArtifactError(
+                f"{shape} and {projected} hold different instance ids: give the projected.h5 of the "
+                "same shard and stage"
+            )
         stage, proj_stage = art.attrs.get("stage"), proj.attrs.get("stage")
         if stage != proj_stage:
-            raise ArtifactError(f"{shape} is stage {stage} but {projected} is stage {proj_stage}: give the "
-                                f"projected.h5 of stage {stage} (its encoder is the one trained with this shape)")
+            raise ArtifactError(
+                f"{shape} is stage {stage} but {projected} is stage {proj_stage}: give the "
+                f"projected.h5 of stage {stage} (its encoder is the one trained with this shape)"
+            )
         wanted = list(art.ids) if ids is None else [str(i) for i in ids]
         missing = [i for i in wanted if i not in art.ids]
         if missing:
-            raise InputError(f"{shape} has no instance(s) {missing}; it holds {art.n} ids, e.g. {art.ids[:5]}: "
-                             "give ids of this file (--id)")
+            raise InputError(
+                f"{shape} has no instance(s) {missing}; it holds {art.n} ids, e.g. {art.ids[:5]}: "
+                "give ids of this file (--id)"
+            )
         rows = [art.ids.index(i) for i in wanted]
         device = generator.input.input.device  # render, encode and synthesise on the GAN's device
         data = {k: torch.from_numpy(np.asarray(art.array(k, rows), np.float32)).to(device) for k in REQUIRED}
     names = [_check_id(i) for i in wanted]
     sources = _Sources.read(projected, instances, device)
     sources.rows(names)  # every id must be in instances.h5 too
-    log.info("GAN-refined media of %d instance(s): encoder of %s (stage %s), latents of %s, GAN at %d px",
-             len(names), projected, stage, instances, generator.size)
+    log.info(
+        "GAN-refined media of %d instance(s): encoder of %s (stage %s), latents of %s, GAN at %d px",
+        len(names),
+        projected,
+        stage,
+        instances,
+        generator.size,
+    )
     sweep, grid = rotation_views(options)
     light_xy = media.relight_light_xy(options.n_frames, options.relight_radius)
     result: dict[str, dict[str, Path]] = {name: {} for name in names}
@@ -437,13 +509,15 @@ def export_gan_refined(
             if "rotate_gan" in what:
                 n_sweep, n_grid = sweep.shape[0], grid.shape[0]
                 written["rotate_gan.gif"] = media.write_gif(folder / "rotate_gan.gif", frames[:n_sweep], options.fps)
-                tiles = list(frames[n_sweep:n_sweep + n_grid])
+                tiles = list(frames[n_sweep : n_sweep + n_grid])
                 written["rotate_gan_grid.png"] = imaging.write_png(
-                    folder / "rotate_gan_grid.png", imaging.tile_images(tiles, n_cols=options.n_yaw, pad=2))
+                    folder / "rotate_gan_grid.png", imaging.tile_images(tiles, n_cols=options.n_yaw, pad=2)
+                )
                 t = n_sweep + n_grid
             if "relight_gan" in what:
-                relit = frames[t:t + light_xy.shape[0]]
+                relit = frames[t : t + light_xy.shape[0]]
                 written["relight_gan.gif"] = media.write_gif(folder / "relight_gan.gif", relit, options.fps)
                 written["relight_gan_strip.png"] = imaging.write_png(
-                    folder / "relight_gan_strip.png", media.frames_strip(relit, options.strip_frames))
+                    folder / "relight_gan_strip.png", media.frames_strip(relit, options.strip_frames)
+                )
     return result

@@ -28,8 +28,17 @@ from gan2shape.errors import ArtifactError
 from gan2shape.method.latents import check_w_target, w_target_from_z
 from gan2shape.stylegan2.model import Generator
 
-__all__ = ["KIND", "Instances", "resize_images", "synthesize", "sample_instances", "instances_from_latents",
-           "write_instances", "read_instances", "read_instance_masks"]
+__all__ = [
+    "KIND",
+    "Instances",
+    "resize_images",
+    "synthesize",
+    "sample_instances",
+    "instances_from_latents",
+    "write_instances",
+    "read_instances",
+    "read_instance_masks",
+]
 
 KIND = "instances"
 
@@ -56,13 +65,22 @@ class Instances:
     def subset(self, rows: torch.Tensor) -> Instances:
         """The instances at ``rows`` (K,) int64 indices, in that order (a joint-mode minibatch)."""
         r = rows.to(self.image.device)
-        return Instances([self.ids[i] for i in rows.tolist()], self.image[r], self.latent[r],
-                         [x[r] if x.shape[0] == self.n else x for x in self.noise],
-                         None if self.mask is None else self.mask[r])
+        return Instances(
+            [self.ids[i] for i in rows.tolist()],
+            self.image[r],
+            self.latent[r],
+            [x[r] if x.shape[0] == self.n else x for x in self.noise],
+            None if self.mask is None else self.mask[r],
+        )
 
     def to(self, device: torch.device | str) -> Instances:
-        return Instances(self.ids, self.image.to(device), self.latent.to(device), [x.to(device) for x in self.noise],
-                         None if self.mask is None else self.mask.to(device))
+        return Instances(
+            self.ids,
+            self.image.to(device),
+            self.latent.to(device),
+            [x.to(device) for x in self.noise],
+            None if self.mask is None else self.mask.to(device),
+        )
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -71,8 +89,9 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
         raise ValueError(f"resize_images expects (N, C, H, W), got {tuple(images.shape)}")
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=images.shape[-1] > size)
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", align_corners=False, antialias=images.shape[-1] > size
+    )
 
 
 def _check_noise(noise: list[torch.Tensor], generator: Generator, n: int) -> None:
@@ -85,8 +104,9 @@ def _check_noise(noise: list[torch.Tensor], generator: Generator, n: int) -> Non
 
 
 @torch.no_grad()
-def synthesize(generator: Generator, latent: torch.Tensor, noise: list[torch.Tensor], image_size: int,
-               batch: int = 64) -> torch.Tensor:
+def synthesize(
+    generator: Generator, latent: torch.Tensor, noise: list[torch.Tensor], image_size: int, batch: int = 64
+) -> torch.Tensor:
     """GAN images of w+ latents with fixed noise, resized to the method's size.
 
     latent: (N, n_latent, D); noise: num_layers maps (N or 1, 1, r, r). Returns (N, 3, image_size,
@@ -114,16 +134,19 @@ def sample_instances(generator: Generator, n: int, seed: int, image_size: int) -
     device = generator.input.input.device
     rng = torch.Generator().manual_seed(int(seed))
     z = torch.randn(n, generator.style_dim, generator=rng)
-    noise = [torch.randn(n, 1, *getattr(generator.noises, f"noise_{i}").shape[-2:], generator=rng)
-             for i in range(generator.num_layers)]
+    noise = [
+        torch.randn(n, 1, *getattr(generator.noises, f"noise_{i}").shape[-2:], generator=rng)
+        for i in range(generator.num_layers)
+    ]
     latent = w_target_from_z(generator, z.to(device))
     noise = [x.to(device) for x in noise]
     ids = [f"s{seed}_{i:05d}" for i in range(n)]
     return Instances(ids, synthesize(generator, latent, noise, image_size), latent, noise)
 
 
-def instances_from_latents(generator: Generator, path: str | Path, image_size: int,
-                           limit: int | None = None) -> Instances:
+def instances_from_latents(
+    generator: Generator, path: str | Path, image_size: int, limit: int | None = None
+) -> Instances:
     """Instances from a 'latents' artifact (``gan2shape project``): its latent and noise_<i>, the first
     ``limit`` rows (None: all). Images are re-synthesised with the stored noise."""
     device = generator.input.input.device
@@ -137,24 +160,34 @@ def instances_from_latents(generator: Generator, path: str | Path, image_size: i
         check_w_target(latent, generator)
         _check_noise(noise, generator, latent.shape[0])
     except ValueError as exc:
-        raise ArtifactError(f"{path}: {exc}; was it projected with another generator? Project the images with "
-                            "method.checkpoint's GAN") from None
+        raise ArtifactError(
+            f"{path}: {exc}; was it projected with another generator? Project the images with method.checkpoint's GAN"
+        ) from None
     return Instances(list(ids), synthesize(generator, latent, noise, image_size), latent, noise)
 
 
-def write_instances(path: str | Path, inst: Instances, *, params_text: str | None = None,
-                    attrs: dict | None = None) -> Path:
+def write_instances(
+    path: str | Path, inst: Instances, *, params_text: str | None = None, attrs: dict | None = None
+) -> Path:
     """Write ``inst`` as an 'instances' artifact (atomic); ``mask`` only when inst.mask is not None."""
     arrays = {"image": inst.image.float().cpu(), "latent": inst.latent.float().cpu()}
     arrays.update({f"noise_{i}": x.expand(inst.n, *x.shape[1:]).float().cpu() for i, x in enumerate(inst.noise)})
     if inst.mask is not None:
         s = inst.image.shape[-1]
         if tuple(inst.mask.shape) != (inst.n, s, s):
-            raise ValueError(f"write_instances({path}): mask must be ({inst.n}, {s}, {s}) like the images, "
-                             f"got {tuple(inst.mask.shape)}")
+            raise ValueError(
+                f"write_instances({path}): mask must be ({inst.n}, {s}, {s}) like the images, "
+                f"got {tuple(inst.mask.shape)}"
+            )
         arrays["mask"] = (inst.mask > 0).to(torch.uint8).cpu()
-    return write_artifact(path, KIND, arrays, ids=inst.ids, params_text=params_text,
-                          attrs={"n_noise": len(inst.noise), "image_size": int(inst.image.shape[-1]), **(attrs or {})})
+    return write_artifact(
+        path,
+        KIND,
+        arrays,
+        ids=inst.ids,
+        params_text=params_text,
+        attrs={"n_noise": len(inst.noise), "image_size": int(inst.image.shape[-1]), **(attrs or {})},
+    )
 
 
 def _read_mask(art: Artifact, path: str | Path, image_size: int, device: torch.device | str) -> torch.Tensor | None:
@@ -162,8 +195,10 @@ def _read_mask(art: Artifact, path: str | Path, image_size: int, device: torch.d
     if "mask" not in art.names:
         return None
     if art.shape("mask")[1:] != (image_size, image_size):
-        raise ArtifactError(f"{path}: dataset 'mask' has per-instance shape {art.shape('mask')[1:]}, expected "
-                            f"{(image_size, image_size)}; rebuild it with gan2shape sample-instances --masks")
+        raise ArtifactError(
+            f"{path}: dataset 'mask' has per-instance shape {art.shape('mask')[1:]}, expected "
+            f"{(image_size, image_size)}; rebuild it with gan2shape sample-instances --masks"
+        )
     return (art.tensor("mask", device=device) > 0).to(torch.uint8)
 
 
@@ -183,11 +218,11 @@ def read_instances(path: str | Path, image_size: int, device: torch.device | str
         )
 
 
-def read_instance_masks(path: str | Path, image_size: int,
-                        device: torch.device | str = "cpu") -> tuple[list[str], torch.Tensor | None]:
+def read_instance_masks(
+    path: str | Path, image_size: int, device: torch.device | str = "cpu"
+) -> tuple[list[str], torch.Tensor | None]:
     """Only the ids and the optional foreground masks of an 'instances' artifact, for steps that need
     nothing else (step 2a): (ids, mask (N, image_size, image_size) uint8 {0, 1} or None). The images,
     latents and noise maps stay on disk."""
     with read_artifact(path, KIND, require=("image", "latent")) as art:
         return list(art.ids), _read_mask(art, path, image_size, device)
-

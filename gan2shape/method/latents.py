@@ -111,7 +111,9 @@ def _check_codes(e_pseudo: torch.Tensor, e_target: torch.Tensor | None, relative
         raise ValueError(f"e_pseudo must be (N, {dim}) encoder outputs, got {tuple(e_pseudo.shape)}")
     if relative:
         if e_target is None:
-            raise ValueError("relative=True needs e_target (the encoding of the target image); pass it or relative=False")
+            raise ValueError(
+                "relative=True needs e_target (the encoding of the target image); pass it or relative=False"
+            )
         if e_target.dim() != 2 or e_target.shape[1] != dim or e_target.shape[0] not in (1, e_pseudo.shape[0]):
             raise ValueError(
                 f"e_target must be (1, {dim}) or ({e_pseudo.shape[0]}, {dim}) to match e_pseudo, "
@@ -132,8 +134,10 @@ def w_spread(generator: Generator, n: int = 10000, seed: int = 0) -> tuple[torch
     if n < 2:
         raise ValueError(f"w_spread needs n >= 2 samples, got {n}")
     rng = torch.Generator().manual_seed(seed)
-    ws = [generator.get_latent(torch.randn(min(4096, n - a), generator.style_dim, generator=rng).to(_device(generator)))
-          for a in range(0, n, 4096)]
+    ws = [
+        generator.get_latent(torch.randn(min(4096, n - a), generator.style_dim, generator=rng).to(_device(generator)))
+        for a in range(0, n, 4096)
+    ]
     w = torch.cat(ws)
     return w.mean(0), w.std(0)
 
@@ -176,8 +180,9 @@ class OffsetMap:
         # One tail call on [h0 + e; h0 repeated]: rows with equal inputs then go through the very same
         # kernel, so e = 0 gives an offset of exactly 0 (separate calls with batch N and batch 1 may
         # pick different matmul kernels and differ in the last bit).
-        both = mapping_tail_from_hidden(torch.cat([self.h0 + e, self.h0.expand(n, -1)], dim=0), self.generator,
-                                        self.f1_d)
+        both = mapping_tail_from_hidden(
+            torch.cat([self.h0 + e, self.h0.expand(n, -1)], dim=0), self.generator, self.f1_d
+        )
         return both[:n] - both[n:]
 
 
@@ -266,8 +271,9 @@ def invert_grouped(
     n = latent.shape[0]
     b = images.shape[0] // n
     anchor = e_target.repeat_interleave(b, 0) if relative else None
-    w, offset = offset_to_latent(latent.repeat_interleave(b, 0), encoder(images), anchor, offset_map, relative,
-                                 return_offset=True)
+    w, offset = offset_to_latent(
+        latent.repeat_interleave(b, 0), encoder(images), anchor, offset_map, relative, return_offset=True
+    )
     rows = [x.expand(n, *x.shape[1:]).repeat_interleave(b, 0) for x in noise]
     return offset_map.generator.synthesis(w, noise=rows, randomize_noise=False).clamp(-1.0, 1.0), offset
 

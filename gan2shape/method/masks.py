@@ -72,8 +72,9 @@ def _from_artifact(path: Path, ids: Sequence[str]) -> np.ndarray:
         index = {name: row for row, name in enumerate(art.ids)}
         shape = art.shape("mask")
         if not (len(shape) == 3 or (len(shape) == 4 and shape[1] == 1)):
-            raise ArtifactError(f"{path}: dataset 'mask' must be (M, H, W) or (M, 1, H, W), got {shape}: give "
-                                "another mask source")
+            raise ArtifactError(
+                f"{path}: dataset 'mask' must be (M, H, W) or (M, 1, H, W), got {shape}: give another mask source"
+            )
         rows = [index[i] for i in ids]
         return _unit(np.asarray(art.array("mask", rows))).reshape(len(ids), shape[-2], shape[-1])
 
@@ -124,17 +125,28 @@ def read_masks(source: str | Path, ids: Sequence[str], image_size: int) -> torch
     else:
         masks = _from_artifact(source, ids)
     if masks.shape[1] != masks.shape[2]:
-        raise InputError(f"{source}: masks are {masks.shape[1]}x{masks.shape[2]}; the method's images are square: "
-                         "give square masks")
+        raise InputError(
+            f"{source}: masks are {masks.shape[1]}x{masks.shape[2]}; the method's images are square: give square masks"
+        )
     binary = torch.from_numpy(np.ascontiguousarray(masks > 0.5))
     if binary.shape[-1] != image_size:
-        log.info("masks from %s are %dx%d: resized to method.image_size %d (nearest)", source,
-                 binary.shape[-2], binary.shape[-1], image_size)
+        log.info(
+            "masks from %s are %dx%d: resized to method.image_size %d (nearest)",
+            source,
+            binary.shape[-2],
+            binary.shape[-1],
+            image_size,
+        )
     out = resize_masks(binary, image_size)
     empty = [ids[k] for k in torch.nonzero(out.flatten(1).amax(1) == 0).flatten().tolist()]
     if empty:
-        log.warning("masks from %s: %d instance(s) have an empty mask (e.g. %s); the prior's 'mask' box source "
-                    "cannot place a box on them", source, len(empty), empty[:3])
+        log.warning(
+            "masks from %s: %d instance(s) have an empty mask (e.g. %s); the prior's 'mask' box source "
+            "cannot place a box on them",
+            source,
+            len(empty),
+            empty[:3],
+        )
     return out
 
 
@@ -152,8 +164,10 @@ def canonical_mask(mask: torch.Tensor, canon_depth: torch.Tensor, view: torch.Te
     Returns (N, 1, S, S) float32 in [0, 1] on canon_depth's device.
     """
     if mask.dim() != 3 or mask.shape != canon_depth.shape:
-        raise ValueError(f"canonical_mask: mask must have shape {tuple(canon_depth.shape)} like the canonical "
-                         f"depth, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"canonical_mask: mask must have shape {tuple(canon_depth.shape)} like the canonical "
+            f"depth, got {tuple(mask.shape)}"
+        )
     grid = canon_to_view_grid(canon_depth, view, camera)
     m = mask.to(device=canon_depth.device, dtype=torch.float32).unsqueeze(1)
     return F.grid_sample(m, grid.to(torch.float32), mode="bilinear", padding_mode="zeros", align_corners=True)

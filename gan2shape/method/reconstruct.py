@@ -40,8 +40,7 @@ def stage_paths(out_dir: str | Path, stage: int) -> dict[str, Path]:
     return {Path(s.output).stem: Path(out_dir) / s.path(stage) for s in steps}
 
 
-def artifact_valid(path: Path, kind: str, ids: list[str], stage: int | None = None,
-                   key: str | None = None) -> bool:
+def artifact_valid(path: Path, kind: str, ids: list[str], stage: int | None = None, key: str | None = None) -> bool:
     """True when ``path`` is a complete artifact of ``kind`` for these instance ids (and stage, and
     rerun key ``key``: ``method_key``, i.e. made with the same values of the params the step reads)."""
     if not path.exists():
@@ -65,8 +64,10 @@ def joint_encoder_path(init_path: str | Path) -> Path:
     the projected.h5 of the same stage. Raises ConfigError (method.joint_encoder), naming the fix,
     when it is missing or is not a joint-mode 'projected' artifact with an 'encoder' network."""
     path = Path(init_path).with_name("projected.h5")
-    fix = ("keep the joint run's projected.h5 beside the --init shape.h5, or set method.joint_encoder=false "
-           "(E then starts fresh)")
+    fix = (
+        "keep the joint run's projected.h5 beside the --init shape.h5, or set method.joint_encoder=false "
+        "(E then starts fresh)"
+    )
     try:
         with read_artifact(path, PROJECTED_KIND) as art:
             ok = art.attrs.get("mode") == "joint" and "encoder" in art.network_names
@@ -77,8 +78,13 @@ def joint_encoder_path(init_path: str | Path) -> Path:
     return path
 
 
-def run_reconstruct(ctx: Context, instances_path: str | Path, out_dir: str | Path,
-                    views: ViewDistribution | None = None, init_path: str | Path | None = None) -> dict:
+def run_reconstruct(
+    ctx: Context,
+    instances_path: str | Path,
+    out_dir: str | Path,
+    views: ViewDistribution | None = None,
+    init_path: str | Path | None = None,
+) -> dict:
     """Run (or resume) all stages of one shard.
 
     ctx: the method context (``make_context``); instances_path: kind 'instances'; out_dir: the
@@ -116,15 +122,28 @@ def run_reconstruct(ctx: Context, instances_path: str | Path, out_dir: str | Pat
     prev = p0
     for k in range(1, stages + 1):
         p = stage_paths(out_dir, k)
-        step("step1", p["albedo"], k,
-             lambda prev=prev, p=p: run_step1(ctx, instances_path, prev, p["albedo"]))
-        step("pseudo", p["pseudo"], k, lambda p=p: run_pseudo(ctx, p["albedo"], p["pseudo"], views,
-                                                               instances_path=instances_path))
+        step("step1", p["albedo"], k, lambda prev=prev, p=p: run_step1(ctx, instances_path, prev, p["albedo"]))
+        step(
+            "pseudo",
+            p["pseudo"],
+            k,
+            lambda p=p: run_pseudo(ctx, p["albedo"], p["pseudo"], views, instances_path=instances_path),
+        )
         enc = stage_paths(out_dir, k - 1)["projected"] if k > 1 else first_encoder
-        step("invert", p["projected"], k,
-             lambda p=p, enc=enc: run_invert(ctx, instances_path, p["pseudo"], p["projected"], encoder_init=enc))
-        step("step3", p["shape"], k,
-             lambda p=p: run_step3(ctx, instances_path, p["albedo"], p["projected"], p["shape"]))
+        step(
+            "invert",
+            p["projected"],
+            k,
+            lambda p=p, enc=enc: run_invert(ctx, instances_path, p["pseudo"], p["projected"], encoder_init=enc),
+        )
+        step(
+            "step3", p["shape"], k, lambda p=p: run_step3(ctx, instances_path, p["albedo"], p["projected"], p["shape"])
+        )
         prev = p["shape"]
-    return {"shape": str(prev), "stages": stages, "ran": ran, "skipped": skipped,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "shape": str(prev),
+        "stages": stages,
+        "ran": ran,
+        "skipped": skipped,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }

@@ -73,7 +73,11 @@ class RandLight:
         values = (self.x_min, self.x_max, self.y_min, self.y_max, self.d_min, self.d_max, self.alpha)
         if not all(math.isfinite(v) for v in values):
             raise ValueError(f"rand_light values must be finite, got {values}")
-        for lo, hi, name in ((self.x_min, self.x_max, "x"), (self.y_min, self.y_max, "y"), (self.d_min, self.d_max, "d")):
+        for lo, hi, name in (
+            (self.x_min, self.x_max, "x"),
+            (self.y_min, self.y_max, "y"),
+            (self.d_min, self.d_max, "d"),
+        ):
             if lo > hi:
                 raise ValueError(f"rand_light: {name}_min ({lo}) must be <= {name}_max ({hi})")
 
@@ -284,8 +288,9 @@ class ViewDistribution:
         if data.get("order") != list(VIEW_NAMES):
             raise InputError(f"{path}: order must be {list(VIEW_NAMES)}, got {data.get('order')}")
         try:
-            return cls(mean=torch.tensor(data["mean"], dtype=torch.float64),
-                       cov=torch.tensor(data["cov"], dtype=torch.float64))
+            return cls(
+                mean=torch.tensor(data["mean"], dtype=torch.float64), cov=torch.tensor(data["cov"], dtype=torch.float64)
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{path}: bad mean/cov ({exc})") from None
 

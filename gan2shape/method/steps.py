@@ -71,8 +71,16 @@ from gan2shape.progress import track
 from gan2shape.render import depth_to_normals, render_view, shade
 from gan2shape.render.prior import prior_boxes, prior_variant
 
-__all__ = ["stage_flips", "view_distribution", "pseudo_count", "run_prior", "run_step1", "run_pseudo", "run_invert",
-           "run_step3"]
+__all__ = [
+    "stage_flips",
+    "view_distribution",
+    "pseudo_count",
+    "run_prior",
+    "run_step1",
+    "run_pseudo",
+    "run_invert",
+    "run_step3",
+]
 
 
 # ----- the training loop the steps share --------------------------------------------------------
@@ -80,8 +88,9 @@ __all__ = ["stage_flips", "view_distribution", "pseudo_count", "run_prior", "run
 
 def _optimizer(ctx: Context, net: nn.Module) -> torch.optim.Optimizer:
     """Adam, lr and weight decay from the config, betas (0.9, 0.999) (docs/METHOD.md section 2)."""
-    return torch.optim.Adam(net.parameters(), lr=ctx.config.lr, betas=(0.9, 0.999),
-                            weight_decay=ctx.config.weight_decay)
+    return torch.optim.Adam(
+        net.parameters(), lr=ctx.config.lr, betas=(0.9, 0.999), weight_decay=ctx.config.weight_decay
+    )
 
 
 def _reduce(per_instance: torch.Tensor, mode: str) -> torch.Tensor:
@@ -117,13 +126,28 @@ def _progress(ctx: Context, n: int, desc: str):
 
 def _meta(ctx: Context, step: str, stage: int, n: int, extra: dict | None = None) -> dict:
     """The attributes of ``step``'s artifact: its rerun key (``method_key``), mode, stage, sizes, seed, device."""
-    return {"method_key": method_key(ctx, step), "mode": ctx.config.mode, "stage": stage, "image_size": ctx.size,
-            "n": n, "nf": -1 if ctx.nf is None else ctx.nf, "enc_nf": ctx.enc_nf, "seed": ctx.config.seed,
-            "device": str(ctx.device), **(extra or {})}
+    return {
+        "method_key": method_key(ctx, step),
+        "mode": ctx.config.mode,
+        "stage": stage,
+        "image_size": ctx.size,
+        "n": n,
+        "nf": -1 if ctx.nf is None else ctx.nf,
+        "enc_nf": ctx.enc_nf,
+        "seed": ctx.config.seed,
+        "device": str(ctx.device),
+        **(extra or {}),
+    }
 
 
-def _train(ctx: Context, nets: dict[str, nn.Module], train: tuple[str, ...], iters: int, desc: str,
-           loss_fn: Callable[[int], torch.Tensor]) -> list[float]:
+def _train(
+    ctx: Context,
+    nets: dict[str, nn.Module],
+    train: tuple[str, ...],
+    iters: int,
+    desc: str,
+    loss_fn: Callable[[int], torch.Tensor],
+) -> list[float]:
     """Adam steps on the networks ``train`` (others frozen); loss_fn(it) -> (N,) per-instance loss.
     Returns the per-iteration mean loss (floats)."""
     for name, net in nets.items():
@@ -152,15 +176,17 @@ def stage_flips(cfg: MethodConfig, stage: int) -> tuple[bool, bool]:
 
 def _check_ids(a: list[str], b: list[str], what: str) -> None:
     if list(a) != list(b):
-        raise ArtifactError(f"{what}: instance ids differ from instances.h5 ({a[:3]}... vs {b[:3]}...): "
-                         "use artifacts of the same shard")
+        raise ArtifactError(
+            f"{what}: instance ids differ from instances.h5 ({a[:3]}... vs {b[:3]}...): use artifacts of the same shard"
+        )
 
 
 # ----- stage 0: the shape prior ----------------------------------------------------------------
 
 
-def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
-              init_path: str | Path | None = None) -> Path:
+def run_prior(
+    ctx: Context, instances_path: str | Path, out_path: str | Path, init_path: str | Path | None = None
+) -> Path:
     """Stage 0: pre-train the depth net (prior_iters Adam steps, MSE) to output the shape prior.
 
     init_path: a joint-mode shape artifact (joint pre-training); when given, all four networks
@@ -175,12 +201,21 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
     cfg, pc = ctx.config, ctx.config.prior
     inst = read_instances(instances_path, ctx.size, ctx.device)
     if pc.box_source == "mask" and inst.mask is None:
-        raise ConfigError("method.prior.box_source",
-                          f"is 'mask' but {instances_path} has no 'mask' dataset: rebuild it with `gan2shape "
-                          "sample-instances ... --masks FILE` (an artifact with a 'mask' dataset, or a folder of "
-                          "<id>.png), or set method.prior.box_source=centered")
-    boxes = prior_boxes(pc.box_source, ctx.size, inst.n, masks=inst.mask if pc.box_source == "mask" else None,
-                        width_frac=pc.width_frac, height_frac=pc.height_frac, raise_top_frac=pc.raise_top_frac)
+        raise ConfigError(
+            "method.prior.box_source",
+            f"is 'mask' but {instances_path} has no 'mask' dataset: rebuild it with `gan2shape "
+            "sample-instances ... --masks FILE` (an artifact with a 'mask' dataset, or a folder of "
+            "<id>.png), or set method.prior.box_source=centered",
+        )
+    boxes = prior_boxes(
+        pc.box_source,
+        ctx.size,
+        inst.n,
+        masks=inst.mask if pc.box_source == "mask" else None,
+        width_frac=pc.width_frac,
+        height_frac=pc.height_frac,
+        raise_top_frac=pc.raise_top_frac,
+    )
     prior = prior_variant(pc.variant, boxes, ctx.size, near=pc.near, far=pc.far, **pc.params).to(ctx.device)
     if init_path is None:
         nets = build_nets(ctx, inst.n)
@@ -202,10 +237,24 @@ def run_prior(ctx: Context, instances_path: str | Path, out_path: str | Path,
     # untrained seeded networks are not stored: their seeds rebuild them (context._stored)
     fresh = {k: v for k, v in init_seeds(ctx, NET_NAMES).items() if k != "depth"} if init_path is None else {}
     return write_artifact(
-        out_path, SHAPE_KIND, {"prior_depth": prior.cpu(), "canon_depth": depth.cpu()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=net_states({k: v for k, v in nets.items() if k not in fresh}),
-        attrs=_meta(ctx, "prior", 0, inst.n, {"loss_history": history, "init": str(init_path or ""),
-                                              "fresh_networks": fresh, "seconds": time.perf_counter() - t0}),
+        out_path,
+        SHAPE_KIND,
+        {"prior_depth": prior.cpu(), "canon_depth": depth.cpu()},
+        ids=inst.ids,
+        params_text=ctx.params_text,
+        networks=net_states({k: v for k, v in nets.items() if k not in fresh}),
+        attrs=_meta(
+            ctx,
+            "prior",
+            0,
+            inst.n,
+            {
+                "loss_history": history,
+                "init": str(init_path or ""),
+                "fresh_networks": fresh,
+                "seconds": time.perf_counter() - t0,
+            },
+        ),
     )
 
 
@@ -240,16 +289,35 @@ def run_step1(ctx: Context, instances_path: str | Path, shape_path: str | Path, 
     with torch.no_grad():
         f = predict(ctx, nets, inst.image)
         _, rec = photo_loss(ctx, f, inst.image)
-    arrays = {"canon_depth": f["depth"], "canon_albedo": f["albedo"], "view": f["view"], "light": f["light"],
-              "recon_image": rec["image"]}
+    arrays = {
+        "canon_depth": f["depth"],
+        "canon_albedo": f["albedo"],
+        "view": f["view"],
+        "light": f["light"],
+        "recon_image": rec["image"],
+    }
     # the networks step 1 left untouched stay in shape_path, linked (artifacts.network_links), not copied
     fresh = {k: v for k, v in fresh.items() if k not in train}
     links = network_links(shape_path, [k for k in NET_NAMES if k not in train and k not in fresh], out_path)
     return write_artifact(
-        out_path, ALBEDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=net_states({k: nets[k] for k in train}),
-        attrs=_meta(ctx, "step1", stage, inst.n, {"loss_history": history, "network_links": links,
-                                                  "fresh_networks": fresh, "seconds": time.perf_counter() - t0}),
+        out_path,
+        ALBEDO_KIND,
+        {k: v.cpu() for k, v in arrays.items()},
+        ids=inst.ids,
+        params_text=ctx.params_text,
+        networks=net_states({k: nets[k] for k in train}),
+        attrs=_meta(
+            ctx,
+            "step1",
+            stage,
+            inst.n,
+            {
+                "loss_history": history,
+                "network_links": links,
+                "fresh_networks": fresh,
+                "seconds": time.perf_counter() - t0,
+            },
+        ),
     )
 
 
@@ -261,8 +329,11 @@ def view_distribution(cfg: MethodConfig, fitted: ViewDistribution | None = None)
     view_*_deg ranges, yaw spread scaled by view_scale."""
     if cfg.view_source == "heads":
         if fitted is None:
-            raise ConfigError("method.view_source", "is 'heads': pass the fitted view distribution (a JSON file "
-                             "written by ViewDistribution.save), or set method.view_source=ranges")
+            raise ConfigError(
+                "method.view_source",
+                "is 'heads': pass the fitted view distribution (a JSON file "
+                "written by ViewDistribution.save), or set method.view_source=ranges",
+            )
         base = fitted
     else:
         base = ViewDistribution.from_ranges(cfg.view_yaw_deg, cfg.view_pitch_deg, cfg.view_roll_deg)
@@ -274,8 +345,13 @@ def pseudo_count(cfg: MethodConfig) -> int:
     return cfg.schedule.collect_batches * cfg.schedule.batch_size
 
 
-def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
-               views: ViewDistribution | None = None, instances_path: str | Path | None = None) -> Path:
+def run_pseudo(
+    ctx: Context,
+    albedo_path: str | Path,
+    out_path: str | Path,
+    views: ViewDistribution | None = None,
+    instances_path: str | Path | None = None,
+) -> Path:
     """Step 2a: render M pseudo-samples per instance from the current depth and albedo under random
     lights (``sample_lights`` with rand_light around each instance's light) and random views
     (``view_distribution``). With method.view_origin 'target' each sampled view's deviation from the
@@ -330,20 +406,39 @@ def run_pseudo(ctx: Context, albedo_path: str | Path, out_path: str | Path,
             images[:, sl] = out.image[:, :3].clamp(-1.0, 1.0).reshape(n, b, 3, s, s)
             valid = out.mask if canon_mask is None else out.mask * out.image[:, 3:].clamp(0.0, 1.0)
             masks[:, sl] = valid.reshape(n, b, 1, s, s)
-    arrays = {"image": images.to(STORE_DTYPE), "mask": masks.to(STORE_DTYPE), "view": view,
-              "view_delta": view - target_view[:, None], "light": lights}
+    arrays = {
+        "image": images.to(STORE_DTYPE),
+        "mask": masks.to(STORE_DTYPE),
+        "view": view,
+        "view_delta": view - target_view[:, None],
+        "light": lights,
+    }
     return write_artifact(
-        out_path, PSEUDO_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=ids, params_text=ctx.params_text,
-        attrs=_meta(ctx, "pseudo", stage, n, {"albedo": str(albedo_path), "object_mask": canon_mask is not None,
-                                    "seconds": time.perf_counter() - t0}),
+        out_path,
+        PSEUDO_KIND,
+        {k: v.cpu() for k, v in arrays.items()},
+        ids=ids,
+        params_text=ctx.params_text,
+        attrs=_meta(
+            ctx,
+            "pseudo",
+            stage,
+            n,
+            {"albedo": str(albedo_path), "object_mask": canon_mask is not None, "seconds": time.perf_counter() - t0},
+        ),
     )
 
 
 # ----- step 2b: the inversion encoder and the projected samples -------------------------------
 
 
-def _gan_project(ctx: Context, encoder: nn.Module, inst: Instances, pseudo: torch.Tensor, offset_map: OffsetMap,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _gan_project(
+    ctx: Context,
+    encoder: nn.Module,
+    inst: Instances,
+    pseudo: torch.Tensor,
+    offset_map: OffsetMap,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Invert pseudo-samples through E and G.
 
     pseudo: (N*B, 3, S, S) grouped by instance. Returns (projected (N*B, 3, S, S) in [-1, 1] at the
@@ -359,8 +454,13 @@ def _d_features(ctx: Context, img: torch.Tensor) -> list[torch.Tensor]:
     return ctx.discriminator.features(resize_images(img, ctx.discriminator.size), ctx.feature_blocks)
 
 
-def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path, out_path: str | Path,
-               encoder_init: str | Path | None = None) -> Path:
+def run_invert(
+    ctx: Context,
+    instances_path: str | Path,
+    pseudo_path: str | Path,
+    out_path: str | Path,
+    encoder_init: str | Path | None = None,
+) -> Path:
     """Step 2b: train E so that G(w_target + offset(E(pseudo) - E(target))) reproduces
     the pseudo-samples (masked L1 + discriminator feature matching + lam_regular * mean(offset^2)),
     then collect: all M pseudo-samples, in collect_batches batches, through E and G.
@@ -416,8 +516,11 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
         proj, offset = _gan_project(ctx, nets["encoder"], inst.subset(which), img, offset_map)
         with torch.no_grad():
             target_feats = _d_features(ctx, img * msk)
-        per = (masked_l1(proj, img, msk) + feature_matching(_d_features(ctx, proj * msk), target_feats, msk)
-               + cfg.lam_regular * offset_regulariser(offset))
+        per = (
+            masked_l1(proj, img, msk)
+            + feature_matching(_d_features(ctx, proj * msk), target_feats, msk)
+            + cfg.lam_regular * offset_regulariser(offset)
+        )
         return per.reshape(len(which), bsz).mean(1)
 
     history = _train(ctx, nets, ("encoder",), _iters(ctx, "step2", stage), f"stage {stage} step 2", loss_fn)
@@ -430,20 +533,28 @@ def run_invert(ctx: Context, instances_path: str | Path, pseudo_path: str | Path
             proj, _ = _gan_project(ctx, nets["encoder"], inst, img, offset_map)
             projected[:, a:b] = proj.reshape(n, b - a, 3, s, s)
     return write_artifact(
-        out_path, PROJECTED_KIND,
+        out_path,
+        PROJECTED_KIND,
         {"image": projected.to("cpu", STORE_DTYPE), "mask": pmask.to("cpu", STORE_DTYPE), **extra},
         ids=inst.ids,
-        params_text=ctx.params_text, networks=net_states(nets),
-        attrs=_meta(ctx, "invert", stage, n, {"loss_history": history, "feature_blocks": ctx.feature_blocks,
-                                    "seconds": time.perf_counter() - t0}),
+        params_text=ctx.params_text,
+        networks=net_states(nets),
+        attrs=_meta(
+            ctx,
+            "invert",
+            stage,
+            n,
+            {"loss_history": history, "feature_blocks": ctx.feature_blocks, "seconds": time.perf_counter() - t0},
+        ),
     )
 
 
 # ----- step 3: depth, albedo, view, light ---------------------------------------------------------
 
 
-def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path, projected_path: str | Path,
-              out_path: str | Path) -> Path:
+def run_step3(
+    ctx: Context, instances_path: str | Path, albedo_path: str | Path, projected_path: str | Path, out_path: str | Path
+) -> Path:
     """Step 3: train the depth, albedo, view and light nets (not E) on the step-1 loss of the target
     plus, on a batch of B projected samples per instance, the masked L1 + lam_perc * perceptual
     reconstruction of each sample from the instance's shared depth/albedo (predicted from the target)
@@ -474,8 +585,11 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
         pmask = art.tensor("mask", device=ctx.device).float()
         key = "method.lam_view_joint" if cfg.mode == "joint" else "method.lam_view"
         if cfg.view_anchor > 0 and "view_delta" not in art.names:
-            raise ConfigError(key, f"is {cfg.view_anchor} but {projected_path} has no 'view_delta' (written by an "
-                              f"older run_pseudo / run_invert): rerun steps 2a and 2b, or set {key}=0")
+            raise ConfigError(
+                key,
+                f"is {cfg.view_anchor} but {projected_path} has no 'view_delta' (written by an "
+                f"older run_pseudo / run_invert): rerun steps 2a and 2b, or set {key}=0",
+            )
         pdelta = art.tensor("view_delta", device=ctx.device).float() if cfg.view_anchor > 0 else None
     n, p, s = inst.n, proj.shape[1], ctx.size
     bsz = min(cfg.schedule.batch_size, p)
@@ -505,11 +619,21 @@ def run_step3(ctx: Context, instances_path: str | Path, albedo_path: str | Path,
     with torch.no_grad():
         f = predict(ctx, nets, inst.image)
         _, rec = photo_loss(ctx, f, inst.image)
-    arrays = {"canon_depth": f["depth"], "canon_albedo": f["albedo"], "view": f["view"], "light": f["light"],
-              "recon_depth": rec["recon_depth"], "recon_mask": rec["mask"][:, 0], "recon_image": rec["image"]}
+    arrays = {
+        "canon_depth": f["depth"],
+        "canon_albedo": f["albedo"],
+        "view": f["view"],
+        "light": f["light"],
+        "recon_depth": rec["recon_depth"],
+        "recon_mask": rec["mask"][:, 0],
+        "recon_image": rec["image"],
+    }
     return write_artifact(
-        out_path, SHAPE_KIND, {k: v.cpu() for k, v in arrays.items()}, ids=inst.ids,
-        params_text=ctx.params_text, networks=net_states(nets),
+        out_path,
+        SHAPE_KIND,
+        {k: v.cpu() for k, v in arrays.items()},
+        ids=inst.ids,
+        params_text=ctx.params_text,
+        networks=net_states(nets),
         attrs=_meta(ctx, "step3", stage, n, {"loss_history": history, "seconds": time.perf_counter() - t0}),
     )
-

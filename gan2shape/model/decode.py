@@ -43,10 +43,10 @@ def decode_depth(raw: torch.Tensor, camera: Camera, border: int = 2, border_rows
     h, w = dims["H"], dims["W"]
     edge = torch.zeros(h, w, dtype=torch.bool, device=raw.device)
     edge[:, :border] = True
-    edge[:, w - border:] = True
+    edge[:, w - border :] = True
     if border_rows:
         edge[:border, :] = True
-        edge[h - border:, :] = True
+        edge[h - border :, :] = True
     return torch.where(edge, torch.full_like(depth, camera.border_depth), depth)
 
 

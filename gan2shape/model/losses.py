@@ -155,7 +155,9 @@ class PerceptualLoss(nn.Module):
       and also weight positions by the pooled mask. Returns (N,) >= 0, exactly 0 when a == b.
     """
 
-    def __init__(self, source: str = "discriminator", discriminator: nn.Module | None = None, n_blocks: int = 4) -> None:
+    def __init__(
+        self, source: str = "discriminator", discriminator: nn.Module | None = None, n_blocks: int = 4
+    ) -> None:
         super().__init__()
         if source not in PERCEPTUAL_SOURCES:
             raise ValueError(f"perceptual source must be one of {PERCEPTUAL_SOURCES}, got {source!r}")
@@ -169,10 +171,15 @@ class PerceptualLoss(nn.Module):
                     "pass discriminator=... or use source='none'"
                 )
             max_blocks = getattr(discriminator, "n_blocks", None)
-            if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1 or (
-                max_blocks is not None and n_blocks > max_blocks
+            if (
+                isinstance(n_blocks, bool)
+                or not isinstance(n_blocks, int)
+                or n_blocks < 1
+                or (max_blocks is not None and n_blocks > max_blocks)
             ):
-                raise ValueError(f"n_blocks must be an int in [1, {max_blocks}] for this discriminator, got {n_blocks!r}")
+                raise ValueError(
+                    f"n_blocks must be an int in [1, {max_blocks}] for this discriminator, got {n_blocks!r}"
+                )
             discriminator.requires_grad_(False)
             self.net = discriminator
         elif source == "lpips":
@@ -208,7 +215,8 @@ def _load_lpips() -> nn.Module:
         missing.append(f"the VGG16 weights file {hub_weights}")
     if missing:
         raise RuntimeError(
-            "perceptual source 'lpips' is unavailable: missing " + ", ".join(missing)
+            "perceptual source 'lpips' is unavailable: missing "
+            + ", ".join(missing)
             + ". Nothing is downloaded at run time: install the lpips package (and a torchvision matching "
             "this torch) and put the VGG16 weights in torch.hub's cache, or use perceptual source "
             "'discriminator' (the GAN's own discriminator features) or 'none'."

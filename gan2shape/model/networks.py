@@ -112,20 +112,28 @@ class EncoderDecoder(nn.Module):
         layers += [nn.Conv2d(prev, zdim, 4, stride=1, padding=0, bias=False), nn.ReLU()]
         # Up path mirrors the down path; resolution 1 -> 4, then 4 -> S/2 in n_stages - 1 steps.
         layers += [
-            nn.ConvTranspose2d(zdim, ch[-1], 4, stride=1, padding=0, bias=False), nn.ReLU(),
-            nn.Conv2d(ch[-1], ch[-1], 3, padding=1, bias=False), nn.ReLU(),
+            nn.ConvTranspose2d(zdim, ch[-1], 4, stride=1, padding=0, bias=False),
+            nn.ReLU(),
+            nn.Conv2d(ch[-1], ch[-1], 3, padding=1, bias=False),
+            nn.ReLU(),
         ]
         for k in range(n_stages - 2, -1, -1):
             layers += [
                 nn.ConvTranspose2d(ch[k + 1], ch[k], 4, stride=2, padding=1, bias=False),
-                nn.GroupNorm(groups[k], ch[k]), nn.ReLU(),
+                nn.GroupNorm(groups[k], ch[k]),
+                nn.ReLU(),
                 nn.Conv2d(ch[k], ch[k], 3, padding=1, bias=False),
-                nn.GroupNorm(groups[k], ch[k]), nn.ReLU(),
+                nn.GroupNorm(groups[k], ch[k]),
+                nn.ReLU(),
             ]
         layers += [
             nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(nf, nf, 3, padding=1, bias=False), nn.GroupNorm(gn_base, nf), nn.ReLU(),
-            nn.Conv2d(nf, nf, 5, padding=2, bias=False), nn.GroupNorm(gn_base, nf), nn.ReLU(),
+            nn.Conv2d(nf, nf, 3, padding=1, bias=False),
+            nn.GroupNorm(gn_base, nf),
+            nn.ReLU(),
+            nn.Conv2d(nf, nf, 5, padding=2, bias=False),
+            nn.GroupNorm(gn_base, nf),
+            nn.ReLU(),
             nn.Conv2d(nf, cout, 5, padding=2, bias=False),
         ]
         if activation is not None:
@@ -179,7 +187,8 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(prev, nf * 2**k, 4, stride=2, padding=1, bias=False), nn.ReLU()]
             prev = nf * 2**k
         layers += [
-            nn.Conv2d(prev, prev, 4, stride=1, padding=0, bias=False), nn.ReLU(),
+            nn.Conv2d(prev, prev, 4, stride=1, padding=0, bias=False),
+            nn.ReLU(),
             nn.Conv2d(prev, cout, 1, bias=False),
         ]
         if activation is not None:
@@ -251,7 +260,8 @@ class InversionEncoder(nn.Module):
             prev *= 2
         layers += [
             nn.ReLU(),
-            nn.Conv2d(prev, prev * 2, 4, stride=1, padding=0, bias=False), nn.ReLU(),
+            nn.Conv2d(prev, prev * 2, 4, stride=1, padding=0, bias=False),
+            nn.ReLU(),
             nn.Conv2d(prev * 2, out_dim, 1, bias=False),
         ]
         self.network = nn.Sequential(*layers)

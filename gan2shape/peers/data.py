@@ -26,8 +26,15 @@ class HeadsSet:
     camera: the camera the split was rendered with (its attributes).
     """
 
-    def __init__(self, ids: list[str], image: torch.Tensor, depth: torch.Tensor | None, mask: torch.Tensor | None,
-                 camera: Camera, path: Path):
+    def __init__(
+        self,
+        ids: list[str],
+        image: torch.Tensor,
+        depth: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        camera: Camera,
+        path: Path,
+    ):
         self.ids, self.image, self.depth, self.mask, self.camera, self.path = ids, image, depth, mask, camera, path
 
     @property
@@ -35,8 +42,14 @@ class HeadsSet:
         return len(self.ids)
 
 
-def load_heads_set(path: str | Path, image_size: int, device: torch.device | str = "cpu", *,
-                   with_depth: bool = False, limit: int | None = None) -> HeadsSet:
+def load_heads_set(
+    path: str | Path,
+    image_size: int,
+    device: torch.device | str = "cpu",
+    *,
+    with_depth: bool = False,
+    limit: int | None = None,
+) -> HeadsSet:
     """Read the first ``limit`` (None: all) heads of an HDF5 heads split onto ``device``.
 
     path: a split of ``gan2shape make-heads`` (kind 'heads') with 'image' (N, 3, S, S) uint8 and, for
@@ -48,25 +61,33 @@ def load_heads_set(path: str | Path, image_size: int, device: torch.device | str
     with read_artifact(path, kind="heads", require=require) as art:
         shape = art.shape("image")
         if len(shape) != 4 or shape[1] != 3 or shape[2:] != (image_size, image_size):
-            raise ArtifactError(f"{path}: dataset 'image' has shape {shape}, expected (N, 3, {image_size}, "
-                                f"{image_size}); set the section's image_size to the heads' size or rebuild them")
+            raise ArtifactError(
+                f"{path}: dataset 'image' has shape {shape}, expected (N, 3, {image_size}, "
+                f"{image_size}); set the section's image_size to the heads' size or rebuild them"
+            )
         n = art.n if limit is None else min(art.n, int(limit))
         if n < 1:
             raise ArtifactError(f"{path} holds no heads (n={art.n}, limit={limit}): give a split with images")
         rows = slice(0, n)
         image = art.array("image", rows)
         if image.dtype != np.uint8:
-            raise ArtifactError(f"{path}: dataset 'image' must be uint8 RGB, got {image.dtype}: rebuild it with "
-                                "gan2shape make-heads")
+            raise ArtifactError(
+                f"{path}: dataset 'image' must be uint8 RGB, got {image.dtype}: rebuild it with gan2shape make-heads"
+            )
         depth = mask = None
         if with_depth:
             depth = torch.from_numpy(np.ascontiguousarray(art.array("depth", rows), dtype=np.float32)).to(device)
             mask = torch.from_numpy(art.array("mask", rows) > 0).to(device)
         attrs = art.attrs
         if attrs.get("camera_fov_deg") is None:
-            raise ArtifactError(f"{path} has no 'camera_fov_deg' attribute: rebuild the split with gan2shape make-heads")
-        extra = {k: float(attrs[f"camera_{k}"]) for k in ("min_depth", "max_depth", "rot_center_depth")
-                 if attrs.get(f"camera_{k}") is not None}
+            raise ArtifactError(
+                f"{path} has no 'camera_fov_deg' attribute: rebuild the split with gan2shape make-heads"
+            )
+        extra = {
+            k: float(attrs[f"camera_{k}"])
+            for k in ("min_depth", "max_depth", "rot_center_depth")
+            if attrs.get(f"camera_{k}") is not None
+        }
         camera = Camera(image_size, fov_deg=float(attrs["camera_fov_deg"]), **extra)
         ids = list(art.ids[:n])
     return HeadsSet(ids, torch.from_numpy(image).to(device), depth, mask, camera, path)

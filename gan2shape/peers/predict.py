@@ -38,9 +38,17 @@ _BUILD = {"supervised": build_supervised, "unsup3d": build_unsup3d}
 
 
 @torch.no_grad()
-def run_predict(checkpoint: str | Path, images_path: str | Path, out_path: str | Path, *,
-                device: torch.device | str = "cpu", limit: int | None = None, batch_size: int = 100,
-                progress: bool = False, params_text: str | None = None) -> dict[str, Any]:
+def run_predict(
+    checkpoint: str | Path,
+    images_path: str | Path,
+    out_path: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+    batch_size: int = 100,
+    progress: bool = False,
+    params_text: str | None = None,
+) -> dict[str, Any]:
     """Predict the depth of the first ``limit`` heads (None: all) of ``images_path`` with the peer model of
     ``checkpoint`` (a checkpoint.pt of train-supervised or train-unsup3d); write ``out_path`` (module doc).
 
@@ -61,29 +69,42 @@ def run_predict(checkpoint: str | Path, images_path: str | Path, out_path: str |
             net.load_state_dict(state["networks"][name])
     except (KeyError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{checkpoint}: its networks do not fit the {kind} model ({type(exc).__name__}: "
-                              f"{reason}); retrain it") from None
+        raise CheckpointError(
+            f"{checkpoint}: its networks do not fit the {kind} model ({type(exc).__name__}: {reason}); retrain it"
+        ) from None
     nets.to(device).eval()
     finished = int(state["step"]) >= config.steps
     if not finished:
-        log.warning("%s is at step %d of %d: predicting with an unfinished model", checkpoint, state["step"],
-                    config.steps)
+        log.warning(
+            "%s is at step %d of %d: predicting with an unfinished model", checkpoint, state["step"], config.steps
+        )
     data = load_heads_set(images_path, config.image_size, device, limit=limit)
     outputs: dict[str, list[np.ndarray]] = {}
     for start in track(range(0, data.n, batch_size), f"predict {kind}", unit="batch", bar=progress):
-        image = to_unit(data.image[start:start + batch_size])
+        image = to_unit(data.image[start : start + batch_size])
         if kind == "supervised":
             batch = {"depth": predict_supervised(nets, image)}
         else:
             out = unsup3d_forward(nets, image, camera, config)
             b = image.shape[0]
-            batch = {"depth": out["recon_depth"][:b], "valid": out["valid"][:b, 0].to(torch.uint8),
-                     "canon_depth": out["canon_depth"], "view": out["view"]}
+            batch = {
+                "depth": out["recon_depth"][:b],
+                "valid": out["valid"][:b, 0].to(torch.uint8),
+                "canon_depth": out["canon_depth"],
+                "view": out["view"],
+            }
         for name, value in batch.items():
-            outputs.setdefault(name, []).append(value.float().cpu().numpy() if value.is_floating_point()
-                                                else value.cpu().numpy())
+            outputs.setdefault(name, []).append(
+                value.float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy()
+            )
     arrays = {name: np.concatenate(parts) for name, parts in outputs.items()}
-    attrs = {"model": kind, "checkpoint": str(checkpoint), "steps": int(state["step"]), "total_steps": config.steps,
-             "finished": finished, "images": str(images_path)}
+    attrs = {
+        "model": kind,
+        "checkpoint": str(checkpoint),
+        "steps": int(state["step"]),
+        "total_steps": config.steps,
+        "finished": finished,
+        "images": str(images_path),
+    }
     write_artifact(out_path, "prediction", arrays, ids=data.ids, params_text=params_text, attrs=attrs)
     return {"out": str(out_path), "model": kind, "n": data.n, "steps": int(state["step"]), "finished": finished}

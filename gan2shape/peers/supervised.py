@@ -26,8 +26,15 @@ from gan2shape.peers.data import load_heads_set, to_unit
 from gan2shape.peers.training import PeerTrainer, fast_cuda, run_training
 from gan2shape.render import depth_to_normals
 
-__all__ = ["si_log_error", "normal_error", "erode", "SupervisedTrainer", "build_supervised", "predict_supervised",
-           "train_supervised"]
+__all__ = [
+    "si_log_error",
+    "normal_error",
+    "erode",
+    "SupervisedTrainer",
+    "build_supervised",
+    "predict_supervised",
+    "train_supervised",
+]
 
 _EPS = 1e-12
 
@@ -121,14 +128,23 @@ class SupervisedTrainer(PeerTrainer):
         return terms
 
 
-def train_supervised(config: SupervisedConfig, data_path: str | Path, out_dir: str | Path, *,
-                     device: torch.device | str, max_steps: int | None = None, max_seconds: float | None = None,
-                     progress: bool = True, params_text: str | None = None) -> dict[str, Any]:
+def train_supervised(
+    config: SupervisedConfig,
+    data_path: str | Path,
+    out_dir: str | Path,
+    *,
+    device: torch.device | str,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    progress: bool = True,
+    params_text: str | None = None,
+) -> dict[str, Any]:
     """Train (or continue) the supervised depth net on a heads split with GT depth (``data_path``: the
     train.h5 of gan2shape make-heads); writes out_dir/checkpoint.pt and log.jsonl (run_training)."""
     device = torch.device(device)
     fast_cuda(device)
     data = load_heads_set(data_path, config.image_size, device, with_depth=True)
     trainer = SupervisedTrainer(config, data, data.camera, device)
-    return run_training(trainer, out_dir, max_steps=max_steps, max_seconds=max_seconds, progress=progress,
-                        params_text=params_text)
+    return run_training(
+        trainer, out_dir, max_steps=max_steps, max_seconds=max_seconds, progress=progress, params_text=params_text
+    )

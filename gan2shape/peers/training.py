@@ -51,12 +51,18 @@ def fast_cuda(device: torch.device) -> None:
 
 def camera_dict(camera: Camera) -> dict[str, float]:
     """A camera as the plain dict a checkpoint stores (``Camera(**d)`` rebuilds it)."""
-    return {"image_size": camera.image_size, "fov_deg": float(camera.fov_deg), "min_depth": float(camera.min_depth),
-            "max_depth": float(camera.max_depth), "rot_center_depth": float(camera.rot_center_depth)}
+    return {
+        "image_size": camera.image_size,
+        "fov_deg": float(camera.fov_deg),
+        "min_depth": float(camera.min_depth),
+        "max_depth": float(camera.max_depth),
+        "rot_center_depth": float(camera.rot_center_depth),
+    }
 
 
-def load_peer_checkpoint(path: str | Path, kind: str | None = None,
-                         device: torch.device | str = "cpu") -> dict[str, Any]:
+def load_peer_checkpoint(
+    path: str | Path, kind: str | None = None, device: torch.device | str = "cpu"
+) -> dict[str, Any]:
     """Read and validate a peer checkpoint (module docstring); ``kind``: the one expected (None: any).
 
     Raises CheckpointError, one line naming the file and the fix, when it is missing, unreadable or
@@ -64,25 +70,33 @@ def load_peer_checkpoint(path: str | Path, kind: str | None = None,
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path} does not exist: train the model first (gan2shape train-{kind or 'supervised'} "
-                              "or train-unsup3d)")
+        raise CheckpointError(
+            f"{path} does not exist: train the model first (gan2shape train-{kind or 'supervised'} or train-unsup3d)"
+        )
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds on damaged or foreign files
-        raise CheckpointError(f"{path} cannot be read as a peer checkpoint ({_reason(exc)}); it is truncated or "
-                              "not one: delete it and rerun the training") from None
+        raise CheckpointError(
+            f"{path} cannot be read as a peer checkpoint ({_reason(exc)}); it is truncated or "
+            "not one: delete it and rerun the training"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise CheckpointError(f"{path} is not a gan2shape peer checkpoint (no format {_FORMAT!r}): give the "
-                              "checkpoint.pt of gan2shape train-supervised or train-unsup3d")
+        raise CheckpointError(
+            f"{path} is not a gan2shape peer checkpoint (no format {_FORMAT!r}): give the "
+            "checkpoint.pt of gan2shape train-supervised or train-unsup3d"
+        )
     if state.get("version") != _VERSION:
-        raise CheckpointError(f"{path} has peer checkpoint version {state.get('version')!r}, this code reads "
-                              f"{_VERSION}: retrain it")
+        raise CheckpointError(
+            f"{path} has peer checkpoint version {state.get('version')!r}, this code reads {_VERSION}: retrain it"
+        )
     missing = [k for k in _KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{path} lacks {missing}: it is damaged; delete it and rerun the training")
     if state["kind"] not in PEER_KINDS or (kind is not None and state["kind"] != kind):
-        raise CheckpointError(f"{path} holds a {state['kind']!r} model, expected {kind or list(PEER_KINDS)!r}: use "
-                              "another --out folder or the matching command")
+        raise CheckpointError(
+            f"{path} holds a {state['kind']!r} model, expected {kind or list(PEER_KINDS)!r}: use "
+            "another --out folder or the matching command"
+        )
     return state
 
 
@@ -115,8 +129,9 @@ class PeerTrainer:
             torch.manual_seed(config.seed)
             self.nets = self.build_networks(config)
         self.nets.to(self.device)
-        self.optim = torch.optim.Adam(self.nets.parameters(), lr=config.lr, betas=(0.9, 0.999),
-                                      weight_decay=config.weight_decay)
+        self.optim = torch.optim.Adam(
+            self.nets.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay
+        )
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(config.seed)
         self.step = 0
@@ -141,11 +156,16 @@ class PeerTrainer:
 
     def state(self, params_text: str | None = None) -> dict[str, Any]:
         return {
-            "format": _FORMAT, "version": _VERSION, "kind": self.kind,
-            "config": dataclasses.asdict(self.config), "camera": camera_dict(self.camera), "step": self.step,
+            "format": _FORMAT,
+            "version": _VERSION,
+            "kind": self.kind,
+            "config": dataclasses.asdict(self.config),
+            "camera": camera_dict(self.camera),
+            "step": self.step,
             "networks": {name: net.state_dict() for name, net in self.nets.items()},
             "optimizer": self.optim.state_dict(),
-            "rng_state": self.rng.get_state().cpu(), "rng_device": self.device.type,
+            "rng_state": self.rng.get_state().cpu(),
+            "rng_device": self.device.type,
             "params_text": params_text,
         }
 
@@ -161,13 +181,20 @@ class PeerTrainer:
         """
         state = load_peer_checkpoint(path, self.kind, self.device)
         stored = state["config"]
-        diff = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs config {getattr(self.config, k)!r}"
-                         for k in self.arch_keys if stored.get(k) != getattr(self.config, k))
+        diff = ", ".join(
+            f"{k}: checkpoint {stored.get(k)!r} vs config {getattr(self.config, k)!r}"
+            for k in self.arch_keys
+            if stored.get(k) != getattr(self.config, k)
+        )
         if diff:
-            raise CheckpointError(f"{path} holds a different architecture ({diff}); use another --out folder or "
-                                  "delete the checkpoint")
-        changed = [k for k, v in dataclasses.asdict(self.config).items()
-                   if k not in ("steps", "checkpoint_every", "log_every") and stored.get(k) != v]
+            raise CheckpointError(
+                f"{path} holds a different architecture ({diff}); use another --out folder or delete the checkpoint"
+            )
+        changed = [
+            k
+            for k, v in dataclasses.asdict(self.config).items()
+            if k not in ("steps", "checkpoint_every", "log_every") and stored.get(k) != v
+        ]
         if changed:
             log.warning("resuming %s with changed training settings: %s", path, ", ".join(changed))
         try:
@@ -176,23 +203,35 @@ class PeerTrainer:
             self.optim.load_state_dict(state["optimizer"])
         except (KeyError, RuntimeError, ValueError) as exc:
             reason = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"{path} does not fit the {self.kind} networks ({type(exc).__name__}: {reason}); "
-                                  "delete it and rerun the training") from None
+            raise CheckpointError(
+                f"{path} does not fit the {self.kind} networks ({type(exc).__name__}: {reason}); "
+                "delete it and rerun the training"
+            ) from None
         for group in self.optim.param_groups:  # the config's settings win
             group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
         if state["rng_device"] == self.device.type:
             self.rng.set_state(state["rng_state"].cpu())
         else:
-            log.warning("%s was written on %s; the batch RNG restarts from a derived seed on %s", path,
-                        state["rng_device"], self.device.type)
+            log.warning(
+                "%s was written on %s; the batch RNG restarts from a derived seed on %s",
+                path,
+                state["rng_device"],
+                self.device.type,
+            )
             self.rng.manual_seed(self.config.seed + int(state["step"]))
         self.step = int(state["step"])
         return state
 
 
-def run_training(trainer: PeerTrainer, out_dir: str | Path, *, max_steps: int | None = None,
-                 max_seconds: float | None = None, progress: bool = True,
-                 params_text: str | None = None) -> dict[str, Any]:
+def run_training(
+    trainer: PeerTrainer,
+    out_dir: str | Path,
+    *,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    progress: bool = True,
+    params_text: str | None = None,
+) -> dict[str, Any]:
     """Train ``trainer`` to config.steps, resuming from ``out_dir/checkpoint.pt`` when it exists.
 
     max_steps / max_seconds cap THIS call (chunked runs, a time budget); a rerun continues. On
@@ -210,12 +249,18 @@ def run_training(trainer: PeerTrainer, out_dir: str | Path, *, max_steps: int | 
         resumed_from = trainer.step
         log.info("resumed %s from %s at step %d", trainer.kind, ckpt_path, trainer.step)
     else:
-        log.info("training %s from scratch: %d heads of %dpx on %s", trainer.kind, trainer.data.n,
-                 config.image_size, trainer.device)
+        log.info(
+            "training %s from scratch: %d heads of %dpx on %s",
+            trainer.kind,
+            trainer.data.n,
+            config.image_size,
+            trainer.device,
+        )
     start_step = trainer.step
     stop_at = config.steps if max_steps is None else min(config.steps, start_step + max_steps)
-    bar = Progress(config.steps, f"train-{trainer.kind}", unit="step", bar=progress, initial=start_step,
-                   dynamic_ncols=True)
+    bar = Progress(
+        config.steps, f"train-{trainer.kind}", unit="step", bar=progress, initial=start_step, dynamic_ncols=True
+    )
     sums: dict[str, Tensor] = {}
     count = 0
     last: dict[str, float] = {}
@@ -255,19 +300,34 @@ def run_training(trainer: PeerTrainer, out_dir: str | Path, *, max_steps: int | 
             flush()
             trainer.save(ckpt_path, params_text)  # every call ends resumable
             if stop.signum is not None:
-                log.warning("stopped by signal %d at step %d; checkpoint written to %s (rerun to continue)",
-                            stop.signum, trainer.step, ckpt_path)
+                log.warning(
+                    "stopped by signal %d at step %d; checkpoint written to %s (rerun to continue)",
+                    stop.signum,
+                    trainer.step,
+                    ckpt_path,
+                )
                 raise SystemExit(128 + stop.signum)
     finally:
         bar.close()
     seconds = time.perf_counter() - t_run
     if timed_out:
-        log.warning("stopped after %.0f s (--max-minutes) at step %d of %d; rerun to continue", seconds,
-                    trainer.step, config.steps)
+        log.warning(
+            "stopped after %.0f s (--max-minutes) at step %d of %d; rerun to continue",
+            seconds,
+            trainer.step,
+            config.steps,
+        )
     ran = trainer.step - start_step
     return {
-        "kind": trainer.kind, "steps": trainer.step, "total_steps": config.steps,
-        "finished": trainer.step >= config.steps, "resumed_from_step": resumed_from, "timed_out": timed_out,
-        "seconds": seconds, "img_per_s": ran * config.batch_size / seconds if seconds > 0 else 0.0,
-        "losses": last, "checkpoint": str(ckpt_path), "log": str(log_path),
+        "kind": trainer.kind,
+        "steps": trainer.step,
+        "total_steps": config.steps,
+        "finished": trainer.step >= config.steps,
+        "resumed_from_step": resumed_from,
+        "timed_out": timed_out,
+        "seconds": seconds,
+        "img_per_s": ran * config.batch_size / seconds if seconds > 0 else 0.0,
+        "losses": last,
+        "checkpoint": str(ckpt_path),
+        "log": str(log_path),
     }

@@ -31,8 +31,16 @@ from gan2shape.peers.data import load_heads_set, to_unit
 from gan2shape.peers.training import PeerTrainer, fast_cuda, run_training
 from gan2shape.render import Camera, depth_to_normals, render_view, shade
 
-__all__ = ["EPS", "ConfidenceNet", "photometric_loss", "flip_canonical", "build_unsup3d", "unsup3d_forward",
-           "Unsup3dTrainer", "train_unsup3d"]
+__all__ = [
+    "EPS",
+    "ConfidenceNet",
+    "photometric_loss",
+    "flip_canonical",
+    "build_unsup3d",
+    "unsup3d_forward",
+    "Unsup3dTrainer",
+    "train_unsup3d",
+]
 
 EPS = 1e-7  # unsup3d's epsilon in the confidence-weighted loss
 
@@ -66,18 +74,32 @@ class ConfidenceNet(nn.Module):
                 layers.append(nn.GroupNorm(gn * 2**k, ch[k]))
             layers.append(nn.LeakyReLU(0.2))
             prev = ch[k]
-        layers += [nn.Conv2d(prev, zdim, 4, stride=1, padding=0, bias=False), nn.ReLU(),
-                   nn.ConvTranspose2d(zdim, ch[-1], 4, stride=1, padding=0, bias=False), nn.ReLU()]
+        layers += [
+            nn.Conv2d(prev, zdim, 4, stride=1, padding=0, bias=False),
+            nn.ReLU(),
+            nn.ConvTranspose2d(zdim, ch[-1], 4, stride=1, padding=0, bias=False),
+            nn.ReLU(),
+        ]
         for k in range(n - 2, -1, -1):
-            layers += [nn.ConvTranspose2d(ch[k + 1], ch[k], 4, stride=2, padding=1, bias=False),
-                       nn.GroupNorm(gn * 2**k, ch[k]), nn.ReLU()]
-        layers += [nn.ConvTranspose2d(nf, nf, 4, stride=2, padding=1, bias=False), nn.GroupNorm(gn, nf), nn.ReLU(),
-                   nn.Conv2d(nf, 2, 5, padding=2, bias=False), nn.Softplus()]
+            layers += [
+                nn.ConvTranspose2d(ch[k + 1], ch[k], 4, stride=2, padding=1, bias=False),
+                nn.GroupNorm(gn * 2**k, ch[k]),
+                nn.ReLU(),
+            ]
+        layers += [
+            nn.ConvTranspose2d(nf, nf, 4, stride=2, padding=1, bias=False),
+            nn.GroupNorm(gn, nf),
+            nn.ReLU(),
+            nn.Conv2d(nf, 2, 5, padding=2, bias=False),
+            nn.Softplus(),
+        ]
         self.network = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or tuple(x.shape[1:]) != (3, self.image_size, self.image_size):
-            raise ValueError(f"ConfidenceNet expects (N, 3, {self.image_size}, {self.image_size}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"ConfidenceNet expects (N, 3, {self.image_size}, {self.image_size}), got {tuple(x.shape)}"
+            )
         return self.network(x)
 
 
@@ -105,8 +127,9 @@ def flip_canonical(depth: Tensor, albedo: Tensor) -> tuple[Tensor, Tensor]:
     """The canonical pair and its mirror image, stacked: depth (N, S, S) -> (2N, S, S) = [d, flip(d)];
     albedo (N, 3, S, S) -> (2N, 3, S, S) = [a, flip(a)] (left-right flips; a symmetric map is its own flip)."""
     if depth.dim() != 3 or albedo.dim() != 4 or albedo.shape[0] != depth.shape[0]:
-        raise ValueError(f"depth (N, S, S) and albedo (N, 3, S, S) expected, got {tuple(depth.shape)}, "
-                         f"{tuple(albedo.shape)}")
+        raise ValueError(
+            f"depth (N, S, S) and albedo (N, 3, S, S) expected, got {tuple(depth.shape)}, {tuple(albedo.shape)}"
+        )
     return torch.cat([depth, depth.flip(2)]), torch.cat([albedo, albedo.flip(3)])
 
 
@@ -115,8 +138,12 @@ def build_unsup3d(config: Unsup3dConfig) -> nn.ModuleDict:
     s = config.image_size
     nf = default_nf(s) if config.nf is None else config.nf
     enc_nf = nf // 2 if config.enc_nf is None else config.enc_nf
-    nets = {"depth": DepthNet(s, nf=nf, zdim=config.zdim), "albedo": AlbedoNet(s, nf=nf, zdim=config.zdim),
-            "view": ViewNet(s, nf=enc_nf), "light": LightNet(s, nf=enc_nf)}
+    nets = {
+        "depth": DepthNet(s, nf=nf, zdim=config.zdim),
+        "albedo": AlbedoNet(s, nf=nf, zdim=config.zdim),
+        "view": ViewNet(s, nf=enc_nf),
+        "light": LightNet(s, nf=enc_nf),
+    }
     if config.use_conf:
         nets["conf"] = ConfidenceNet(s, nf=nf, zdim=config.conf_zdim)
     return nn.ModuleDict(nets)
@@ -136,8 +163,9 @@ def unsup3d_forward(nets: nn.ModuleDict, image: Tensor, camera: Camera, config: 
     b = image.shape[0]
     canon_depth = decode_depth(nets["depth"](image), camera)
     canon_albedo = nets["albedo"](image)
-    view = decode_view(nets["view"](image), config.xyz_rotation_range_deg, config.xy_translation_range,
-                       config.z_translation_range)
+    view = decode_view(
+        nets["view"](image), config.xyz_rotation_range_deg, config.xy_translation_range, config.z_translation_range
+    )
     ambient, diffuse, light_dir = decode_light(nets["light"](image))
     depth2, albedo2 = flip_canonical(canon_depth, canon_albedo)
     normals = depth_to_normals(depth2, camera)
@@ -145,8 +173,16 @@ def unsup3d_forward(nets: nn.ModuleDict, image: Tensor, camera: Camera, config: 
     rendered = render_view(texture, depth2, view.repeat(2, 1), camera)
     both = (rendered.mask[:b] * rendered.mask[b:]).repeat(2, 1, 1, 1).detach()
     sigma = nets["conf"](image) if "conf" in nets else None
-    return {"canon_depth": canon_depth, "canon_albedo": canon_albedo, "view": view, "recon": rendered.image * both,
-            "recon_depth": rendered.depth, "valid": rendered.mask, "mask": both, "sigma": sigma}
+    return {
+        "canon_depth": canon_depth,
+        "canon_albedo": canon_albedo,
+        "view": view,
+        "recon": rendered.image * both,
+        "recon_depth": rendered.depth,
+        "valid": rendered.mask,
+        "mask": both,
+        "sigma": sigma,
+    }
 
 
 class Unsup3dTrainer(PeerTrainer):
@@ -174,14 +210,24 @@ def unsup3d_camera(config: Unsup3dConfig, render: RenderConfig) -> Camera:
     return Camera(config.image_size, render.fov_deg, render.min_depth, render.max_depth, render.rot_center_depth)
 
 
-def train_unsup3d(config: Unsup3dConfig, render: RenderConfig, data_path: str | Path, out_dir: str | Path, *,
-                  device: torch.device | str, max_steps: int | None = None, max_seconds: float | None = None,
-                  progress: bool = True, params_text: str | None = None) -> dict[str, Any]:
+def train_unsup3d(
+    config: Unsup3dConfig,
+    render: RenderConfig,
+    data_path: str | Path,
+    out_dir: str | Path,
+    *,
+    device: torch.device | str,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    progress: bool = True,
+    params_text: str | None = None,
+) -> dict[str, Any]:
     """Train (or continue) Unsup3d on the images of a heads split (``data_path``, e.g. the train.h5 of
     gan2shape make-heads; its depth is not read); writes out_dir/checkpoint.pt and log.jsonl."""
     device = torch.device(device)
     fast_cuda(device)
     data = load_heads_set(data_path, config.image_size, device)
     trainer = Unsup3dTrainer(config, data, unsup3d_camera(config, render), device)
-    return run_training(trainer, out_dir, max_steps=max_steps, max_seconds=max_seconds, progress=progress,
-                        params_text=params_text)
+    return run_training(
+        trainer, out_dir, max_steps=max_steps, max_seconds=max_seconds, progress=progress, params_text=params_text
+    )

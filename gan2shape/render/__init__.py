@@ -93,8 +93,9 @@ def render_view(
     depth = view_depth(canon_depth, view, camera, canon_mask)
     mask = valid_mask(depth, camera)
     grid = view_to_canon_grid(depth, view, camera)
-    image = F.grid_sample(canon_texture, grid.to(canon_texture.dtype), mode="bilinear",
-                          padding_mode="border", align_corners=True)
+    image = F.grid_sample(
+        canon_texture, grid.to(canon_texture.dtype), mode="bilinear", padding_mode="border", align_corners=True
+    )
     if background is not None:
         image = torch.where(mask > 0, image, background)
     return RenderedView(image=image, depth=depth, mask=mask)

@@ -38,7 +38,7 @@ def check_tensor(
     if leading:
         if x.dim() < len(layout):
             raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
-        shape = tuple(x.shape[x.dim() - len(layout):])
+        shape = tuple(x.shape[x.dim() - len(layout) :])
     else:
         if x.dim() != len(layout):
             raise ValueError(

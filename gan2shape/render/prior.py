@@ -282,9 +282,7 @@ def prior_variant(
     allowed = _VARIANT_DEFAULTS[name]
     unknown = sorted(set(variant_params) - set(allowed))
     if unknown:
-        raise ValueError(
-            f"prior_variant: variant {name!r} takes parameters {sorted(allowed)}, got unknown {unknown}"
-        )
+        raise ValueError(f"prior_variant: variant {name!r} takes parameters {sorted(allowed)}, got unknown {unknown}")
     p = {**allowed, **variant_params}
     who = f"prior_variant({name!r})"
     if name == "flat":
@@ -360,9 +358,7 @@ def prior_boxes(
             raise ValueError("prior_boxes: masks were given but source is 'centered'; use source='mask' to use them")
         return centered_box(image_size, width_frac, height_frac).unsqueeze(0).expand(n, 4).clone()
     if masks is None:
-        raise ValueError(
-            "prior_boxes: source 'mask' needs masks (N, S, S); pass masks=... or use source='centered'"
-        )
+        raise ValueError("prior_boxes: source 'mask' needs masks (N, S, S); pass masks=... or use source='centered'")
     if masks.dim() != 3 or masks.shape[0] != n or masks.shape[1:] != (image_size, image_size):
         raise ValueError(
             f"prior_boxes: masks must be ({n}, {image_size}, {image_size}) for n={n}, "

@@ -89,8 +89,9 @@ def rasterize(
             raise ValueError(f"face_mask must be a bool tensor, got dtype {face_mask.dtype}")
     check_same_device(vertices=vertices, faces=faces, face_mask=face_mask)
     if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= dims["V"]):
-        raise ValueError(f"faces must index vertices in [0, {dims['V']}), got values in "
-                         f"[{int(faces.min())}, {int(faces.max())}]")
+        raise ValueError(
+            f"faces must index vertices in [0, {dims['V']}), got values in [{int(faces.min())}, {int(faces.max())}]"
+        )
     if not near > 0:
         raise ValueError(f"near must be > 0, got {near!r}")
     if max_candidates < 1:
@@ -251,9 +252,7 @@ def _draw(
         col = rank - row * w
         px = (x0.index_select(0, rows) + col).to(dtype).unsqueeze(1) - c
         py = (y0.index_select(0, rows) + row).to(dtype).unsqueeze(1) - c
-        func = (
-            coef_a.index_select(0, rows) * px + coef_b.index_select(0, rows) * py + coef_c.index_select(0, rows)
-        )
+        func = coef_a.index_select(0, rows) * px + coef_b.index_select(0, rows) * py + coef_c.index_select(0, rows)
         hit = (func >= 0).all(dim=1).nonzero().squeeze(1)
         rows = rows.index_select(0, hit)
         keys = key0.index_select(0, rows) + (row * s + col).index_select(0, hit)
@@ -325,6 +324,4 @@ def _fragments(vertices: torch.Tensor, faces: torch.Tensor, camera: Camera, zbuf
     depth_img = vertices.new_full((n * s * s,), float("inf")).index_put((pix,), depth)
     bary_img = vertices.new_zeros((n * s * s, 3)).index_put((pix,), bary)
     face_img = torch.full((n * s * s,), -1, dtype=torch.long, device=device).index_put((pix,), face)
-    return Fragments(
-        depth=depth_img.view(n, s, s), face_index=face_img.view(n, s, s), bary=bary_img.view(n, s, s, 3)
-    )
+    return Fragments(depth=depth_img.view(n, s, s), face_index=face_img.view(n, s, s), bary=bary_img.view(n, s, s, 3))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_image_size, check_same_device, check_tensor
-from .camera import Camera, depth_to_points, points_to_pixels, pixels_to_grid
+from .camera import Camera, depth_to_points, pixels_to_grid, points_to_pixels
 from .mesh import grid_faces
 from .rasterize import rasterize
 from .transform import unwarp_points, warp_points

@@ -1,4 +1,5 @@
 """StyleGAN2 (rosinality/stylegan2-pytorch layout): networks, resampling ops, checkpoint I/O."""
+
 from __future__ import annotations
 
 from gan2shape.stylegan2.checkpoint import (

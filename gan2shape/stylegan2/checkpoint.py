@@ -8,6 +8,7 @@ own entry 'gan2shape' holding the architecture (`StyleGAN2Config` fields as plai
 Official files without that entry are understood too: the architecture is read off the state
 dict's keys and shapes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -154,9 +155,7 @@ def save_checkpoint(
         ckpt["d_optim"] = _optim_state(d_optim, "d_optim")
     if latent_avg is not None:
         if latent_avg.numel() != cfg.style_dim:
-            raise ValueError(
-                f"latent_avg must have style_dim={cfg.style_dim} values, got {tuple(latent_avg.shape)}"
-            )
+            raise ValueError(f"latent_avg must have style_dim={cfg.style_dim} values, got {tuple(latent_avg.shape)}")
         avg = latent_avg.detach().cpu().reshape(cfg.style_dim).float()
         ckpt["latent_avg"] = avg.half() if half else avg.clone()
     ckpt[FORMAT_KEY] = _config_entry(cfg, extra)
@@ -231,8 +230,7 @@ def _read(path: Path, allow_pickle: bool) -> dict[str, Any]:
         )
     for name in ("g_ema", "d", "g"):
         if name in ckpt and not (
-            isinstance(ckpt[name], Mapping)
-            and all(isinstance(v, Tensor) for v in ckpt[name].values())
+            isinstance(ckpt[name], Mapping) and all(isinstance(v, Tensor) for v in ckpt[name].values())
         ):
             raise CheckpointError(f"checkpoint {path}: entry '{name}' is not a state dict of tensors")
     return dict(ckpt)
@@ -308,16 +306,15 @@ def infer_config(g_state: Mapping[str, Tensor]) -> StyleGAN2Config:
     for i in rgbs:
         found[2 ** (i + 3)] = int(g_state[f"to_rgbs.{i}.conv.weight"].shape[2])
     channel_max = found[4] if found[4] < 512 else max(512, *found.values())
-    fits = [
-        cm
-        for cm in range(1, 65)
-        if all(stylegan2_channels(cm, channel_max)[r] == c for r, c in found.items())
-    ]
+    fits = [cm for cm in range(1, 65) if all(stylegan2_channels(cm, channel_max)[r] == c for r, c in found.items())]
     if not fits:
         raise ValueError(f"channel counts per resolution {found} do not follow the StyleGAN2 table")
     cm = 2 if 2 in fits else fits[0]
     return StyleGAN2Config(
-        size=size, style_dim=style_dim, n_mlp=len(mlp), channel_multiplier=cm,
+        size=size,
+        style_dim=style_dim,
+        n_mlp=len(mlp),
+        channel_multiplier=cm,
         channel_max=channel_max,
     )
 
@@ -346,7 +343,11 @@ def _describe(cfg: StyleGAN2Config) -> str:
 
 
 def _check_state(
-    state: Mapping[str, Tensor], net: nn.Module, entry: str, path: Path, cfg: StyleGAN2Config,
+    state: Mapping[str, Tensor],
+    net: nn.Module,
+    entry: str,
+    path: Path,
+    cfg: StyleGAN2Config,
     hint: str,
 ) -> None:
     """Raise CheckpointError at the first key/shape that differs between file and network."""
@@ -364,8 +365,7 @@ def _check_state(
         extra = [k for k in state if k not in expected]
         if extra:
             problem = (
-                f"the file has key '{extra[0]}' (shape {tuple(state[extra[0]].shape)}) that the "
-                f"network does not have"
+                f"the file has key '{extra[0]}' (shape {tuple(state[extra[0]].shape)}) that the network does not have"
             )
     if problem is not None:
         kind = "discriminator" if entry == "d" else "generator"
@@ -376,15 +376,15 @@ def _check_state(
 
 
 def _build(
-    net_cls: type[nn.Module], kwargs: dict[str, Any], state: Mapping[str, Tensor],
+    net_cls: type[nn.Module],
+    kwargs: dict[str, Any],
+    state: Mapping[str, Tensor],
     device: torch.device,
 ) -> nn.Module:
     # Build on the meta device (no random init of big networks), then adopt the file's tensors.
     with torch.device("meta"):
         net = net_cls(**kwargs)
-    state32 = {
-        k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()
-    }
+    state32 = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     net.load_state_dict(state32, strict=True, assign=True)
     return net.to(device)
 
@@ -427,8 +427,11 @@ def load_checkpoint(
         file_cfg = _config_from_entry(ckpt[FORMAT_KEY], path)
 
     requested = {
-        "size": size, "style_dim": style_dim, "n_mlp": n_mlp,
-        "channel_multiplier": channel_multiplier, "channel_max": channel_max,
+        "size": size,
+        "style_dim": style_dim,
+        "n_mlp": n_mlp,
+        "channel_multiplier": channel_multiplier,
+        "channel_max": channel_max,
     }
     requested = {k: v for k, v in requested.items() if v is not None}
     try:
@@ -449,12 +452,18 @@ def load_checkpoint(
         )
 
     g_kwargs = dict(
-        size=cfg.size, style_dim=cfg.style_dim, n_mlp=cfg.n_mlp,
-        channel_multiplier=cfg.channel_multiplier, blur_kernel=cfg.blur_kernel,
-        lr_mlp=cfg.lr_mlp, channel_max=cfg.channel_max,
+        size=cfg.size,
+        style_dim=cfg.style_dim,
+        n_mlp=cfg.n_mlp,
+        channel_multiplier=cfg.channel_multiplier,
+        blur_kernel=cfg.blur_kernel,
+        lr_mlp=cfg.lr_mlp,
+        channel_max=cfg.channel_max,
     )
     d_kwargs = dict(
-        size=cfg.size, channel_multiplier=cfg.channel_multiplier, blur_kernel=cfg.blur_kernel,
+        size=cfg.size,
+        channel_multiplier=cfg.channel_multiplier,
+        blur_kernel=cfg.blur_kernel,
         channel_max=cfg.channel_max,
     )
     nets: dict[str, nn.Module | None] = {"g_ema": None, "g": None, "d": None}

@@ -11,6 +11,7 @@ Channel table (official): {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 cm, 128: 12
 `channel_max` (512 gives the official networks; smaller values give cheap networks with the
 same key names).
 """
+
 from __future__ import annotations
 
 import math
@@ -199,9 +200,7 @@ class EqualConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channel)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(
-            x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding
-        )
+        return F.conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding)
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape
@@ -260,7 +259,9 @@ class ModulatedConv2d(nn.Module):
             # Pads of the blur after a stride-2 transposed conv (output 2H + k - 2) -> 2H.
             p = (len(blur_kernel) - factor) - (kernel_size - 1)
             self.blur = Blur(
-                blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor,
+                blur_kernel,
+                pad=((p + 1) // 2 + factor - 1, p // 2 + 1),
+                upsample_factor=factor,
                 ops=ops,
             )
         if downsample:
@@ -268,9 +269,7 @@ class ModulatedConv2d(nn.Module):
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2, p // 2), ops=ops)
         self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
         self.padding = kernel_size // 2
-        self.weight = nn.Parameter(
-            torch.randn(1, out_channel, in_channel, kernel_size, kernel_size)
-        )
+        self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
         self.demodulate = demodulate
         self.ops = check_impl(ops)
@@ -407,8 +406,15 @@ class StyledConv(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = ModulatedConv2d(
-            in_channel, out_channel, kernel_size, style_dim, demodulate=demodulate,
-            upsample=upsample, blur_kernel=blur_kernel, ops=ops, fused=fused,
+            in_channel,
+            out_channel,
+            kernel_size,
+            style_dim,
+            demodulate=demodulate,
+            upsample=upsample,
+            blur_kernel=blur_kernel,
+            ops=ops,
+            fused=fused,
         )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
@@ -436,9 +442,7 @@ class ToRGB(nn.Module):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel, ops=ops)
-        self.conv = ModulatedConv2d(
-            in_channel, 3, 1, style_dim, demodulate=False, ops=ops, fused=fused
-        )
+        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False, ops=ops, fused=fused)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: Tensor, style: Tensor, skip: Tensor | None = None) -> Tensor:
@@ -504,8 +508,13 @@ class Generator(nn.Module):
     ) -> None:
         super().__init__()
         cfg = StyleGAN2Config(
-            size=size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=channel_multiplier,
-            channel_max=channel_max, lr_mlp=lr_mlp, blur_kernel=tuple(blur_kernel),
+            size=size,
+            style_dim=style_dim,
+            n_mlp=n_mlp,
+            channel_multiplier=channel_multiplier,
+            channel_max=channel_max,
+            lr_mlp=lr_mlp,
+            blur_kernel=tuple(blur_kernel),
         )
         check_impl(ops)
         self.config = cfg
@@ -517,10 +526,7 @@ class Generator(nn.Module):
 
         self.style = nn.Sequential(
             PixelNorm(),
-            *[
-                EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu")
-                for _ in range(n_mlp)
-            ],
+            *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu") for _ in range(n_mlp)],
         )
         ch4 = self.channels[4]
         self.input = ConstantInput(ch4)
@@ -614,8 +620,7 @@ class Generator(nn.Module):
         """Fresh per-layer noise maps: num_layers tensors (1, 1, r, r), r = 4, 8, 8, 16, 16, ..."""
         device = self.input.input.device
         return [
-            torch.randn(1, 1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2), device=device,
-                        generator=generator)
+            torch.randn(1, 1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2), device=device, generator=generator)
             for i in range(self.num_layers)
         ]
 
@@ -634,9 +639,7 @@ class Generator(nn.Module):
         Returns (N, 3, size, size), values roughly in [-1, 1].
         """
         if latent.ndim != 3 or latent.shape[1] != self.n_latent or latent.shape[2] != self.style_dim:
-            raise ValueError(
-                f"latent must be (N, {self.n_latent}, {self.style_dim}), got {tuple(latent.shape)}"
-            )
+            raise ValueError(f"latent must be (N, {self.n_latent}, {self.style_dim}), got {tuple(latent.shape)}")
         if noise is None:
             if randomize_noise:
                 noise = [None] * self.num_layers
@@ -734,7 +737,11 @@ class ConvLayer(nn.Sequential):
             stride, padding = 1, kernel_size // 2
         layers.append(
             EqualConv2d(
-                in_channel, out_channel, kernel_size, padding=padding, stride=stride,
+                in_channel,
+                out_channel,
+                kernel_size,
+                padding=padding,
+                stride=stride,
                 bias=bias and not activate,
             )
         )
@@ -772,12 +779,16 @@ class ResBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.conv1 = ConvLayer(in_channel, in_channel, 3, blur_kernel=blur_kernel, ops=ops)
-        self.conv2 = ConvLayer(
-            in_channel, out_channel, 3, downsample=True, blur_kernel=blur_kernel, ops=ops
-        )
+        self.conv2 = ConvLayer(in_channel, out_channel, 3, downsample=True, blur_kernel=blur_kernel, ops=ops)
         self.skip = ConvLayer(
-            in_channel, out_channel, 1, downsample=True, activate=False, bias=False,
-            blur_kernel=blur_kernel, ops=ops,
+            in_channel,
+            out_channel,
+            1,
+            downsample=True,
+            activate=False,
+            bias=False,
+            blur_kernel=blur_kernel,
+            ops=ops,
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -802,7 +813,9 @@ class Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         cfg = StyleGAN2Config(
-            size=size, channel_multiplier=channel_multiplier, channel_max=channel_max,
+            size=size,
+            channel_multiplier=channel_multiplier,
+            channel_max=channel_max,
             blur_kernel=tuple(blur_kernel),
         )
         check_impl(ops)
@@ -839,9 +852,7 @@ class Discriminator(nn.Module):
         n, c, h, w = out.shape
         group = min(n, self.stddev_group)
         if n % group:
-            raise ValueError(
-                f"discriminator batch {n} must be a multiple of {group} (minibatch-stddev group)"
-            )
+            raise ValueError(f"discriminator batch {n} must be a multiple of {group} (minibatch-stddev group)")
         f = self.stddev_feat
         # Statistics in float32: a bf16 variance of nearly equal samples is mostly rounding.
         y = out.float().reshape(group, -1, f, c // f, h, w)

@@ -12,6 +12,7 @@ Conventions (those of the official StyleGAN2 code): the filter is applied as a t
 (flipped), the same pads `(before, after)` apply to both spatial axes, and the output side is
 `(H * up + before + after - kh) // down + 1`.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,16 +56,12 @@ def _kernel_2d(kernel: Tensor) -> Tensor:
     return kernel[:, None] * kernel[None, :] if kernel.ndim == 1 else kernel
 
 
-def _check_upfirdn_args(
-    x: Tensor, kernel: Tensor, up: int, down: int, pad: tuple[int, int]
-) -> tuple[int, int]:
+def _check_upfirdn_args(x: Tensor, kernel: Tensor, up: int, down: int, pad: tuple[int, int]) -> tuple[int, int]:
     """Validate arguments; return the output (height, width)."""
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d input must be (N, C, H, W), got shape {tuple(x.shape)}")
     if kernel.ndim not in (1, 2):
-        raise ValueError(
-            f"upfirdn2d kernel must be (k,) separable taps or (kh, kw), got shape {tuple(kernel.shape)}"
-        )
+        raise ValueError(f"upfirdn2d kernel must be (k,) separable taps or (kh, kw), got shape {tuple(kernel.shape)}")
     if up < 1 or down < 1:
         raise ValueError(f"upfirdn2d factors must be >= 1, got up={up}, down={down}")
     if len(pad) != 2:
@@ -81,9 +78,7 @@ def _check_upfirdn_args(
     return out_h, out_w
 
 
-def upfirdn2d_ref(
-    x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
-) -> Tensor:
+def upfirdn2d_ref(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> Tensor:
     """Upsample, pad, FIR-filter and downsample, written step by step (the reference).
 
     x: (N, C, H, W) any float dtype.
@@ -141,9 +136,7 @@ def _upfirdn2d_conv(
     p_y, p_x = kh - 1 - py0, kw - 1 - px0
     op_y, op_x = py1 - py0 + uy - 1, px1 - px0 + ux - 1
     if p_y >= 0 and p_x >= 0 and 0 <= op_y < uy and 0 <= op_x < ux:
-        out = F.conv_transpose2d(
-            x, weight, stride=(uy, ux), padding=(p_y, p_x), output_padding=(op_y, op_x), groups=c
-        )
+        out = F.conv_transpose2d(x, weight, stride=(uy, ux), padding=(p_y, p_x), output_padding=(op_y, op_x), groups=c)
     else:
         # Full transposed conv equals upfirdn2d with pads (k - 1, k - up); pad/crop the rest.
         out = F.conv_transpose2d(x, weight, stride=(uy, ux), groups=c)
@@ -153,9 +146,7 @@ def _upfirdn2d_conv(
     return out
 
 
-def _upfirdn2d_conv_passes(
-    x: Tensor, kernel: Tensor, up: int, down: int, pad: tuple[int, int, int, int]
-) -> Tensor:
+def _upfirdn2d_conv_passes(x: Tensor, kernel: Tensor, up: int, down: int, pad: tuple[int, int, int, int]) -> Tensor:
     """upfirdn2d as one 2-D pass, or two 1-D passes for a (k,) separable kernel."""
     py0, py1, px0, px1 = pad
     if kernel.ndim == 1:
@@ -196,15 +187,11 @@ class _UpFirDn2dFast(torch.autograd.Function):
             kw - px0 - 1,
             in_w * up - out_w * down + px0 - up + 1,
         )
-        grad_in = _UpFirDn2dFast.apply(
-            grad_out, kernel.flip(list(range(kernel.ndim))), down, up, g_pad
-        )
+        grad_in = _UpFirDn2dFast.apply(grad_out, kernel.flip(list(range(kernel.ndim))), down, up, g_pad)
         return grad_in.to(ctx.in_dtype), None, None, None, None
 
 
-def upfirdn2d_fast(
-    x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
-) -> Tensor:
+def upfirdn2d_fast(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> Tensor:
     """Same map as `upfirdn2d_ref`, as depthwise conv2d / conv_transpose2d (the fast path).
 
     x: (N, C, H, W) any float dtype (bf16 under autocast is fine), any memory format.
@@ -249,9 +236,6 @@ def fused_leaky_relu(
     """
     if bias is not None:
         if bias.ndim != 1 or x.ndim < 2 or bias.shape[0] != x.shape[1]:
-            raise ValueError(
-                f"bias must be (C,) with C = x.shape[1]; got bias {tuple(bias.shape)}, "
-                f"x {tuple(x.shape)}"
-            )
+            raise ValueError(f"bias must be (C,) with C = x.shape[1]; got bias {tuple(bias.shape)}, x {tuple(x.shape)}")
         x = x + bias.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
     return F.leaky_relu(x, negative_slope) * scale

@@ -130,7 +130,9 @@ def feature_distance(a: Sequence[Tensor], b: Sequence[Tensor], eps: float = 1e-1
     total: Tensor | None = None
     for fa, fb in zip(a, b):
         if fa.shape != fb.shape or fa.ndim != 4:
-            raise ValueError(f"feature_distance: maps must be (N, C, H, W) of one shape, got {tuple(fa.shape)}, {tuple(fb.shape)}")
+            raise ValueError(
+                f"feature_distance: maps must be (N, C, H, W) of one shape, got {tuple(fa.shape)}, {tuple(fb.shape)}"
+            )
         fa = fa.float()
         fb = fb.float()
         na = fa * torch.rsqrt(fa.square().sum(1, keepdim=True) + eps)
@@ -143,13 +145,15 @@ def feature_distance(a: Sequence[Tensor], b: Sequence[Tensor], eps: float = 1e-1
 def discriminator_features(discriminator: nn.Module, n_blocks: int) -> FeatureFn:
     """The default feature source: outputs of the discriminator's first n_blocks blocks."""
     if not 1 <= n_blocks <= discriminator.n_blocks:
-        raise ConfigError("project.feature_blocks",
-                          f"must be in [1, {discriminator.n_blocks}] for this discriminator, got {n_blocks}")
+        raise ConfigError(
+            "project.feature_blocks", f"must be in [1, {discriminator.n_blocks}] for this discriminator, got {n_blocks}"
+        )
     if n_blocks == discriminator.n_blocks:
         log.warning(
             "feature_blocks=%d includes the discriminator's final block, whose minibatch-stddev "
             "feature mixes the images of a batch; use at most %d for independent projections",
-            n_blocks, n_blocks - 1,
+            n_blocks,
+            n_blocks - 1,
         )
     return lambda images: discriminator.features(images, n_blocks)
 
@@ -183,8 +187,10 @@ def w_whitening(generator: nn.Module, n: int, seed: int, device: torch.device | 
     """
     rng = torch.Generator(device=device)
     rng.manual_seed(seed)
-    ws = [generator.get_latent(torch.randn(min(4096, n - a), generator.style_dim, generator=rng, device=device))
-          for a in range(0, n, 4096)]
+    ws = [
+        generator.get_latent(torch.randn(min(4096, n - a), generator.style_dim, generator=rng, device=device))
+        for a in range(0, n, 4096)
+    ]
     w = torch.cat(ws).double()
     mean = w.mean(0)
     cov = (w - mean).T @ (w - mean) / max(1, n - 1)
@@ -220,10 +226,14 @@ def _check_images(images: Tensor, size: int) -> None:
             f"project_images: images must be (N, 3, {size}, {size}) (the generator's size), got {tuple(images.shape)}"
         )
     if not images.is_floating_point():
-        raise ValueError(f"project_images: images must be float in [-1, 1], got {images.dtype}; map uint8 with x / 127.5 - 1")
+        raise ValueError(
+            f"project_images: images must be float in [-1, 1], got {images.dtype}; map uint8 with x / 127.5 - 1"
+        )
     lo, hi = float(images.min()), float(images.max())
     if lo < -1.001 or hi > 1.001:
-        raise ValueError(f"project_images: images must lie in [-1, 1], found [{lo:.3f}, {hi:.3f}]; map uint8 with x / 127.5 - 1")
+        raise ValueError(
+            f"project_images: images must lie in [-1, 1], found [{lo:.3f}, {hi:.3f}]; map uint8 with x / 127.5 - 1"
+        )
 
 
 def _project_batch(
@@ -378,7 +388,10 @@ def project_images(
     }
     log.info(
         "projected %d images in %.1f s: PSNR %.2f dB (start %.2f dB)",
-        n, seconds, float(result["psnr"].mean()), float(result["psnr_init"].mean()),
+        n,
+        seconds,
+        float(result["psnr"].mean()),
+        float(result["psnr_init"].mean()),
     )
     return result
 

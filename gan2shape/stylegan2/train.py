@@ -194,8 +194,10 @@ def load_training_images(data_path: str | Path, size: int, device: torch.device 
             raise ArtifactError(f"{data_path}: dataset 'image' is empty: rebuild the data with some images")
         images = art.array("image")
     if images.dtype != np.uint8:
-        raise ArtifactError(f"{data_path}: dataset 'image' must be uint8 RGB, got {images.dtype}: rebuild the data "
-                            "(e.g. gan2shape make-heads or import-images)")
+        raise ArtifactError(
+            f"{data_path}: dataset 'image' must be uint8 RGB, got {images.dtype}: rebuild the data "
+            "(e.g. gan2shape make-heads or import-images)"
+        )
     return torch.from_numpy(images).to(device)
 
 
@@ -246,7 +248,10 @@ def discriminate_pair(disc: Callable[[Tensor], Tensor], a: Tensor, b: Tensor, gr
     """
     n = a.shape[0]
     if b.shape != a.shape or n % group or n < group:
-        raise ValueError(f"discriminate_pair: need two batches of one shape with N a multiple of {group}, got {tuple(a.shape)}, {tuple(b.shape)}")
+        raise ValueError(
+            f"discriminate_pair: need two batches of one shape with N a multiple of {group}, "
+            f"got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
     rest = a.shape[1:]
     x = torch.cat([a.reshape(group, n // group, *rest), b.reshape(group, n // group, *rest)], dim=1)
     pred = disc(x.reshape(2 * n, *rest)).reshape(group, 2, n // group, -1)
@@ -258,7 +263,8 @@ def _arch_diff(stored: dict[str, Any], config: GanConfig, label: str) -> str:
     else "key: <label> a vs config b, ..." for each that differs."""
     return ", ".join(
         f"{k}: {label} {stored.get(k)!r} vs config {getattr(config, k)!r}"
-        for k in ARCH_KEYS if stored.get(k) != getattr(config, k)
+        for k in ARCH_KEYS
+        if stored.get(k) != getattr(config, k)
     )
 
 
@@ -306,8 +312,9 @@ class GanTrainer:
             )
         group = min(config.batch_size, 4)  # the discriminator's minibatch-stddev group
         if config.batch_size % group:
-            raise ConfigError("gan.batch_size",
-                              f"must be a multiple of 4 (minibatch stddev groups), got {config.batch_size}")
+            raise ConfigError(
+                "gan.batch_size", f"must be a multiple of 4 (minibatch stddev groups), got {config.batch_size}"
+            )
         self.data = data.to(self.device)
         self.g, self.d, self.g_ema = build_networks(config, self.device)
         self.g.set_fused_modconv(fused_modconv)
@@ -322,7 +329,9 @@ class GanTrainer:
         self.compile_mode = compile_mode
         cuda = self.device.type == "cuda"
         self.g_optim = lazy_adam(self.g.parameters(), config.lr, 0, fused=cuda)
-        self.d_optim = lazy_adam(self.d.parameters(), config.lr, config.r1_every if config.r1_gamma > 0 else 0, fused=cuda)
+        self.d_optim = lazy_adam(
+            self.d.parameters(), config.lr, config.r1_every if config.r1_gamma > 0 else 0, fused=cuda
+        )
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(config.seed)
         self.step = 0
@@ -358,7 +367,10 @@ class GanTrainer:
                     fake = self._synth(z, cut, noise)
                     loss = self._disc(fake).float().sum()
                     if self._pair_group:
-                        loss = loss + sum(p.float().sum() for p in discriminate_pair(self._disc, fake.detach(), fake.detach(), self._pair_group))
+                        loss = loss + sum(
+                            p.float().sum()
+                            for p in discriminate_pair(self._disc, fake.detach(), fake.detach(), self._pair_group)
+                        )
                 loss.backward()
             self.compiled = True
         except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
@@ -484,8 +496,14 @@ class GanTrainer:
         if params_text is not None:
             extra["params_text"] = params_text
         return save_checkpoint(
-            path, self.g_ema, self.d, g=self.g, g_optim=self.g_optim, d_optim=self.d_optim,
-            latent_avg=self.latent_avg(), extra=extra,
+            path,
+            self.g_ema,
+            self.d,
+            g=self.g,
+            g_optim=self.g_optim,
+            d_optim=self.d_optim,
+            latent_avg=self.latent_avg(),
+            extra=extra,
         )
 
     def load(self, path: str | Path) -> dict[str, Any]:
@@ -502,7 +520,13 @@ class GanTrainer:
         except CheckpointError as exc:
             raise CheckpointError(f"cannot resume from {path}: {exc}") from None
         state = loaded.extra.get(_STATE_KEY)
-        if not isinstance(state, dict) or loaded.g is None or loaded.d is None or loaded.g_optim is None or loaded.d_optim is None:
+        if (
+            not isinstance(state, dict)
+            or loaded.g is None
+            or loaded.d is None
+            or loaded.g_optim is None
+            or loaded.d_optim is None
+        ):
             raise CheckpointError(
                 f"{path} is not a resumable gan2shape training checkpoint (no {_STATE_KEY!r} state or no "
                 "g/d/g_optim/d_optim entries); move it away or use another out_dir"
@@ -528,7 +552,12 @@ class GanTrainer:
         if state.get("rng_device") == self.device.type:
             self.rng.set_state(state["rng_state"].cpu())
         else:
-            log.warning("%s was written on %s; the RNG restarts from a derived seed on %s", path, state.get("rng_device"), self.device.type)
+            log.warning(
+                "%s was written on %s; the RNG restarts from a derived seed on %s",
+                path,
+                state.get("rng_device"),
+                self.device.type,
+            )
             self.rng.manual_seed(self.config.seed + int(state["step"]))
         self.step = int(state["step"])
         self.images_seen = int(state["images_seen"])
@@ -550,12 +579,15 @@ class GanTrainer:
         except CheckpointError as exc:
             raise CheckpointError(f"cannot warm-start from {path}: {exc}") from None
         if loaded.d is None:
-            raise CheckpointError(f"cannot warm-start from {path}: it has no discriminator ('d'); training needs one: "
-                                  "give --init a file with one")
+            raise CheckpointError(
+                f"cannot warm-start from {path}: it has no discriminator ('d'); training needs one: "
+                "give --init a file with one"
+            )
         diff = _arch_diff(dataclasses.asdict(loaded.config), self.config, "file")
         if diff:
-            raise CheckpointError(f"cannot warm-start from {path}: another architecture ({diff}); "
-                                  "set gan.* to match it")
+            raise CheckpointError(
+                f"cannot warm-start from {path}: another architecture ({diff}); set gan.* to match it"
+            )
         _copy_weights(((self.g, loaded.g_ema), (self.g_ema, loaded.g_ema), (self.d, loaded.d)))
         extra = loaded.extra or {}
         state = extra.get(_STATE_KEY, {})
@@ -627,8 +659,13 @@ def train_gan(
         torch.backends.cudnn.benchmark = True
 
     data = load_training_images(data_path, config.size, device)
-    trainer = GanTrainer(config, data, device, channels_last=config.channels_last,
-                         compile_mode=config.compile_mode if config.compile else None)
+    trainer = GanTrainer(
+        config,
+        data,
+        device,
+        channels_last=config.channels_last,
+        compile_mode=config.compile_mode if config.compile else None,
+    )
     ckpt_path = out_dir / "checkpoint.pt"
     final_path = out_dir / "final.pt"
     log_path = out_dir / "log.jsonl"
@@ -645,8 +682,14 @@ def train_gan(
     elif init is not None:
         seen = trainer.warm_start(init)
         warm_from = str(init)
-        log.info("warm start from %s (%.3f kimg seen; fresh optimisers): %d images of %dpx, %s",
-                 init, seen / 1000, data.shape[0], config.size, device)
+        log.info(
+            "warm start from %s (%.3f kimg seen; fresh optimisers): %d images of %dpx, %s",
+            init,
+            seen / 1000,
+            data.shape[0],
+            config.size,
+            device,
+        )
     else:
         log.info("training from scratch: %d images of %dpx, %s", data.shape[0], config.size, device)
 
@@ -668,8 +711,14 @@ def train_gan(
 
     from gan2shape.progress import Progress
 
-    bar = Progress(round(stop_at / 1000, 3), "train-gan", unit="kimg", bar=progress,
-                   initial=round(start_images / 1000, 3), dynamic_ncols=True)
+    bar = Progress(
+        round(stop_at / 1000, 3),
+        "train-gan",
+        unit="kimg",
+        bar=progress,
+        initial=round(start_images / 1000, 3),
+        dynamic_ncols=True,
+    )
     sums: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
     last_losses: dict[str, float] = {}
@@ -687,8 +736,11 @@ def train_gan(
         losses = {k: float(v) / counts[k] for k, v in sums.items()}
         speed = (trainer.images_seen - images_log) / max(now - t_log, 1e-9)
         record = {
-            "kimg": trainer.images_seen / 1000, "step": trainer.step, **losses,
-            "img_per_s": speed, "time_s": now - t_run,
+            "kimg": trainer.images_seen / 1000,
+            "step": trainer.step,
+            **losses,
+            "img_per_s": speed,
+            "time_s": now - t_run,
         }
         with open(log_path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
@@ -723,7 +775,10 @@ def train_gan(
             from gan2shape.stylegan2.checkpoint import save_checkpoint
 
             save_checkpoint(
-                final_path, trainer.g_ema, trainer.d, latent_avg=trainer.latent_avg(),
+                final_path,
+                trainer.g_ema,
+                trainer.d,
+                latent_avg=trainer.latent_avg(),
                 extra={_STATE_KEY: trainer.training_state()} | ({"params_text": params_text} if params_text else {}),
                 half=half_final,
             )
@@ -731,7 +786,9 @@ def train_gan(
         if stop.signum is not None:
             log.warning(
                 "stopped by signal %d at %.3f kimg; checkpoint written to %s (rerun to continue)",
-                stop.signum, trainer.images_seen / 1000, ckpt_path,
+                stop.signum,
+                trainer.images_seen / 1000,
+                ckpt_path,
             )
             raise SystemExit(128 + stop.signum)
 
