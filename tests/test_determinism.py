@@ -21,9 +21,9 @@ import pytest
 
 from gan2shape.artifacts import read_artifact
 from gan2shape.config import load_params
+from gan2shape.method.context import make_context
 from gan2shape.method.instances import sample_instances, write_instances
 from gan2shape.method.steps import (
-    make_context,
     run_invert,
     run_prior,
     run_pseudo,
