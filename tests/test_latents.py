@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from gan2shape.errors import ArtifactError
 from gan2shape.method.latents import (
     OffsetMap,
     center_hidden,
@@ -159,5 +160,5 @@ def test_w_target_sources(gen, tmp_path):
     assert torch.equal(got, torch.from_numpy(latents[[1, 3]]))
     check_w_target(got, gen)
     bad = write_artifact(tmp_path / "bad.h5", "latents", {"latent": latents[:, :2]}, ids=list("abcd"))
-    with pytest.raises(ValueError, match="another generator"):
+    with pytest.raises(ArtifactError, match="another generator"):
         w_target_from_artifact(bad, gen)

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gan2shape.errors import ArtifactError
 from gan2shape.stylegan2.model import Generator
 
 __all__ = [
@@ -322,9 +323,13 @@ def w_target_from_artifact(
         rows = index if not isinstance(index, list) else np.asarray(index)
         w = torch.from_numpy(np.asarray(art.array("latent", rows), dtype=np.float32))
     if w.dim() != 3:
-        raise ValueError(f"{path}: dataset 'latent' must be (N, n_latent, D), got {tuple(w.shape)}")
+        raise ArtifactError(
+            f"{path}: dataset 'latent' must be (N, n_latent, D), got {tuple(w.shape)}; make it with `gan2shape project`"
+        )
     try:
         check_w_target(w, generator)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}; was it projected with another generator?") from None
+        raise ArtifactError(
+            f"{path}: {exc}; was it projected with another generator? Project the images again with this checkpoint"
+        ) from None
     return w.to(device if device is not None else _device(generator))

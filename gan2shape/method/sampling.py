@@ -280,9 +280,9 @@ class ViewDistribution:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise InputError(f"{path} does not exist: write it with ViewDistribution.save first") from None
+            raise InputError(f"{path} does not exist: make it with `gan2shape fit-views` first") from None
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path} is not valid JSON ({exc}): write it again with ViewDistribution.save") from None
+            raise InputError(f"{path} is not valid JSON ({exc}): make it again with `gan2shape fit-views`") from None
         if not isinstance(data, dict) or data.get("kind") != _JSON_KIND:
             raise InputError(f"{path} is not a view distribution file (kind must be {_JSON_KIND!r}): check --view-dist")
         if data.get("order") != list(VIEW_NAMES):

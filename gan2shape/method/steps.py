@@ -331,8 +331,8 @@ def view_distribution(cfg: MethodConfig, fitted: ViewDistribution | None = None)
         if fitted is None:
             raise ConfigError(
                 "method.view_source",
-                "is 'heads': pass the fitted view distribution (a JSON file "
-                "written by ViewDistribution.save), or set method.view_source=ranges",
+                "is 'heads': pass the fitted view distribution (--view-dist, a JSON file made by "
+                "`gan2shape fit-views`), or set method.view_source=ranges",
             )
         base = fitted
     else:
