@@ -225,3 +225,30 @@ def test_cuda_matches_cpu():
     assert torch.equal(gpu.face_index.cpu(), cpu.face_index)
     torch.testing.assert_close(gpu.depth.cpu(), cpu.depth, rtol=1e-5, atol=0.0)
     torch.testing.assert_close(gpu.bary.cpu(), cpu.bary, rtol=1e-4, atol=1e-5)
+
+
+def test_vertex_gradients_are_bitwise_repeatable_on_several_threads():
+    # Every pixel's gradient goes to the same few vertices (two triangles cover the image), so the
+    # backward's sums collide across threads; on a multi-core CPU they must still add in a fixed
+    # order, or seeded runs drift apart.
+    cam = Camera(64)
+    n = 1  # one image: the threads of the backward share its vertices
+    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]]) * 0.2
+    gen = torch.Generator().manual_seed(0)
+    z = 1.0 + 0.05 * torch.rand(n, 4, 1, generator=gen)
+    vertices = torch.cat([corners.expand(n, 4, 2) * z, z], dim=2).requires_grad_()
+    faces = torch.tensor([[0, 1, 2], [1, 3, 2]])
+    weight = torch.randn(n, 64, 64, generator=gen)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(10):
+            vertices.grad = None
+            depth = rasterize(vertices, faces, cam).depth
+            (torch.where(depth.isfinite(), depth, 0.0) * weight).sum().backward()
+            grads.append(vertices.grad.clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert vertices.grad.abs().sum() > 0
+    assert all(torch.equal(g, grads[0]) for g in grads)

@@ -310,7 +310,11 @@ def _fragments(vertices: torch.Tensor, faces: torch.Tensor, camera: Camera, zbuf
     py = torch.div(yx, s, rounding_mode="floor")
     px = yx - py * s
 
-    corners = vertices[img[:, None], faces[face]]  # (M, 3, 3) with grad
+    # (M, 3, 3) with grad. index_select, not vertices[img[:, None], faces[face]]: the backward of
+    # advanced indexing (index_put_ with accumulate) adds in a thread-dependent order on a multi-core
+    # CPU, so two runs of one seed drift apart; index_select's backward (index_add_) adds in order.
+    rows = (img[:, None] * vertices.shape[1] + faces.index_select(0, face)).flatten()
+    corners = vertices.reshape(-1, 3).index_select(0, rows).view(-1, 3, 3)
     uv = _project(corners, camera)  # (M, 3, 2)
     p = torch.stack([px, py], dim=1).to(dtype)[:, None, :]  # (M, 1, 2)
     rel = uv - p  # vertex k relative to the pixel centre
