@@ -621,8 +621,10 @@ class WorkflowConfig:
     ``instances`` images projected into the GAN. ``profile``: the method profile of the main job
     (``auto``: paper with CUDA, quick without; checked against method.profiles in :class:`Params`).
     ``shard_size``: instances per method shard (None: one shard of all); each shard is its own chain
-    of jobs, so shards run side by side. ``resources``: per rule name (or ``default``), what a job asks
-    a cluster for (the rule names are checked by the Snakefile)."""
+    of jobs, so shards run side by side. ``keep_intermediate``: keep the files that only later jobs read
+    (the method's artifacts, the heads' train split); False lets Snakemake delete them (temp) once those
+    jobs are done. ``resources``: per rule name (or ``default``), what a job asks a cluster for (the
+    rule names are checked by the Snakefile)."""
 
     instances: int = 2
     seed: int = 0
@@ -630,6 +632,7 @@ class WorkflowConfig:
     profile: str = "auto"
     images: str | None = None
     shard_size: int | None = None
+    keep_intermediate: bool = False
     resources: dict[str, JobResources] = field(default_factory=_default_resources)
 
     def __post_init__(self) -> None:

@@ -94,6 +94,7 @@ def _tiny_params(gan: str) -> dict:
     params["method"]["profiles"]["tiny"] = dict(TINY_PROFILE)
     params["project"].update(steps=2, batch_size=2, mean_latent_samples=100, feature_blocks=2)
     params["workflow"].update(instances=N, seed=0, device="cpu", profile="tiny", images=None, shard_size=None)
+    params["workflow"]["keep_intermediate"] = True  # the tests read every artifact (one test: false)
     # what a cluster job asks for: small enough for any test machine (the SLURM test checks them)
     params["workflow"]["resources"] = {
         "default": {"runtime": 10, "mem_mb": 1000},
@@ -172,6 +173,30 @@ def test_end_to_end_exports_and_report(finished):
         assert instance in html
     for figure in ("mesh_preview", "depth", "normal", "rotate", "relight"):
         assert figure in html
+
+
+def test_without_keep_intermediate_results_hold_what_users_read(template, finished, tmp_path):
+    # workflow.keep_intermediate false (the default): the method's artifacts and the heads' train
+    # split are deleted once the jobs that read them are done; the exports are the same, byte for
+    # byte, as those of a run that keeps everything, and the finished run is up to date
+    work = _copy(template, tmp_path / "work")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["workflow"]["keep_intermediate"] = False
+    _write_params(work, params)
+    snakemake(work)
+    for name in ARTIFACTS[1:]:
+        assert not (work / SHARD / name).exists(), name
+    assert not (work / f"results/heads{S}/train.h5").exists()
+    kept = ["instances.h5", "shard0/instances.h5", "export"]
+    assert all((work / RUN / name).exists() for name in kept)
+    assert (work / f"results/heads{S}/test.h5").exists() and (work / "results/baselines/table.md").exists()
+    exported = [p.relative_to(finished / RUN) for p in (finished / RUN / "export").rglob("*") if p.is_file()]
+    assert len(exported) > len(FIGURES) * N
+    for rel in exported:
+        assert (work / RUN / rel).read_bytes() == (finished / RUN / rel).read_bytes(), rel
+    assert _jobs(snakemake(work, "-n")) == {}
+    size = sum(p.stat().st_size for p in (work / "results").rglob("*") if p.is_file())
+    assert size < sum(p.stat().st_size for p in (finished / "results").rglob("*") if p.is_file()) / 3
 
 
 def test_the_terminal_shows_one_line_per_phase_of_each_rule(finished):

@@ -116,6 +116,15 @@ if DEVICE == "auto" and (workflow.resource_settings.nodes is not None or workflo
         "given with --configfile (docs/cluster.md)"
     )
 
+KEEP_INTERMEDIATE = bool(WF.get("keep_intermediate", False))
+
+
+def intermediate(path):
+    """An output that only later jobs read (workflow.keep_intermediate false: Snakemake deletes it
+    once they are done; a finished run needs it again only if an edit reruns one of them)."""
+    return path if KEEP_INTERMEDIATE else temp(path)
+
+
 # Shards: consecutive rows of the run's instances, each its own chain of method jobs (gan2shape.shards).
 SHARD_SIZE = WF.get("shard_size")
 SHARDS = [str(i) for i in range(1 if SHARD_SIZE is None else -(-N_INSTANCES // SHARD_SIZE))]

@@ -3,7 +3,7 @@
 
 rule make_heads:
     output:
-        train=f"{RESULTS}/heads{{size}}/train.h5",
+        train=intermediate(f"{RESULTS}/heads{{size}}/train.h5"),  # read by evaluate_baselines only
         test=f"{RESULTS}/heads{{size}}/test.h5",
         sheet=report(
             f"{RESULTS}/heads{{size}}/contact_sheet.png",

@@ -81,7 +81,7 @@ rule prior:
         instances=f"{SHARD}/instances.h5",
         checkpoint=gan_checkpoint,
     output:
-        f"{SHARD}/stage0/shape.h5",
+        intermediate(f"{SHARD}/stage0/shape.h5"),
     log:
         f"{SHARD}/logs/prior.log",
     benchmark:
@@ -106,7 +106,7 @@ rule step1:
         shape=previous_shape,
         checkpoint=gan_checkpoint,
     output:
-        f"{SHARD}/stage{{stage}}/albedo.h5",
+        intermediate(f"{SHARD}/stage{{stage}}/albedo.h5"),
     log:
         f"{SHARD}/logs/step1_stage{{stage}}.log",
     benchmark:
@@ -131,7 +131,7 @@ rule pseudo:
         albedo=f"{SHARD}/stage{{stage}}/albedo.h5",
         checkpoint=gan_checkpoint,
     output:
-        f"{SHARD}/stage{{stage}}/pseudo.h5",
+        intermediate(f"{SHARD}/stage{{stage}}/pseudo.h5"),
     log:
         f"{SHARD}/logs/pseudo_stage{{stage}}.log",
     benchmark:
@@ -158,7 +158,7 @@ rule invert:
         pretrained=pretrained_encoder,
         checkpoint=gan_checkpoint,
     output:
-        f"{SHARD}/stage{{stage}}/projected.h5",
+        intermediate(f"{SHARD}/stage{{stage}}/projected.h5"),
     log:
         f"{SHARD}/logs/invert_stage{{stage}}.log",
     benchmark:
@@ -183,9 +183,11 @@ rule step3:
         instances=f"{SHARD}/instances.h5",
         albedo=f"{SHARD}/stage{{stage}}/albedo.h5",
         projected=f"{SHARD}/stage{{stage}}/projected.h5",
+        # albedo.h5 holds the networks step 1 trained and links the others to the shape.h5 it read
+        networks=previous_shape,
         checkpoint=gan_checkpoint,
     output:
-        f"{SHARD}/stage{{stage}}/shape.h5",
+        intermediate(f"{SHARD}/stage{{stage}}/shape.h5"),
     log:
         f"{SHARD}/logs/step3_stage{{stage}}.log",
     benchmark:
