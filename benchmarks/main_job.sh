@@ -4,6 +4,7 @@
 # Clones HEAD into a temp folder, runs `snakemake --cores 4 --resources gpu=1` there with the package
 # of that clone (PYTHONPATH), and prints/writes the numbers; the clone is deleted afterwards.
 set -euo pipefail
+command -v snakemake > /dev/null || { echo "snakemake not found: activate the README's venv (source .venv/bin/activate)" >&2; exit 1; }
 out=${1:-benchmarks/results/main_job_$(hostname -s).txt}
 repo=$(pwd)
 work=$(mktemp -d)
@@ -11,12 +12,15 @@ trap 'rm -rf "$work"' EXIT
 git clone -q "$repo" "$work/clone"
 cd "$work/clone"
 start=$(date +%s)
-PYTHONPATH="$work/clone" /usr/bin/time -v -o "$work/time.txt" snakemake --cores 4 --resources gpu=1 > "$work/terminal.txt" 2>&1
+started=$(date -u +%Y-%m-%dT%H:%MZ)
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+PYTHONPATH="$work/clone" /usr/bin/time -v -o "$work/time.txt" snakemake --cores 4 --resources gpu=1 > "$work/terminal.txt" 2>&1 \
+    || { tail -20 "$work/terminal.txt" >&2; exit 1; }
 end=$(date +%s)
 {
     echo "main job: snakemake --cores 4 --resources gpu=1 on a fresh clone of $(git rev-parse --short HEAD)"
     echo "machine: $(nproc) cores, $(python -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")')"
-    echo "date: $(date -u +%Y-%m-%dT%H:%MZ), load before start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "started: $started, load average before the start: $load"
     echo "wall: $((end - start)) s"
     grep -E "User time|System time|Maximum resident" "$work/time.txt" | sed 's/^\t//'
     echo "results/: $(du -sh results | cut -f1) ($(du -sb results | cut -f1) bytes)"
