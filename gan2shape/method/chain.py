@@ -8,7 +8,8 @@ Data flow (docs/DESIGN.md "Data flow"; paths relative to the shard's folder, k =
     instances.h5, stage{k}/albedo.h5                          --pseudo--> stage{k}/pseudo.h5
     instances.h5, stage{k}/pseudo.h5 (, stage{k-1}/projected.h5 when k > 1)
                                                               --invert--> stage{k}/projected.h5
-    instances.h5, stage{k}/albedo.h5, stage{k}/projected.h5   --step3-->  stage{k}/shape.h5
+    instances.h5, stage{k}/albedo.h5, stage{k}/projected.h5 (, stage{k-1}/shape.h5: the networks
+        albedo.h5 links to)                                   --step3-->  stage{k}/shape.h5
 
 Every step is a ``run_<name>`` of method/steps.py, a ``gan2shape <name>`` subcommand and a Snakemake
 rule of workflow/rules/reconstruct.smk. A step's key digests only the params fields it reads
@@ -149,7 +150,8 @@ STEPS: dict[str, Step] = {
         ),
         Step(
             "step3",
-            ("instances.h5", "stage{k}/albedo.h5", "stage{k}/projected.h5"),
+            # stage{j}/shape.h5: the networks step 1 did not train, which albedo.h5 links to
+            ("instances.h5", "stage{k}/albedo.h5", "stage{k}/projected.h5", "stage{j}/shape.h5"),
             "stage{k}/shape.h5",
             SHAPE_KIND,
             _COMMON
