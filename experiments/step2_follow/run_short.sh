@@ -3,7 +3,7 @@
 # projected with the chosen w-space projection (PROJ_OPTS), prior / step 1 / step 2a (bench profile)
 # once, then step 2b and the bench for each variant of $VARIANTS (name=view_scale:options, run side by
 # side), then step 3 + evaluate while the deadline allows. Whatever has finished by DEADLINE seconds
-# is packed into $OUT/results.tgz.  Usage on the GPU machine: bash experiments/step2_follow/run_short.sh
+# is packed into $OUT/results.tgz. STEP3=0: the bench only (no step 3 / evaluate).  Usage on the GPU machine: bash experiments/step2_follow/run_short.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 W=${W:-/root/s2b}; N=${N:-20}; DEV=${DEV:-cuda}; DEADLINE=${DEADLINE:-530}; X=${X:-}
@@ -32,7 +32,7 @@ mkdir -p $W; OUT=${OUT:-$W/out}; mkdir -p $OUT
     mark projection
     $G prior $B --instances $W/inst.h5 --out $W/stage0/shape.h5 --device $DEV
     $G step1 $B --instances $W/inst.h5 --shape $W/stage0/shape.h5 --out $W/stage1/albedo.h5 --device $DEV
-    for vs in 0.3 1.2; do
+    for vs in $(for v in $(names); do opts $v | cut -d: -f1; done | sort -u); do
       $G pseudo $B --set method.view_scale=$vs --albedo $W/stage1/albedo.h5 --instances $W/inst.h5 \
         --out $W/pseudo_$vs.h5 --device $DEV
     done
@@ -48,9 +48,11 @@ mkdir -p $W; OUT=${OUT:-$W/out}; mkdir -p $OUT
       mark $v invert
       $G diagnose-step2 $C --pose $W/pose.h5 --instances $W/inst.h5 --run $r $b --out $r/bench --device $DEV
       mark $v bench
-      $G step3 $C --instances $W/inst.h5 --albedo $W/stage1/albedo.h5 --projected $r/stage1/projected.h5 \
-        --out $r/stage1/shape.h5 --device $DEV
-      $G evaluate $X --test $W/heads/test.h5 --pred $r/stage1/shape.h5 --out $r/eval
+      if [ "${STEP3:-1}" = 1 ]; then
+        $G step3 $C --instances $W/inst.h5 --albedo $W/stage1/albedo.h5 --projected $r/stage1/projected.h5 \
+          --out $r/stage1/shape.h5 --device $DEV
+        $G evaluate $X --test $W/heads/test.h5 --pred $r/stage1/shape.h5 --out $r/eval
+      fi
       mark $v DONE ) > $W/v_$v.log 2>&1 &
   done
   wait
