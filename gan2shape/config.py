@@ -521,6 +521,9 @@ class MethodConfig:
     view_scale: float = 0.3
     view_source: Literal["ranges", "heads"] = "ranges"
     view_origin: Literal["canonical", "target"] = "target"
+    # what the pseudo-samples show behind the object: render (the whole image painted on the shape, the
+    # reference) | target (the object over its target's background with the object filled in; needs masks)
+    pseudo_background: Literal["render", "target"] = "render"
     view_yaw_deg: tuple[float, float] = (-60.0, 60.0)
     view_pitch_deg: tuple[float, float] = (-30.0, 30.0)
     view_roll_deg: tuple[float, float] = (-5.0, 5.0)

@@ -7,7 +7,9 @@ extent as numbers); box_source=mask without masks names the key and the fix; the
 Object masks of step 2: canonical_mask is the identity for a frontal view and round-trips a turned
 one; pseudo-samples carry the mask rendered in their own view. Pseudo-sample views: the canonical
 origin draws around the distribution's mean, the target origin the same deviations around each
-instance's own view.
+instance's own view. The still background: fill_background keeps background pixels, fills a
+constant exactly and a ramp within its range; pseudo_background 'target' composites the rendered
+object over it, pixel for pixel, and refuses instances without masks.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from gan2shape.errors import ArtifactError, InputError
 from gan2shape.evaluate.metrics import erode_mask
 from gan2shape.method.context import make_context
 from gan2shape.method.instances import read_instance_masks, read_instances, sample_instances, write_instances
-from gan2shape.method.masks import canonical_mask, read_masks
+from gan2shape.method.masks import canonical_mask, fill_background, read_masks
 from gan2shape.method.steps import run_prior, run_pseudo, run_step1
 from gan2shape.render import Camera, render_view
 from gan2shape.render.prior import box_from_mask, prior_variant
@@ -266,3 +268,63 @@ def test_pseudo_views_around_the_target(tiny_gan_path, tmp_path):
     dev_target = views["target", "wide"] - target[:, None]
     assert float(dev_canon.abs().max()) > 0.05
     assert torch.allclose(dev_canon, dev_target, atol=1e-5)
+
+
+def test_fill_background_keeps_the_background_and_fills_within_its_range():
+    ramp = torch.linspace(-1, 1, 40).view(1, 1, 1, 40).expand(2, 3, 36, 40).clone()  # varies along x only
+    mask = torch.zeros(2, 36, 40)
+    mask[0, 8:28, 12:30] = 1
+    mask[1, 0:20, 0:15] = 1  # touching the border
+    out = fill_background(ramp, mask, dilate=2)
+    grown = torch.nn.functional.max_pool2d(mask[:, None], 5, stride=1, padding=2) > 0.5
+    background = (~grown).expand_as(ramp)
+    assert torch.equal(out[background], ramp[background])  # background pixels untouched
+    assert float(out.min()) >= -1.0 and float(out.max()) <= 1.0  # weighted means of background values
+    # An enclosed hole in a ramp is filled with a rising ramp close to it (push-pull smooths toward
+    # the hole's middle); a hole at the border is filled from the background beside it.
+    row, true = out[0, 0, 18, 10:32], ramp[0, 0, 18, 10:32]
+    assert float((row - true).abs().max()) < 0.35
+    assert float(torch.corrcoef(torch.stack([row, true]))[0, 1]) > 0.95
+    assert float((out - ramp)[~background].abs().mean()) > 0.01  # the object's pixels were replaced
+    # A constant background is filled exactly; a mask of the whole image leaves nothing to fill from.
+    const = torch.full((1, 3, 33, 33), 0.3)
+    hole = torch.zeros(1, 33, 33)
+    hole[0, 5:30, 2:31] = 1
+    assert torch.allclose(fill_background(const, hole), const, atol=1e-6)
+    assert torch.equal(fill_background(const, torch.ones(1, 1, 33, 33)), torch.zeros_like(const))
+    with pytest.raises(ValueError, match="mask must be"):
+        fill_background(const, torch.ones(1, 32, 33))
+    with pytest.raises(ValueError, match="dilate"):
+        fill_background(const, hole, dilate=-1)
+
+
+def test_pseudo_samples_over_the_targets_still_background(tiny_gan_path, tmp_path):
+    ctx = _context(tiny_gan_path)
+    still = _context(tiny_gan_path, "method.pseudo_background=target")
+    inst = sample_instances(ctx.generator, 2, seed=7, image_size=S)
+    write_instances(tmp_path / "bare.h5", inst)
+    inst.mask = torch.from_numpy(np.stack([_rect(S, 8, 6, 23, 27), _rect(S, 10, 10, 21, 21)]))
+    write_instances(tmp_path / "instances.h5", inst)
+    shape = run_prior(ctx, tmp_path / "instances.h5", tmp_path / "shape.h5")
+    albedo = run_step1(ctx, tmp_path / "instances.h5", shape, tmp_path / "albedo.h5")
+    painted = run_pseudo(ctx, albedo, tmp_path / "painted.h5", instances_path=tmp_path / "instances.h5")
+    over = run_pseudo(still, albedo, tmp_path / "still.h5", instances_path=tmp_path / "instances.h5")
+    with read_artifact(painted, "pseudo") as a, read_artifact(over, "pseudo") as b:
+        assert a.attrs["background"] == "render" and b.attrs["background"] == "target"
+        img_a, img_b = a.tensor("image").float(), b.tensor("image").float()
+        mask_a, mask_b = a.tensor("mask").float(), b.tensor("mask").float()
+        assert torch.equal(a.tensor("view"), b.tensor("view")) and torch.equal(a.tensor("light"), b.tensor("light"))
+    assert torch.equal(mask_a, mask_b)  # the losses' masks do not change
+    fill = fill_background(inst.image, inst.mask)[:, None]  # (N, 1, 3, S, S)
+    expected = mask_a * img_a + (1 - mask_a) * fill
+    assert torch.allclose(img_b, expected, atol=4e-3)  # float16 storage of both images
+    outside, inside = (mask_a == 0).expand_as(img_a), (mask_a == 1).expand_as(img_a)
+    assert outside.sum() > 500 and inside.sum() > 500
+    assert torch.allclose(img_b[outside], fill.expand_as(img_b)[outside], atol=2e-3)  # the still background
+    assert torch.equal(img_b[inside], img_a[inside])  # the rendered object
+    assert float((img_b - img_a)[outside].abs().mean()) > 0.01  # not the painted card any more
+    # Without masks (or without instances) 'target' is refused before any work, naming key and fix.
+    for given in ({"instances_path": tmp_path / "bare.h5"}, {}):
+        with pytest.raises(ConfigError, match="pseudo_background.*sample-instances .* --masks"):
+            run_pseudo(still, albedo, tmp_path / "refused.h5", **given)
+    assert not (tmp_path / "refused.h5").exists()

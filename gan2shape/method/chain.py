@@ -120,6 +120,7 @@ STEPS: dict[str, Step] = {
                 "method.view_source",
                 "method.view_scale",
                 "method.view_origin",
+                "method.pseudo_background",
                 "method.view_yaw_deg",
                 "method.view_pitch_deg",
                 "method.view_roll_deg",

@@ -1,5 +1,6 @@
-"""User-given foreground masks for a shard's instances (the prior's 'mask' box source, and the
-object mask of the pseudo-samples: ``canonical_mask``).
+"""User-given foreground masks for a shard's instances (the prior's 'mask' box source, the
+object mask of the pseudo-samples: ``canonical_mask``, and the target's background behind them:
+``fill_background``).
 
 docs/METHOD.md section 3 places the ellipsoid prior over the object's mask bounding box; the reference
 code takes the mask from a parsing network (BiSeNet, PSPNet), whose weights are not available
@@ -33,7 +34,7 @@ from gan2shape.errors import ArtifactError, InputError
 from gan2shape.render import Camera
 from gan2shape.render.warp import canon_to_view_grid
 
-__all__ = ["read_masks", "resize_masks", "canonical_mask"]
+__all__ = ["read_masks", "resize_masks", "canonical_mask", "fill_background"]
 
 log = logging.getLogger(__name__)
 
@@ -171,3 +172,48 @@ def canonical_mask(mask: torch.Tensor, canon_depth: torch.Tensor, view: torch.Te
     grid = canon_to_view_grid(canon_depth, view, camera)
     m = mask.to(device=canon_depth.device, dtype=torch.float32).unsqueeze(1)
     return F.grid_sample(m, grid.to(torch.float32), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def fill_background(image: torch.Tensor, mask: torch.Tensor, dilate: int = 2) -> torch.Tensor:
+    """The images with their object removed: the object's pixels filled smoothly from the background
+    around it (step 2's pseudo-samples with ``method.pseudo_background`` 'target' show the turned
+    object in front of this still background).
+
+    The object is ``mask > 0.5`` grown by ``dilate`` pixels (so that its antialiased rim does not
+    bleed into the fill). The fill is push-pull: the background is averaged over a pyramid of grids
+    each 2x coarser (pixels weighted by their background fraction), and from the coarsest grid down
+    each pixel keeps its own level's average in proportion to how much background that level holds
+    there, taking the rest from the level above (bilinear). So every filled value is a weighted mean
+    of background values (within their range), holes are filled from the nearest background first,
+    and background pixels are returned unchanged. An image with no background pixel is filled with 0.
+
+    image: (N, C, H, W) float; mask: (N, H, W) or (N, 1, H, W), foreground > 0.5; dilate >= 0 pixels.
+    Returns (N, C, H, W), image's dtype and device.
+    """
+    if image.dim() != 4:
+        raise ValueError(f"fill_background: image must be (N, C, H, W), got {tuple(image.shape)}")
+    if mask.dim() == 3:
+        mask = mask.unsqueeze(1)
+    if mask.shape != (image.shape[0], 1, *image.shape[-2:]):
+        raise ValueError(
+            f"fill_background: mask must be (N, H, W) or (N, 1, H, W) matching image {tuple(image.shape)}, "
+            f"got {tuple(mask.shape)}"
+        )
+    if dilate < 0:
+        raise ValueError(f"fill_background: dilate must be >= 0, got {dilate}")
+    img = image.float()
+    obj = (mask.to(img.device) > 0.5).float()
+    if dilate:
+        obj = F.max_pool2d(obj, 2 * dilate + 1, stride=1, padding=dilate)
+    weight = 1.0 - obj
+    levels = [(img * weight, weight)]
+    while max(levels[-1][1].shape[-2:]) > 1:  # push: sums of background and its weight, 2x coarser each
+        v, w = levels[-1]
+        levels.append((F.avg_pool2d(v, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
+    v, w = levels[-1]
+    fill = v / w.clamp_min(1e-12) * (w > 0)
+    for v, w in reversed(levels[:-1]):  # pull: own average where there is background, else the coarser fill
+        up = F.interpolate(fill, size=v.shape[-2:], mode="bilinear", align_corners=False)
+        own = v / w.clamp_min(1e-12)
+        fill = w * own + (1.0 - w) * up
+    return fill.to(image.dtype)

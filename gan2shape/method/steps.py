@@ -63,7 +63,7 @@ from gan2shape.method.context import (
 from gan2shape.method.forward import photo_loss, predict, predict_view_light, with_shape
 from gan2shape.method.instances import Instances, read_instance_masks, read_instances, resize_images
 from gan2shape.method.latents import OffsetMap, invert_grouped, make_offset_map
-from gan2shape.method.masks import canonical_mask
+from gan2shape.method.masks import canonical_mask, fill_background
 from gan2shape.method.sampling import ViewDistribution, sample_lights
 from gan2shape.model.decode import decode_depth, decode_light
 from gan2shape.model.losses import feature_matching, masked_l1, offset_regulariser
@@ -364,6 +364,11 @@ def run_pseudo(
     ``sample-instances --masks``), each pseudo-sample's mask is the object's mask in its view
     (``canonical_mask`` rendered with the sample; the reference's use_mask), else only the render's
     valid mask.
+    method.pseudo_background 'render' (the reference) keeps the whole render: the image painted on
+    the shape, background included, turned with it. 'target' shows the object (the rendered object
+    mask) in front of its target image's background, the target's object filled in from around it
+    (``fill_background``), so that E sees a turned object on a still background; it needs the
+    instances' masks (ConfigError otherwise, before any work). The stored masks are the same either way.
     Writes kind 'pseudo': image (N, M, 3, S, S) in [-1, 1], mask (N, M, 1, S, S) in [0, 1] (both float16),
     view (N, M, 6) physical, view_delta (N, M, 6) = view minus the instance's predicted view (what
     step 3's view anchor compares with), light (N, M, 4) raw; attrs object_mask (bool).
@@ -376,12 +381,28 @@ def run_pseudo(
         albedo = art.tensor("canon_albedo", device=ctx.device)
         base_light = art.tensor("light", device=ctx.device)
         target_view = art.tensor("view", device=ctx.device)
-    canon_mask = None
-    if instances_path is not None:
+    canon_mask = background = None
+    if cfg.pseudo_background == "target":
+        inst = None if instances_path is None else read_instances(instances_path, ctx.size, ctx.device)
+        if inst is None or inst.mask is None:
+            raise ConfigError(
+                "method.pseudo_background",
+                "is 'target', which needs the instances' foreground masks, but "
+                + ("no instances.h5 was given" if inst is None else f"{instances_path} has no 'mask' dataset")
+                + ": rebuild instances.h5 with `gan2shape sample-instances ... --masks FILE` (and pass it with "
+                "--instances), or set method.pseudo_background=render",
+            )
+        _check_ids(ids, inst.ids, str(albedo_path))
+        inst_mask = inst.mask
+        background = fill_background(inst.image, inst_mask)
+        del inst
+    elif instances_path is not None:
         inst_ids, inst_mask = read_instance_masks(instances_path, ctx.size, ctx.device)
         _check_ids(ids, inst_ids, str(albedo_path))
-        if inst_mask is not None:
-            canon_mask = canonical_mask(inst_mask, depth, target_view, ctx.camera)
+    else:
+        inst_mask = None
+    if inst_mask is not None:
+        canon_mask = canonical_mask(inst_mask, depth, target_view, ctx.camera)
     n, s, m = len(ids), ctx.size, pseudo_count(cfg)
     rng = _rng(ctx, "pseudo", stage)
     lights = sample_lights(m, cfg.rand_light, base_light.cpu(), generator=rng).to(ctx.device).reshape(n, m, 4)
@@ -403,9 +424,14 @@ def run_pseudo(
             if canon_mask is not None:  # the object mask rides along as a fourth texture channel
                 tex = torch.cat([tex, canon_mask.repeat_interleave(b, 0)], 1)
             out = render_view(tex, depth.repeat_interleave(b, 0), view[:, sl].reshape(n * b, 6), ctx.camera)
-            images[:, sl] = out.image[:, :3].clamp(-1.0, 1.0).reshape(n, b, 3, s, s)
-            valid = out.mask if canon_mask is None else out.mask * out.image[:, 3:].clamp(0.0, 1.0)
-            masks[:, sl] = valid.reshape(n, b, 1, s, s)
+            rendered = out.image[:, :3].clamp(-1.0, 1.0).reshape(n, b, 3, s, s)
+            valid = (out.mask if canon_mask is None else out.mask * out.image[:, 3:].clamp(0.0, 1.0)).reshape(
+                n, b, 1, s, s
+            )
+            if background is not None:  # the object over the target's still background
+                rendered = valid * rendered + (1.0 - valid) * background[:, None]
+            images[:, sl] = rendered
+            masks[:, sl] = valid
     arrays = {
         "image": images.to(STORE_DTYPE),
         "mask": masks.to(STORE_DTYPE),
@@ -424,7 +450,12 @@ def run_pseudo(
             "pseudo",
             stage,
             n,
-            {"albedo": str(albedo_path), "object_mask": canon_mask is not None, "seconds": time.perf_counter() - t0},
+            {
+                "albedo": str(albedo_path),
+                "object_mask": canon_mask is not None,
+                "background": cfg.pseudo_background,
+                "seconds": time.perf_counter() - t0,
+            },
         ),
     )
 
