@@ -1,11 +1,13 @@
 """The benchmark pipeline (dvc.yaml) and its CPU variant (bench-small/dvc.yaml).
 
-Checks: the bench section of params.yaml validates (and bad values fail with their key); the small
-variant's overrides give consistent settings (enough heads, one image size, its own generator);
-every params key a stage names exists; and, end to end, `dvc repro bench-small/dvc.yaml` in a
-fresh copy of the repository writes Table 1, Table 2 and the ablation with the configured rows,
-the configured head counts and finite numbers, a stage count matching the profile, identical rows
-for the one configuration that two runs share, and leaves the pipeline up to date.
+Checks: the bench section of params.yaml validates (and bad values fail with their key);
+bench-small/dvc.yaml is what bench-small/generate.py makes of dvc.yaml (every stage, with the small
+variant's paths, params and options); the small variant's overrides give consistent settings
+(enough heads, one image size, its own generator); every params key a stage names exists; and, end
+to end, `dvc repro bench-small/dvc.yaml` in a fresh copy of the repository writes Table 1, Table 2
+and the ablation with the configured rows, the configured head counts and finite numbers, a stage
+count matching the profile, identical rows for the one configuration that two runs share, and
+leaves the pipeline up to date.
 """
 
 from __future__ import annotations
@@ -54,6 +56,36 @@ def test_bench_section_validates() -> None:
         with pytest.raises(ConfigError) as err:
             load_params(ROOT / "params.yaml", [override])
         assert err.value.key == key, override
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("bench_small_generate", ROOT / "bench-small" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_small_variant_is_generated_from_dvc_yaml() -> None:
+    gen = _generator()
+    assert (ROOT / SMALL_DVC).read_text() == gen.generate((ROOT / "dvc.yaml").read_text()), (
+        "bench-small/dvc.yaml is out of date: run `python bench-small/generate.py`"
+    )
+    full = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    small = yaml.safe_load((ROOT / SMALL_DVC).read_text())["stages"]
+    assert list(small) == list(full)  # the same chain, stage for stage
+    text = (ROOT / SMALL_DVC).read_text()
+    assert "results/bench/" not in text and "data/stylegan2" not in text and "${method.checkpoint}" not in text
+    for name, stage in small.items():
+        body = stage.get("do", stage)
+        assert body["wdir"] == ".." and body["params"][0] == "bench.small.options", name
+        commands = body["cmd"] if isinstance(body["cmd"], list) else [body["cmd"]]
+        for cmd in commands:
+            for call in cmd.split("gan2shape -q ")[1:]:
+                if call.split()[0] != "export-gan":  # converts a checkpoint: reads no config
+                    assert call.split()[1] == "${bench.small.options}", (name, call)
+    # an edit of dvc.yaml reaches the small variant (and the check says how to fix a stale file)
+    edited = gen.generate((ROOT / "dvc.yaml").read_text().replace("--peer unsup3d", "--peer unsup3d --peer x"))
+    assert "--peer unsup3d --peer x" in edited and edited != text
 
 
 def test_small_variant_is_consistent() -> None:
