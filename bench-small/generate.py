@@ -92,15 +92,13 @@ def _convert_line(line: str) -> str | None:
 
 
 def _convert_stage(lines: list[str]) -> list[str]:
-    out: list[str] = []
-    for k, line in enumerate(lines):
+    """One stage's lines (its name first); its body starts with wdir (a foreach stage's inside do:)."""
+    out = [lines[0]]
+    if not any(re.match(r"^    foreach:", x) for x in lines):
+        out.append("    wdir: ..")
+    for line in lines[1:]:
         new = _convert_line(line)
         if new is None:
-            continue
-        if k == 0:  # the stage's name; its body starts with wdir (inside foreach's do:, one level deeper)
-            out.append(new)
-            if not any(re.match(r"^    foreach:", x) for x in lines):
-                out.append("    wdir: ..")
             continue
         out.append(new)
         if re.match(r"^\s+do:\s*$", line):

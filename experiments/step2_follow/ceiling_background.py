@@ -33,14 +33,15 @@ def main() -> None:
     ap.add_argument("pseudo", nargs="+", help="NAME=path of a 'pseudo' artifact of these instances")
     args = ap.parse_args()
     pose, _ = load_pose_regressor(args.pose)
-    first = None
+    first = inst = None
     for item in args.pseudo:
         name, path = item.split("=", 1)
         with read_artifact(path, "pseudo") as art:
             pseudo = art.tensor("image").float()
             requested = art.tensor("view_delta")[..., 1].float() * DEG
             ids = list(art.ids)
-        inst = read_instances(args.instances, pseudo.shape[-1])
+        if inst is None:  # the targets, once, at the pseudo-samples' size
+            inst = read_instances(args.instances, pseudo.shape[-1])
         assert inst.ids == ids, f"{path}: ids differ from {args.instances}"
         fit = follow(pose, inst.image, pseudo, requested)
         per = fit["per_instance_slope"]

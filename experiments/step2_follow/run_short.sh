@@ -3,7 +3,8 @@
 # projected with the chosen w-space projection (PROJ_OPTS), prior / step 1 / step 2a (bench profile)
 # once, then step 2b and the bench for each variant of $VARIANTS (name=view_scale:options, run side by
 # side), then step 3 + evaluate while the deadline allows. Whatever has finished by DEADLINE seconds
-# is packed into $OUT/results.tgz. STEP3=0: the bench only (no step 3 / evaluate).  Usage on the GPU machine: bash experiments/step2_follow/run_short.sh
+# is packed into $OUT/results.tgz. STEP3=0: the bench only (no step 3 / evaluate).
+# Usage on the GPU machine: bash experiments/step2_follow/run_short.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
 W=${W:-/root/s2b}; N=${N:-20}; DEV=${DEV:-cuda}; DEADLINE=${DEADLINE:-530}; X=${X:-}
